@@ -1,0 +1,354 @@
+//! Convolution and pooling kernels on NCHW tensors.
+//!
+//! Convolution is lowered to a matrix product: `im2col` copies every receptive
+//! field into a column, so one GEMM computes all output pixels of the whole batch.
+
+use rayon::prelude::*;
+
+use super::PARALLEL_MIN_ELEMENTS;
+use crate::element::Float;
+
+/// Sizes of a 2-D sliding-window op (convolution or pooling) on NCHW input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
+impl Window {
+    /// Output height and width: `⌊(in + 2·pad − dilation·(k − 1) − 1) / stride⌋ + 1`,
+    /// or `None` if the (dilated) kernel does not fit in the padded input.
+    pub fn output_size(&self) -> Option<(usize, usize)> {
+        let axis = |input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize| {
+            let span = dilation * (kernel - 1) + 1;
+            (input + 2 * pad)
+                .checked_sub(span)
+                .map(|room| room / stride + 1)
+        };
+        Some((
+            axis(
+                self.height,
+                self.kernel.0,
+                self.stride.0,
+                self.padding.0,
+                self.dilation.0,
+            )?,
+            axis(
+                self.width,
+                self.kernel.1,
+                self.stride.1,
+                self.padding.1,
+                self.dilation.1,
+            )?,
+        ))
+    }
+
+    fn out(&self) -> (usize, usize) {
+        self.output_size().expect("window checked by the op")
+    }
+
+    /// The input coordinate that output position `o`, kernel tap `k` reads on one
+    /// axis, or `None` if it falls in the padding.
+    #[inline]
+    fn source(
+        o: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        size: usize,
+    ) -> Option<usize> {
+        (o * stride + k * dilation)
+            .checked_sub(pad)
+            .filter(|&i| i < size)
+    }
+}
+
+fn for_each_chunk<T: Float>(
+    data: &mut [T],
+    chunk: usize,
+    parallel: bool,
+    body: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if chunk == 0 {
+        return;
+    }
+    if parallel {
+        crate::threads::ensure_init();
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| body(i, c));
+    } else {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| body(i, c));
+    }
+}
+
+/// Receptive fields of channels `first_channel..first_channel + channels` as columns:
+/// a `[channels·kh·kw, batch·oh·ow]` matrix, row `(c, i, j)`, column `(n, oy, ox)`.
+pub fn im2col<T: Float>(x: &[T], win: &Window, first_channel: usize, channels: usize) -> Vec<T> {
+    let (oh, ow) = win.out();
+    let (kh, kw) = win.kernel;
+    let row_len = win.batch * oh * ow;
+    let mut cols = vec![T::zero(); channels * kh * kw * row_len];
+    let parallel = cols.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut cols, row_len, parallel, |row, out| {
+        let c = first_channel + row / (kh * kw);
+        let (i, j) = ((row / kw) % kh, row % kw);
+        for n in 0..win.batch {
+            let plane =
+                &x[(n * win.channels + c) * win.height * win.width..][..win.height * win.width];
+            for oy in 0..oh {
+                let Some(iy) = Window::source(
+                    oy,
+                    i,
+                    win.stride.0,
+                    win.padding.0,
+                    win.dilation.0,
+                    win.height,
+                ) else {
+                    continue;
+                };
+                let dst = &mut out[(n * oh + oy) * ow..][..ow];
+                let src = &plane[iy * win.width..][..win.width];
+                for (ox, slot) in dst.iter_mut().enumerate() {
+                    if let Some(ix) = Window::source(
+                        ox,
+                        j,
+                        win.stride.1,
+                        win.padding.1,
+                        win.dilation.1,
+                        win.width,
+                    ) {
+                        *slot = src[ix];
+                    }
+                }
+            }
+        }
+    });
+    cols
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto the input pixel it
+/// was copied from (pixels in several receptive fields collect several gradients).
+pub fn col2im_add<T: Float>(
+    cols: &[T],
+    win: &Window,
+    first_channel: usize,
+    channels: usize,
+    dx: &mut [T],
+) {
+    let (oh, ow) = win.out();
+    let (kh, kw) = win.kernel;
+    let row_len = win.batch * oh * ow;
+    let plane_len = win.height * win.width;
+    let parallel = cols.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(dx, plane_len, parallel, |plane_index, plane| {
+        let (n, c) = (plane_index / win.channels, plane_index % win.channels);
+        if c < first_channel || c >= first_channel + channels {
+            return;
+        }
+        let c = c - first_channel;
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &cols[((c * kh + i) * kw + j) * row_len..][..row_len];
+                for oy in 0..oh {
+                    let Some(iy) = Window::source(
+                        oy,
+                        i,
+                        win.stride.0,
+                        win.padding.0,
+                        win.dilation.0,
+                        win.height,
+                    ) else {
+                        continue;
+                    };
+                    for ox in 0..ow {
+                        if let Some(ix) = Window::source(
+                            ox,
+                            j,
+                            win.stride.1,
+                            win.padding.1,
+                            win.dilation.1,
+                            win.width,
+                        ) {
+                            plane[iy * win.width + ix] += row[(n * oh + oy) * ow + ox];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Max pooling: the largest value in each window, and where it was (an index
+/// into its input plane) for the backward pass.
+pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
+    let (oh, ow) = win.out();
+    let planes = win.batch * win.channels;
+    let plane_len = win.height * win.width;
+    let mut out = vec![T::zero(); planes * oh * ow];
+    let mut arg = vec![0usize; planes * oh * ow];
+    let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
+    let body = |p: usize, out: &mut [T], arg: &mut [usize]| {
+        let plane = &x[p * plane_len..][..plane_len];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut best, mut best_at) = (T::neg_infinity(), 0);
+                for i in 0..win.kernel.0 {
+                    let Some(iy) = Window::source(
+                        oy,
+                        i,
+                        win.stride.0,
+                        win.padding.0,
+                        win.dilation.0,
+                        win.height,
+                    ) else {
+                        continue;
+                    };
+                    for j in 0..win.kernel.1 {
+                        if let Some(ix) = Window::source(
+                            ox,
+                            j,
+                            win.stride.1,
+                            win.padding.1,
+                            win.dilation.1,
+                            win.width,
+                        ) {
+                            let v = plane[iy * win.width + ix];
+                            if v > best || v.is_nan() {
+                                (best, best_at) = (v, iy * win.width + ix);
+                            }
+                        }
+                    }
+                }
+                out[oy * ow + ox] = best;
+                arg[oy * ow + ox] = best_at;
+            }
+        }
+    };
+    let out_plane = oh * ow;
+    if out_plane > 0 {
+        if parallel {
+            crate::threads::ensure_init();
+            out.par_chunks_mut(out_plane)
+                .zip(arg.par_chunks_mut(out_plane))
+                .enumerate()
+                .for_each(|(p, (o, a))| body(p, o, a));
+        } else {
+            out.chunks_mut(out_plane)
+                .zip(arg.chunks_mut(out_plane))
+                .enumerate()
+                .for_each(|(p, (o, a))| body(p, o, a));
+        }
+    }
+    (out, arg)
+}
+
+/// Backward of max pooling: each output's gradient goes to the input it came from.
+pub fn max_pool2d_backward<T: Float>(grad_output: &[T], arg: &[usize], win: &Window) -> Vec<T> {
+    let (oh, ow) = win.out();
+    let plane_len = win.height * win.width;
+    let mut dx = vec![T::zero(); win.batch * win.channels * plane_len];
+    let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut dx, plane_len, parallel, |p, plane| {
+        let range = p * oh * ow..(p + 1) * oh * ow;
+        for (&g, &at) in grad_output[range.clone()].iter().zip(&arg[range]) {
+            plane[at] += g;
+        }
+    });
+    dx
+}
+
+/// Average pooling over each window; padding counts as zeros in the average
+/// (PyTorch's default `count_include_pad=True`).
+pub fn avg_pool2d<T: Float>(x: &[T], win: &Window) -> Vec<T> {
+    let (oh, ow) = win.out();
+    let plane_len = win.height * win.width;
+    let scale = T::one() / T::cast((win.kernel.0 * win.kernel.1) as f64);
+    let mut out = vec![T::zero(); win.batch * win.channels * oh * ow];
+    let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut out, oh * ow, parallel, |p, out| {
+        let plane = &x[p * plane_len..][..plane_len];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut total = T::zero();
+                for i in 0..win.kernel.0 {
+                    let Some(iy) = Window::source(
+                        oy,
+                        i,
+                        win.stride.0,
+                        win.padding.0,
+                        win.dilation.0,
+                        win.height,
+                    ) else {
+                        continue;
+                    };
+                    for j in 0..win.kernel.1 {
+                        if let Some(ix) = Window::source(
+                            ox,
+                            j,
+                            win.stride.1,
+                            win.padding.1,
+                            win.dilation.1,
+                            win.width,
+                        ) {
+                            total += plane[iy * win.width + ix];
+                        }
+                    }
+                }
+                out[oy * ow + ox] = total * scale;
+            }
+        }
+    });
+    out
+}
+
+/// Backward of average pooling: each output's gradient is shared equally by its window.
+pub fn avg_pool2d_backward<T: Float>(grad_output: &[T], win: &Window) -> Vec<T> {
+    let (oh, ow) = win.out();
+    let plane_len = win.height * win.width;
+    let scale = T::one() / T::cast((win.kernel.0 * win.kernel.1) as f64);
+    let mut dx = vec![T::zero(); win.batch * win.channels * plane_len];
+    let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut dx, plane_len, parallel, |p, plane| {
+        let grads = &grad_output[p * oh * ow..][..oh * ow];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let share = grads[oy * ow + ox] * scale;
+                for i in 0..win.kernel.0 {
+                    let Some(iy) = Window::source(
+                        oy,
+                        i,
+                        win.stride.0,
+                        win.padding.0,
+                        win.dilation.0,
+                        win.height,
+                    ) else {
+                        continue;
+                    };
+                    for j in 0..win.kernel.1 {
+                        if let Some(ix) = Window::source(
+                            ox,
+                            j,
+                            win.stride.1,
+                            win.padding.1,
+                            win.dilation.1,
+                            win.width,
+                        ) {
+                            plane[iy * win.width + ix] += share;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    dx
+}

@@ -1,0 +1,90 @@
+//! Matrix products through the `matrixmultiply` crate.
+//!
+//! Every operand is a slice plus row and column strides, so a transposed operand is
+//! the same slice with its strides swapped — backward of matmul never copies.
+//! (`matrixmultiply` was measured against `gemm` on this project's shapes; see the
+//! README's Performance notes.)
+
+use crate::element::Float;
+
+/// A read-only matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T: Float> MatRef<'a, T> {
+    /// A contiguous row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, by swapping strides (no copy).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Transposes when `transpose` is true.
+    pub fn t_if(self, transpose: bool) -> Self {
+        if transpose { self.t() } else { self }
+    }
+
+    fn last_index(&self) -> usize {
+        (self.rows.max(1) - 1) * self.row_stride + (self.cols.max(1) - 1) * self.col_stride
+    }
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`), with `c` contiguous row-major
+/// `a.rows × b.cols`.
+pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+    assert_eq!(
+        a.cols, b.rows,
+        "gemm: inner dimensions differ: [{}, {}] · [{}, {}]",
+        a.rows, a.cols, b.rows, b.cols
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(c.len(), m * n, "gemm: output buffer has the wrong size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(T::zero());
+        }
+        return;
+    }
+    assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
+    crate::threads::ensure_init();
+    // SAFETY: the asserts above check that the largest strided index of a, b and c
+    // lies inside its slice, and `c` is borrowed mutably so nothing else aliases it.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            a.data.as_ptr(),
+            (a.row_stride as isize, a.col_stride as isize),
+            b.data.as_ptr(),
+            (b.row_stride as isize, b.col_stride as isize),
+            accumulate,
+            c.as_mut_ptr(),
+            (n as isize, 1),
+        );
+    }
+}

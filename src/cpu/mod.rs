@@ -1,0 +1,259 @@
+//! CPU kernels: the loops behind the ops, on plain slices.
+//!
+//! This is the device seam: ops in `crate::ops` describe *what* to compute and how
+//! gradients flow; the functions here decide *how* to loop, when to use threads and
+//! which GEMM to call. A GPU backend would add a sibling of this module.
+
+pub mod conv;
+pub mod gemm;
+pub mod reduce;
+
+use rayon::prelude::*;
+
+use crate::element::Float;
+use crate::tensor::shape;
+
+/// Below this many elements a kernel stays on the calling thread: handing work to
+/// the pool costs a few microseconds, more than the work itself.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+/// Elements per parallel task: large enough to amortise scheduling, and fixed so
+/// that results never depend on the thread count.
+pub const CHUNK: usize = 1 << 13;
+
+/// `f(x)` for every element.
+pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    if x.len() < PARALLEL_MIN_ELEMENTS {
+        return x.iter().map(|&v| f(v)).collect();
+    }
+    crate::threads::ensure_init();
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(out, x)| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = f(v);
+            }
+        });
+    out
+}
+
+/// `f(a, b)` for every pair of elements of two equally long slices.
+pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() < PARALLEL_MIN_ELEMENTS {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    crate::threads::ensure_init();
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(out, (a, b))| {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        });
+    out
+}
+
+/// `f(a, b, c)` for every triple of elements of three equally long slices — the
+/// shape of most elementwise backward rules: `grad_output · f'(input, output)`.
+pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
+    debug_assert!(a.len() == b.len() && b.len() == c.len());
+    if a.len() < PARALLEL_MIN_ELEMENTS {
+        return a
+            .iter()
+            .zip(b)
+            .zip(c)
+            .map(|((&x, &y), &z)| f(x, y, z))
+            .collect();
+    }
+    crate::threads::ensure_init();
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(
+            a.par_chunks(CHUNK)
+                .zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK))),
+        )
+        .for_each(|(out, (a, (b, c)))| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(a[i], b[i], c[i]);
+            }
+        });
+    out
+}
+
+/// `f(a, b)` with NumPy broadcasting into `out_shape`.
+pub fn zip_broadcast<T: Float>(
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
+    if a_shape == b_shape {
+        return zip(a, b, f);
+    }
+    if b.len() == 1 {
+        let y = b[0];
+        return map(a, |x| f(x, y));
+    }
+    if a.len() == 1 {
+        let x = a[0];
+        return map(b, |y| f(x, y));
+    }
+    let a_strides = shape::broadcast_strides(a_shape, out_shape);
+    let b_strides = shape::broadcast_strides(b_shape, out_shape);
+    let ndim = out_shape.len();
+    let row_len = out_shape[ndim - 1];
+    let (a_step, b_step) = (a_strides[ndim - 1], b_strides[ndim - 1]);
+    let fill_rows = |first_row: usize, out: &mut [T]| {
+        for (r, out_row) in out.chunks_mut(row_len).enumerate() {
+            // Where this output row starts in a and b.
+            let (mut a_at, mut b_at) = (0, 0);
+            let mut rest = first_row + r;
+            for axis in (0..ndim - 1).rev() {
+                let index = rest % out_shape[axis];
+                rest /= out_shape[axis];
+                a_at += index * a_strides[axis];
+                b_at += index * b_strides[axis];
+            }
+            match (a_step, b_step) {
+                (1, 1) => {
+                    let (a_row, b_row) = (&a[a_at..a_at + row_len], &b[b_at..b_at + row_len]);
+                    for ((o, &x), &y) in out_row.iter_mut().zip(a_row).zip(b_row) {
+                        *o = f(x, y);
+                    }
+                }
+                (1, 0) => {
+                    let y = b[b_at];
+                    for (o, &x) in out_row.iter_mut().zip(&a[a_at..a_at + row_len]) {
+                        *o = f(x, y);
+                    }
+                }
+                (0, 1) => {
+                    let x = a[a_at];
+                    for (o, &y) in out_row.iter_mut().zip(&b[b_at..b_at + row_len]) {
+                        *o = f(x, y);
+                    }
+                }
+                _ => {
+                    for (i, o) in out_row.iter_mut().enumerate() {
+                        *o = f(a[a_at + i * a_step], b[b_at + i * b_step]);
+                    }
+                }
+            }
+        }
+    };
+    let total = shape::numel(out_shape);
+    let mut out = vec![T::zero(); total];
+    if total < PARALLEL_MIN_ELEMENTS || row_len == 0 {
+        fill_rows(0, &mut out);
+    } else {
+        crate::threads::ensure_init();
+        let rows_per_task = CHUNK.div_ceil(row_len);
+        out.par_chunks_mut(rows_per_task * row_len)
+            .enumerate()
+            .for_each(|(task, out)| fill_rows(task * rows_per_task, out));
+    }
+    out
+}
+
+/// Reads `src` through arbitrary strides into a new contiguous array of
+/// `out_shape`: `out[i₀, i₁, …] = src[Σ iₖ·strides[k]]`. With zero strides this
+/// broadcasts; with permuted strides it transposes.
+pub fn gather_strided<T: Float>(src: &[T], strides: &[usize], out_shape: &[usize]) -> Vec<T> {
+    let total = shape::numel(out_shape);
+    let ndim = out_shape.len();
+    if ndim == 0 {
+        return vec![src[0]; total];
+    }
+    let row_len = out_shape[ndim - 1];
+    let step = strides[ndim - 1];
+    let mut out = Vec::with_capacity(total);
+    let mut index = vec![0usize; ndim - 1];
+    let mut start = 0usize;
+    for _ in 0..total.checked_div(row_len).unwrap_or(0) {
+        if step == 1 {
+            out.extend_from_slice(&src[start..start + row_len]);
+        } else {
+            out.extend((0..row_len).map(|i| src[start + i * step]));
+        }
+        // Advance the multi-index over all but the last axis, like an odometer.
+        for axis in (0..ndim - 1).rev() {
+            index[axis] += 1;
+            start += strides[axis];
+            if index[axis] < out_shape[axis] {
+                break;
+            }
+            start -= index[axis] * strides[axis];
+            index[axis] = 0;
+        }
+    }
+    out
+}
+
+/// Copies the whole of `src` (shape `src_shape`) into `dst` (shape `dst_shape`,
+/// at least as large on every axis) with its corner at `offset`.
+pub fn copy_into_box<T: Float>(
+    src: &[T],
+    src_shape: &[usize],
+    dst: &mut [T],
+    dst_shape: &[usize],
+    offset: &[usize],
+) {
+    for_each_row(src_shape, dst_shape, offset, |src_at, dst_at, len| {
+        dst[dst_at..dst_at + len].copy_from_slice(&src[src_at..src_at + len]);
+    });
+}
+
+/// The box of shape `box_shape` with its corner at `offset`, cut out of `src`.
+pub fn extract_box<T: Float>(
+    src: &[T],
+    src_shape: &[usize],
+    offset: &[usize],
+    box_shape: &[usize],
+) -> Vec<T> {
+    let mut out = vec![T::zero(); shape::numel(box_shape)];
+    for_each_row(box_shape, src_shape, offset, |box_at, src_at, len| {
+        out[box_at..box_at + len].copy_from_slice(&src[src_at..src_at + len]);
+    });
+    out
+}
+
+/// Calls `visit(small_at, large_at, row_len)` for every last-axis row of a box of
+/// shape `small` placed at `offset` inside an array of shape `large`.
+fn for_each_row(
+    small: &[usize],
+    large: &[usize],
+    offset: &[usize],
+    mut visit: impl FnMut(usize, usize, usize),
+) {
+    let ndim = small.len();
+    if shape::numel(small) == 0 {
+        return;
+    }
+    if ndim == 0 {
+        visit(0, 0, 1);
+        return;
+    }
+    let large_strides = shape::strides(large);
+    let row_len = small[ndim - 1];
+    let rows = shape::numel(&small[..ndim - 1]);
+    let mut index = vec![0usize; ndim - 1];
+    for row in 0..rows {
+        let mut large_at = offset[ndim - 1];
+        for axis in 0..ndim - 1 {
+            large_at += (index[axis] + offset[axis]) * large_strides[axis];
+        }
+        visit(row * row_len, large_at, row_len);
+        for axis in (0..ndim - 1).rev() {
+            index[axis] += 1;
+            if index[axis] < small[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Kernels that work along one axis of a tensor viewed as `[outer, len, inner]`.
+
+use rayon::prelude::*;
+
+use super::{CHUNK, PARALLEL_MIN_ELEMENTS};
+use crate::element::Float;
+
+/// `out[o, i] = Σₖ x[o, k, i]`.
+pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); outer * inner];
+    if inner == 1 {
+        // Reducing the contiguous axis: each output is a dot with ones.
+        let body = |(o, slot): (usize, &mut T)| *slot = sum_slice(&x[o * len..(o + 1) * len]);
+        if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
+            crate::threads::ensure_init();
+            out.par_iter_mut().enumerate().for_each(body);
+        } else {
+            out.iter_mut().enumerate().for_each(body);
+        }
+        return out;
+    }
+    let body = |(o, out_row): (usize, &mut [T])| {
+        for k in 0..len {
+            let row = &x[(o * len + k) * inner..(o * len + k + 1) * inner];
+            for (acc, &v) in out_row.iter_mut().zip(row) {
+                *acc += v;
+            }
+        }
+    };
+    if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
+        crate::threads::ensure_init();
+        out.par_chunks_mut(inner).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(body);
+    }
+    out
+}
+
+/// The sum of a slice, in fixed-size chunks so the result does not depend on the
+/// number of threads, with several accumulators so the loop vectorises.
+pub fn sum_slice<T: Float>(x: &[T]) -> T {
+    if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        let partials: Vec<T> = x.par_chunks(CHUNK).map(sum_serial).collect();
+        return sum_serial(&partials);
+    }
+    sum_serial(x)
+}
+
+fn sum_serial<T: Float>(x: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    let tail: T = chunks.remainder().iter().copied().sum();
+    lanes.iter().copied().sum::<T>() + tail
+}
+
+/// `(max over k of x[o, k, i], the first k where it occurs)`.
+pub fn max_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> (Vec<T>, Vec<usize>) {
+    let mut values = vec![T::neg_infinity(); outer * inner];
+    let mut arg = vec![0usize; outer * inner];
+    for o in 0..outer {
+        for k in 0..len {
+            for i in 0..inner {
+                let v = x[(o * len + k) * inner + i];
+                let slot = o * inner + i;
+                // NaN wins, as in PyTorch: a NaN anywhere shows up in the max.
+                if v > values[slot] || (v.is_nan() && !values[slot].is_nan()) || k == 0 {
+                    values[slot] = v;
+                    arg[slot] = k;
+                }
+            }
+        }
+    }
+    (values, arg)
+}
+
+/// Softmax along the axis, computed as `exp(x − max) / Σ exp(x − max)` so large
+/// logits cannot overflow. With `log = true`, `x − max − log Σ exp(x − max)`.
+pub fn softmax_axis<T: Float>(
+    x: &[T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+    log: bool,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    let block = len * inner;
+    let body = |(o, out): (usize, &mut [T])| {
+        let x = &x[o * block..(o + 1) * block];
+        for i in 0..inner {
+            let max = (0..len)
+                .map(|k| x[k * inner + i])
+                .fold(T::neg_infinity(), T::max);
+            let mut total = T::zero();
+            for k in 0..len {
+                let e = (x[k * inner + i] - max).exp();
+                out[k * inner + i] = e;
+                total += e;
+            }
+            if log {
+                let log_total = total.ln();
+                for k in 0..len {
+                    out[k * inner + i] = x[k * inner + i] - max - log_total;
+                }
+            } else {
+                let scale = T::one() / total;
+                for k in 0..len {
+                    out[k * inner + i] *= scale;
+                }
+            }
+        }
+    };
+    if block == 0 {
+        return out;
+    }
+    if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
+        crate::threads::ensure_init();
+        out.par_chunks_mut(block).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(block).enumerate().for_each(body);
+    }
+    out
+}
+
+/// Backward of softmax / log-softmax along the axis, from the output `y`:
+/// softmax:     dx = y ⊙ (g − Σₖ g·y)
+/// log-softmax: dx = g − exp(y) ⊙ Σₖ g
+pub fn softmax_axis_backward<T: Float>(
+    grad_output: &[T],
+    y: &[T],
+    len: usize,
+    inner: usize,
+    log: bool,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    let block = len * inner;
+    if block == 0 {
+        return out;
+    }
+    for (o, out) in out.chunks_mut(block).enumerate() {
+        let (g, y) = (
+            &grad_output[o * block..(o + 1) * block],
+            &y[o * block..(o + 1) * block],
+        );
+        for i in 0..inner {
+            let at = |k: usize| k * inner + i;
+            if log {
+                let g_sum: T = (0..len).map(|k| g[at(k)]).sum();
+                for k in 0..len {
+                    out[at(k)] = g[at(k)] - y[at(k)].exp() * g_sum;
+                }
+            } else {
+                let gy_sum: T = (0..len).map(|k| g[at(k)] * y[at(k)]).sum();
+                for k in 0..len {
+                    out[at(k)] = y[at(k)] * (g[at(k)] - gy_sum);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,50 @@
+//! # nabla — neural networks by forward propagation and backpropagation
+//!
+//! A tensor engine with reverse-mode automatic differentiation, written to be read:
+//! every op states its forward rule and, a few lines below, its backward rule.
+//!
+//! ```
+//! use nabla::Tensor;
+//!
+//! // A single sigmoid neuron, one step of gradient descent on a squared error.
+//! let mut rng = nabla::rng(0);
+//! let w = Tensor::<f32>::randn(&[2, 1], 0.0, 1.0, &mut rng).requires_grad(true);
+//! let b = Tensor::<f32>::zeros(&[1]).requires_grad(true);
+//! let x = Tensor::from_vec(vec![1.0, 0.0], &[1, 2]);
+//! let target = Tensor::from_vec(vec![1.0], &[1, 1]);
+//!
+//! // forward: z = x·W + b, a = σ(z), L = (a − y)²
+//! let prediction = (x.matmul(&w) + &b).sigmoid();
+//! let loss = (&prediction - &target).square().mean();
+//!
+//! // backward: dL/dW and dL/db by the chain rule
+//! loss.backward();
+//! let learning_rate = 0.5;
+//! for p in [&w, &b] {
+//!     let grad = p.grad().unwrap();
+//!     p.update_data(|v| v.iter_mut().zip(grad.data().iter()).for_each(|(v, g)| *v -= learning_rate * g));
+//!     p.zero_grad();
+//! }
+//! let new_loss = ((x.matmul(&w) + &b).sigmoid() - &target).square().mean();
+//! assert!(new_loss.item() < loss.item());
+//! ```
+//!
+//! Where things are: [`Tensor`] (creation, queries), the ops in [`ops`] (one file per
+//! family), the graph walk in [`autograd`], numerical checks in [`gradcheck()`].
+
+pub mod autograd;
+pub mod cpu;
+pub mod element;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod tensor;
+pub mod threads;
+
+pub use autograd::{BackwardCtx, InputGrads, is_grad_enabled, live_nodes, no_grad};
+pub use element::Float;
+pub use error::{Error, Result};
+pub use gradcheck::{GradcheckReport, InputReport, gradcheck, gradcheck_with_eps};
+pub use ops::conv::Conv2dOptions;
+pub use tensor::{Tensor, rng};
+pub use threads::{num_threads, set_num_threads};

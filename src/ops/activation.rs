@@ -1,0 +1,118 @@
+//! Activation functions: the nonlinearity each neuron applies to its weighted sum.
+//! Each is written as `f(x)` and, beside it, `f'(x)` (from the output where cheaper).
+
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+/// √(2/π), the constant of the tanh approximation of GELU.
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh approximation of GELU.
+const GELU_CUBIC: f64 = 0.044_715;
+
+impl<T: Float> Tensor<T> {
+    /// ReLU: `max(0, x)`.
+    pub fn relu(&self) -> Tensor<T> {
+        // relu'(x) = 1 if x > 0 else 0
+        self.unary_op(
+            "relu",
+            |x| x.max(T::zero()),
+            |x, _| {
+                if x > T::zero() { T::one() } else { T::zero() }
+            },
+        )
+    }
+
+    /// Leaky ReLU: `x` for positive `x`, `slope · x` otherwise.
+    pub fn leaky_relu(&self, slope: T) -> Tensor<T> {
+        // leaky_relu'(x) = 1 if x > 0 else slope
+        self.unary_op(
+            "leaky_relu",
+            move |x| if x > T::zero() { x } else { slope * x },
+            move |x, _| if x > T::zero() { T::one() } else { slope },
+        )
+    }
+
+    /// The logistic sigmoid `σ(x) = 1 / (1 + e⁻ˣ)`, computed without overflow for
+    /// large |x|.
+    pub fn sigmoid(&self) -> Tensor<T> {
+        // σ'(x) = σ(x)·(1 − σ(x)), from the output
+        self.unary_op("sigmoid", stable_sigmoid, |_, s| s * (T::one() - s))
+    }
+
+    /// The hyperbolic tangent.
+    pub fn tanh(&self) -> Tensor<T> {
+        // tanh'(x) = 1 − tanh(x)², from the output
+        self.unary_op("tanh", T::tanh, |_, t| T::one() - t * t)
+    }
+
+    /// GELU, exact: `x · Φ(x)` with Φ the standard normal CDF.
+    pub fn gelu(&self) -> Tensor<T> {
+        // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density
+        self.unary_op(
+            "gelu",
+            |x| x * normal_cdf(x),
+            |x, _| {
+                let density = (-(x * x) * T::cast(0.5)).exp() * T::cast(0.398_942_280_401_432_7);
+                normal_cdf(x) + x * density
+            },
+        )
+    }
+
+    /// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`
+    /// (PyTorch's `approximate='tanh'`).
+    pub fn gelu_tanh(&self) -> Tensor<T> {
+        // with u = √(2/π)(x + 0.044715x³), t = tanh(u):
+        // gelu'(x) = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
+        let (k, c) = (T::cast(SQRT_2_OVER_PI), T::cast(GELU_CUBIC));
+        let half = T::cast(0.5);
+        self.unary_op(
+            "gelu_tanh",
+            move |x| half * x * (T::one() + (k * (x + c * x * x * x)).tanh()),
+            move |x, _| {
+                let t = (k * (x + c * x * x * x)).tanh();
+                let du_dx = k * (T::one() + T::cast(3.0) * c * x * x);
+                half * (T::one() + t) + half * x * (T::one() - t * t) * du_dx
+            },
+        )
+    }
+
+    /// Softplus: `ln(1 + eˣ)`, a smooth ReLU, computed as `max(x, 0) + ln(1 + e^−|x|)`
+    /// so it neither overflows nor loses precision.
+    pub fn softplus(&self) -> Tensor<T> {
+        // softplus'(x) = σ(x)
+        self.unary_op(
+            "softplus",
+            |x| x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+            |x, _| stable_sigmoid(x),
+        )
+    }
+
+    /// SiLU (swish): `x · σ(x)`.
+    pub fn silu(&self) -> Tensor<T> {
+        // silu'(x) = σ(x) + x·σ(x)(1 − σ(x)) = σ(x)(1 + x(1 − σ(x)))
+        self.unary_op(
+            "silu",
+            |x| x * stable_sigmoid(x),
+            |x, _| {
+                let s = stable_sigmoid(x);
+                s * (T::one() + x * (T::one() - s))
+            },
+        )
+    }
+}
+
+/// `1 / (1 + e⁻ˣ)` without overflow: for negative x use the equal form `eˣ / (1 + eˣ)`,
+/// so the exponent is never positive.
+pub(crate) fn stable_sigmoid<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// The standard normal CDF: `Φ(x) = ½(1 + erf(x/√2))`.
+fn normal_cdf<T: Float>(x: T) -> T {
+    T::cast(0.5) * (T::one() + (x * T::cast(std::f64::consts::FRAC_1_SQRT_2)).erf())
+}

@@ -1,0 +1,282 @@
+//! 2-D convolution (cross-correlation, as in every deep-learning library) on NCHW
+//! tensors, by im2col + GEMM.
+//!
+//! Forward: every receptive field of the batch becomes a column of `cols`, and
+//! `out = W · cols` is one matrix product per group. Backward follows from the
+//! matmul rule: `dW = G · colsᵀ` and `dcols = Wᵀ · G`, whose columns are added back
+//! onto the pixels they were copied from (`col2im`).
+
+use crate::cpu::conv::{Window, col2im_add, im2col};
+use crate::cpu::gemm::{MatRef, gemm};
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+/// Stride, zero padding, dilation and groups of a convolution, as in PyTorch's
+/// `nn.Conv2d`. `Conv2dOptions::default()` is stride 1, no padding, dilation 1, one group.
+///
+/// ```
+/// let options = nabla::Conv2dOptions::default().padding(2).stride(1);
+/// assert_eq!(options.padding, (2, 2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between receptive fields, (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Zeros added on each side, (vertical, horizontal).
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps, (vertical, horizontal).
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels split into this many independent convolutions.
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dOptions {
+    /// The same stride on both axes.
+    pub fn stride(self, stride: usize) -> Self {
+        Conv2dOptions {
+            stride: (stride, stride),
+            ..self
+        }
+    }
+    /// The same padding on both axes.
+    pub fn padding(self, padding: usize) -> Self {
+        Conv2dOptions {
+            padding: (padding, padding),
+            ..self
+        }
+    }
+    /// The same dilation on both axes.
+    pub fn dilation(self, dilation: usize) -> Self {
+        Conv2dOptions {
+            dilation: (dilation, dilation),
+            ..self
+        }
+    }
+    /// The number of groups.
+    pub fn groups(self, groups: usize) -> Self {
+        Conv2dOptions { groups, ..self }
+    }
+}
+
+impl<T: Float> Tensor<T> {
+    /// Convolves an `[N, C, H, W]` input with an `[O, C/groups, kh, kw]` weight,
+    /// adding `bias` (`[O]`) to each output channel. Output: `[N, O, OH, OW]`.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        options: Conv2dOptions,
+    ) -> Tensor<T> {
+        let geometry = ConvGeometry::new(self.shape(), weight.shape(), options);
+        let values = conv_forward(&self.data(), &weight.data(), &geometry);
+        let out_shape = geometry.output_shape();
+        let out = Tensor::from_op(values, &out_shape, "conv2d", &[self, weight], move |ctx| {
+            let (x, w) = (ctx.input(0), ctx.input(1));
+            let g = ctx.grad_output.data();
+            let grad_x = ctx
+                .needs_grad(0)
+                .then(|| Tensor::from_vec(conv_grad_input(&g, &w.data(), &geometry), x.shape()));
+            let grad_w = ctx
+                .needs_grad(1)
+                .then(|| Tensor::from_vec(conv_grad_weight(&g, &x.data(), &geometry), w.shape()));
+            vec![grad_x, grad_w]
+        });
+        match bias {
+            Some(bias) => {
+                assert_eq!(
+                    bias.shape(),
+                    &[geometry.out_channels],
+                    "conv2d: bias of shape {:?} for {} output channels",
+                    bias.shape(),
+                    geometry.out_channels
+                );
+                out + bias.reshape(&[1, geometry.out_channels, 1, 1])
+            }
+            None => out,
+        }
+    }
+}
+
+/// Everything about a convolution's sizes, checked once.
+#[derive(Clone, Copy, Debug)]
+struct ConvGeometry {
+    window: Window,
+    out_channels: usize,
+    groups: usize,
+    out_size: (usize, usize),
+}
+
+impl ConvGeometry {
+    fn new(input: &[usize], weight: &[usize], options: Conv2dOptions) -> Self {
+        let fail = |why: String| -> ! {
+            panic!("conv2d: input of shape {input:?} and weight of shape {weight:?}: {why}")
+        };
+        let (&[batch, channels, height, width], &[out_channels, group_channels, kh, kw]) =
+            (input, weight)
+        else {
+            fail("expected a 4-D input [N, C, H, W] and a 4-D weight [O, C/groups, kh, kw]".into())
+        };
+        let groups = options.groups;
+        if groups == 0 || channels != group_channels * groups || out_channels % groups != 0 {
+            fail(format!(
+                "with {groups} groups the weight needs {} input channels per group and a multiple of {groups} output channels",
+                channels / groups.max(1)
+            ));
+        }
+        let stride_ok = options.stride.0 > 0 && options.stride.1 > 0;
+        let dilation_ok = options.dilation.0 > 0 && options.dilation.1 > 0;
+        if !stride_ok || !dilation_ok || kh == 0 || kw == 0 {
+            fail("stride, dilation and kernel sizes must be at least 1".into());
+        }
+        let window = Window {
+            batch,
+            channels,
+            height,
+            width,
+            kernel: (kh, kw),
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        };
+        let out_size = window
+            .output_size()
+            .unwrap_or_else(|| fail("the kernel is larger than the padded input".into()));
+        ConvGeometry {
+            window,
+            out_channels,
+            groups,
+            out_size,
+        }
+    }
+
+    fn output_shape(&self) -> Vec<usize> {
+        vec![
+            self.window.batch,
+            self.out_channels,
+            self.out_size.0,
+            self.out_size.1,
+        ]
+    }
+
+    /// Input channels, output channels and kernel taps (`C/g · kh · kw`) per group.
+    fn per_group(&self) -> (usize, usize, usize) {
+        let in_channels = self.window.channels / self.groups;
+        let taps = in_channels * self.window.kernel.0 * self.window.kernel.1;
+        (in_channels, self.out_channels / self.groups, taps)
+    }
+
+    /// Output pixels per image.
+    fn pixels(&self) -> usize {
+        self.out_size.0 * self.out_size.1
+    }
+}
+
+/// out[n, g·og + o, p] = Σ_t W_g[o, t] · cols_g[t, (n, p)]
+fn conv_forward<T: Float>(x: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
+    let (in_channels, group_out, taps) = geo.per_group();
+    let (batch, pixels) = (geo.window.batch, geo.pixels());
+    let mut out = vec![T::zero(); batch * geo.out_channels * pixels];
+    let mut product = vec![T::zero(); group_out * batch * pixels];
+    for group in 0..geo.groups {
+        let cols = im2col(x, &geo.window, group * in_channels, in_channels);
+        let w_group = MatRef::row_major(
+            &w[group * group_out * taps..][..group_out * taps],
+            group_out,
+            taps,
+        );
+        gemm(
+            w_group,
+            MatRef::row_major(&cols, taps, batch * pixels),
+            &mut product,
+            false,
+        );
+        // [og, N, P] → [N, O, P]
+        for o in 0..group_out {
+            for n in 0..batch {
+                let channel = group * group_out + o;
+                out[(n * geo.out_channels + channel) * pixels..][..pixels]
+                    .copy_from_slice(&product[(o * batch + n) * pixels..][..pixels]);
+            }
+        }
+    }
+    out
+}
+
+/// The output gradient of one group rearranged from `[N, O, P]` to `[og, N·P]`,
+/// the layout of the forward product.
+fn group_grad<T: Float>(grad_output: &[T], geo: &ConvGeometry, group: usize) -> Vec<T> {
+    let (_, group_out, _) = geo.per_group();
+    let (batch, pixels) = (geo.window.batch, geo.pixels());
+    let mut out = Vec::with_capacity(group_out * batch * pixels);
+    for o in 0..group_out {
+        for n in 0..batch {
+            let channel = group * group_out + o;
+            out.extend_from_slice(
+                &grad_output[(n * geo.out_channels + channel) * pixels..][..pixels],
+            );
+        }
+    }
+    out
+}
+
+/// dL/dx: dcols = W_gᵀ · G_g, then each column is added back onto its pixels.
+fn conv_grad_input<T: Float>(grad_output: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
+    let (in_channels, group_out, taps) = geo.per_group();
+    let columns = geo.window.batch * geo.pixels();
+    let mut dx = vec![
+        T::zero();
+        geo.window.batch * geo.window.channels * geo.window.height * geo.window.width
+    ];
+    let mut dcols = vec![T::zero(); taps * columns];
+    for group in 0..geo.groups {
+        let g = group_grad(grad_output, geo, group);
+        let w_group = MatRef::row_major(
+            &w[group * group_out * taps..][..group_out * taps],
+            group_out,
+            taps,
+        );
+        gemm(
+            w_group.t(),
+            MatRef::row_major(&g, group_out, columns),
+            &mut dcols,
+            false,
+        );
+        col2im_add(
+            &dcols,
+            &geo.window,
+            group * in_channels,
+            in_channels,
+            &mut dx,
+        );
+    }
+    dx
+}
+
+/// dL/dW: dW_g = G_g · cols_gᵀ, summing over every pixel of every image in one GEMM.
+fn conv_grad_weight<T: Float>(grad_output: &[T], x: &[T], geo: &ConvGeometry) -> Vec<T> {
+    let (in_channels, group_out, taps) = geo.per_group();
+    let columns = geo.window.batch * geo.pixels();
+    let mut dw = vec![T::zero(); geo.out_channels * taps];
+    for group in 0..geo.groups {
+        let g = group_grad(grad_output, geo, group);
+        let cols = im2col(x, &geo.window, group * in_channels, in_channels);
+        gemm(
+            MatRef::row_major(&g, group_out, columns),
+            MatRef::row_major(&cols, taps, columns).t(),
+            &mut dw[group * group_out * taps..][..group_out * taps],
+            false,
+        );
+    }
+    dw
+}

@@ -1,0 +1,83 @@
+//! Max and average pooling over 2-D windows of NCHW tensors.
+
+use crate::cpu::conv::{self as kernels, Window};
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+impl<T: Float> Tensor<T> {
+    /// The largest value of each `kernel` window, moving by `stride`, over an
+    /// `[N, C, H, W]` input padded with `padding` (padding never wins).
+    pub fn max_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Tensor<T> {
+        let window = pool_window(self.shape(), kernel, stride, padding, "max_pool2d");
+        let (values, arg_max) = kernels::max_pool2d(&self.data(), &window);
+        let out_shape = pooled_shape(&window);
+        // d max/dxᵢ = 1 for the window's arg-max, 0 elsewhere: route each gradient there
+        Tensor::from_op(values, &out_shape, "max_pool2d", &[self], move |ctx| {
+            let grad = kernels::max_pool2d_backward(&ctx.grad_output.data(), &arg_max, &window);
+            vec![Some(Tensor::from_vec(grad, ctx.input(0).shape()))]
+        })
+    }
+
+    /// The mean of each `kernel` window, moving by `stride`, over an `[N, C, H, W]`
+    /// input zero-padded with `padding` (zeros count, as PyTorch's default).
+    pub fn avg_pool2d(
+        &self,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Tensor<T> {
+        let window = pool_window(self.shape(), kernel, stride, padding, "avg_pool2d");
+        let values = kernels::avg_pool2d(&self.data(), &window);
+        let out_shape = pooled_shape(&window);
+        // d mean/dxᵢ = 1/(kh·kw) for every xᵢ in the window
+        Tensor::from_op(values, &out_shape, "avg_pool2d", &[self], move |ctx| {
+            let grad = kernels::avg_pool2d_backward(&ctx.grad_output.data(), &window);
+            vec![Some(Tensor::from_vec(grad, ctx.input(0).shape()))]
+        })
+    }
+}
+
+fn pool_window(
+    input: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    op: &str,
+) -> Window {
+    let &[batch, channels, height, width] = input else {
+        panic!("{op}: expects a 4-D input [N, C, H, W], got shape {input:?}");
+    };
+    assert!(
+        kernel.0 > 0 && kernel.1 > 0 && stride.0 > 0 && stride.1 > 0,
+        "{op}: kernel {kernel:?} and stride {stride:?} must be at least 1"
+    );
+    assert!(
+        padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
+        "{op}: padding {padding:?} must be at most half the kernel {kernel:?}"
+    );
+    let window = Window {
+        batch,
+        channels,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+        dilation: (1, 1),
+    };
+    assert!(
+        window.output_size().is_some(),
+        "{op}: kernel {kernel:?} is larger than the padded input of shape {input:?}"
+    );
+    window
+}
+
+fn pooled_shape(window: &Window) -> Vec<usize> {
+    let (oh, ow) = window.output_size().expect("checked in pool_window");
+    vec![window.batch, window.channels, oh, ow]
+}

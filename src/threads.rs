@@ -1,0 +1,57 @@
+//! How many threads the kernels use.
+//!
+//! Elementwise, reduction, im2col and pooling kernels run on rayon's global pool,
+//! sized by `NABLA_THREADS` (default: all cores) or by [`set_num_threads`] before the
+//! first parallel kernel runs. Matrix products run on `matrixmultiply`'s own pool,
+//! sized by `MATMUL_NUM_THREADS` (default: physical cores, at most 4); the `nabla`
+//! command sets both from `--threads`.
+
+use std::sync::Once;
+
+static INIT: Once = Once::new();
+
+/// Builds the thread pool from `NABLA_THREADS` the first time a parallel kernel runs.
+pub(crate) fn ensure_init() {
+    INIT.call_once(|| {
+        let threads = std::env::var("NABLA_THREADS")
+            .ok()
+            .and_then(|value| value.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0);
+        if let Some(threads) = threads {
+            // Err only if someone else built the global pool first; theirs stands.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global();
+        }
+    });
+}
+
+/// Sets the number of threads the kernels use. Call it once, before any tensor
+/// work; returns an error if the pool was already started.
+///
+/// ```
+/// // In a program's main(): nabla::set_num_threads(2).unwrap();
+/// ```
+pub fn set_num_threads(threads: usize) -> crate::Result<()> {
+    if threads == 0 {
+        return Err(crate::Error::Config(
+            "the thread count must be at least 1".into(),
+        ));
+    }
+    let mut result = Err(crate::Error::Config(
+        "set_num_threads must be called before the first parallel kernel runs".into(),
+    ));
+    INIT.call_once(|| {
+        result = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|err| crate::Error::Config(format!("cannot size the thread pool: {err}")));
+    });
+    result
+}
+
+/// The number of threads the kernels use.
+pub fn num_threads() -> usize {
+    ensure_init();
+    rayon::current_num_threads()
+}

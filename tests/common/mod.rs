@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use nabla::{Tensor, gradcheck};
+use proptest::prelude::*;
+
+/// The bar every gradient must clear: analytic vs central differences in f64.
+pub const TOLERANCE: f64 = 1e-6;
+
+/// Asserts that backward's gradients of `f` at `inputs` match finite differences.
+pub fn assert_gradients(
+    name: &str,
+    f: impl Fn(&[Tensor<f64>]) -> Tensor<f64>,
+    inputs: &[Tensor<f64>],
+) {
+    let report = gradcheck(f, inputs);
+    assert!(
+        report.passed(TOLERANCE),
+        "{name}: gradients disagree with finite differences\n{report}"
+    );
+}
+
+/// Standard-normal values of the given shape from a seed.
+pub fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::randn(shape, 0.0, 1.0, &mut nabla::rng(seed))
+}
+
+/// Normal values pushed at least `gap` away from zero, for ops with a kink there.
+pub fn away_from_zero(shape: &[usize], seed: u64, gap: f64) -> Tensor<f64> {
+    randn(shape, seed).map(|v| if v >= 0.0 { v + gap } else { v - gap })
+}
+
+/// Positive values in [0.5, 2.5), for log, sqrt, pow and division.
+pub fn positive(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::rand_uniform(shape, 0.5, 2.5, &mut nabla::rng(seed))
+}
+
+/// A shape of 1 to `max_rank` axes, each of size 1 to 4.
+pub fn shape_strategy(max_rank: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..=4, 1..=max_rank)
+}
+
+/// Two shapes that broadcast together: the second is a suffix of the first with
+/// some axes set to 1 (and the roles randomly swapped).
+pub fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (shape_strategy(3), any::<u64>(), any::<bool>()).prop_map(|(full, bits, swap)| {
+        let keep = (bits as usize) % (full.len() + 1);
+        let mut small: Vec<usize> = full[full.len() - keep..].to_vec();
+        for (i, size) in small.iter_mut().enumerate() {
+            if bits >> (8 + i) & 1 == 1 {
+                *size = 1;
+            }
+        }
+        if swap { (small, full) } else { (full, small) }
+    })
+}
+
+pub fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}

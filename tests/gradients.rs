@@ -1,0 +1,285 @@
+//! Every differentiable op, checked against central finite differences in f64 on
+//! random inputs and shapes (including broadcast and batched cases): relative
+//! error below 1e-6.
+
+mod common;
+
+use common::*;
+use nabla::{Conv2dOptions, Tensor};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(config())]
+
+    // ------------------------------------------------ elementwise, broadcasting
+
+    #[test]
+    fn add_sub_mul_broadcast((a_shape, b_shape) in broadcast_pair(), seed in any::<u64>()) {
+        let inputs = [randn(&a_shape, seed), randn(&b_shape, seed ^ 1)];
+        assert_gradients("add", |t| &t[0] + &t[1], &inputs);
+        assert_gradients("sub", |t| &t[0] - &t[1], &inputs);
+        assert_gradients("mul", |t| &t[0] * &t[1], &inputs);
+    }
+
+    #[test]
+    fn div_broadcast((a_shape, b_shape) in broadcast_pair(), seed in any::<u64>()) {
+        let inputs = [randn(&a_shape, seed), positive(&b_shape, seed ^ 1)];
+        assert_gradients("div", |t| &t[0] / &t[1], &inputs);
+    }
+
+    #[test]
+    fn maximum_minimum_broadcast((a_shape, b_shape) in broadcast_pair(), seed in any::<u64>()) {
+        // Shift b so no pair is within the finite-difference step of a tie.
+        let a = randn(&a_shape, seed).map(|v| (v * 4.0).round() / 4.0);
+        let b = randn(&b_shape, seed ^ 1).map(|v| (v * 4.0).round() / 4.0 + 0.125);
+        let inputs = [a, b];
+        assert_gradients("maximum", |t| t[0].maximum(&t[1]), &inputs);
+        assert_gradients("minimum", |t| t[0].minimum(&t[1]), &inputs);
+    }
+
+    #[test]
+    fn scalar_arithmetic(shape in shape_strategy(3), seed in any::<u64>()) {
+        let x = [positive(&shape, seed)];
+        assert_gradients("x + c", |t| &t[0] + 1.5, &x);
+        assert_gradients("x - c", |t| &t[0] - 1.5, &x);
+        assert_gradients("x * c", |t| &t[0] * -2.5, &x);
+        assert_gradients("x / c", |t| &t[0] / 3.0, &x);
+        assert_gradients("c - x", |t| 2.0 - &t[0], &x);
+        assert_gradients("c / x", |t| 2.0 / &t[0], &x);
+        assert_gradients("neg", |t| -&t[0], &x);
+        assert_gradients("square", |t| t[0].square(), &x);
+    }
+
+    #[test]
+    fn math_functions(shape in shape_strategy(3), seed in any::<u64>()) {
+        let positive_x = [positive(&shape, seed)];
+        let any_x = [randn(&shape, seed)];
+        let kinked_x = [away_from_zero(&shape, seed, 0.05)];
+        assert_gradients("pow 2.5", |t| t[0].pow(2.5), &positive_x);
+        assert_gradients("pow -1.5", |t| t[0].pow(-1.5), &positive_x);
+        assert_gradients("exp", |t| t[0].exp(), &any_x);
+        assert_gradients("log", |t| t[0].log(), &positive_x);
+        assert_gradients("sqrt", |t| t[0].sqrt(), &positive_x);
+        assert_gradients("abs", |t| t[0].abs(), &kinked_x);
+        // clamp bounds ±0.5 kept away from the data
+        let clamp_x = [randn(&shape, seed).map(|v| if (v.abs() - 0.5).abs() < 0.05 { v * 1.3 } else { v })];
+        assert_gradients("clamp", |t| t[0].clamp(-0.5, 0.5), &clamp_x);
+    }
+
+    // ------------------------------------------------------------ activations
+
+    #[test]
+    fn activations(shape in shape_strategy(3), seed in any::<u64>()) {
+        let x = [randn(&shape, seed).map(|v| v * 3.0)];
+        let kinked_x = [away_from_zero(&shape, seed, 0.05)];
+        assert_gradients("relu", |t| t[0].relu(), &kinked_x);
+        assert_gradients("leaky_relu", |t| t[0].leaky_relu(0.1), &kinked_x);
+        assert_gradients("sigmoid", |t| t[0].sigmoid(), &x);
+        assert_gradients("tanh", |t| t[0].tanh(), &x);
+        assert_gradients("gelu", |t| t[0].gelu(), &x);
+        assert_gradients("gelu_tanh", |t| t[0].gelu_tanh(), &x);
+        assert_gradients("softplus", |t| t[0].softplus(), &x);
+        assert_gradients("silu", |t| t[0].silu(), &x);
+    }
+
+    // ------------------------------------------------------------- reductions
+
+    #[test]
+    fn sums_and_means(shape in shape_strategy(4), seed in any::<u64>(), axis_bits in 1u32..16) {
+        let x = [randn(&shape, seed)];
+        let axes: Vec<isize> = (0..shape.len() as isize).filter(|a| axis_bits >> a & 1 == 1).collect();
+        let axes = if axes.is_empty() { vec![-1] } else { axes };
+        assert_gradients("sum", |t| t[0].sum(), &x);
+        assert_gradients("mean", |t| t[0].mean(), &x);
+        assert_gradients("sum_axes keepdim", |t| t[0].sum_axes(&axes, true), &x);
+        assert_gradients("sum_axes", |t| t[0].sum_axes(&axes, false), &x);
+        assert_gradients("mean_axes", |t| t[0].mean_axes(&axes, false), &x);
+    }
+
+    #[test]
+    fn max_min_var(shape in shape_strategy(4), seed in any::<u64>(), axis_bits in 1u32..16) {
+        // Distinct values (a shuffled grid), so the arg-max is unique and stable under ±ε.
+        let n: usize = shape.iter().product();
+        let mut values: Vec<f64> = (0..n).map(|i| i as f64 * 0.37 - 1.0).collect();
+        let mut rng = nabla::rng(seed);
+        for i in (1..n).rev() {
+            let j = rand::RngExt::random_range(&mut rng, 0..=i);
+            values.swap(i, j);
+        }
+        let x = [Tensor::from_vec(values, &shape)];
+        let axes: Vec<isize> = (0..shape.len() as isize).filter(|a| axis_bits >> a & 1 == 1).collect();
+        let axes = if axes.is_empty() { vec![0] } else { axes };
+        assert_gradients("max", |t| t[0].max(), &x);
+        assert_gradients("min", |t| t[0].min(), &x);
+        assert_gradients("max_axes", |t| t[0].max_axes(&axes, false), &x);
+        assert_gradients("min_axes keepdim", |t| t[0].min_axes(&axes, true), &x);
+        if n > 1 {
+            assert_gradients("var", |t| t[0].var(1), &x);
+        }
+        assert_gradients("var_axes", |t| t[0].var_axes(&axes, 0, true), &x);
+    }
+
+    #[test]
+    fn softmax_family(shape in shape_strategy(3), seed in any::<u64>(), axis in 0isize..3) {
+        let axis = axis % shape.len() as isize;
+        let x = [randn(&shape, seed).map(|v| v * 2.0)];
+        assert_gradients("softmax", |t| t[0].softmax(axis), &x);
+        assert_gradients("log_softmax", |t| t[0].log_softmax(axis), &x);
+        assert_gradients("logsumexp", |t| t[0].logsumexp(axis, false), &x);
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    #[test]
+    fn matmul_2d(m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in any::<u64>()) {
+        let inputs = [randn(&[m, k], seed), randn(&[k, n], seed ^ 1)];
+        assert_gradients("matmul", |t| t[0].matmul(&t[1]), &inputs);
+    }
+
+    #[test]
+    fn matmul_batched_broadcast(batch in 1usize..4, m in 1usize..4, k in 1usize..4, n in 1usize..4, seed in any::<u64>()) {
+        // [batch, 1, m, k] · [2, k, n] → [batch, 2, m, n], and a 2-D operand against a batch
+        let inputs = [randn(&[batch, 1, m, k], seed), randn(&[2, k, n], seed ^ 1)];
+        assert_gradients("batched matmul", |t| t[0].matmul(&t[1]), &inputs);
+        let inputs = [randn(&[batch, m, k], seed), randn(&[k, n], seed ^ 2)];
+        assert_gradients("batch · matrix", |t| t[0].matmul(&t[1]), &inputs);
+    }
+
+    // ----------------------------------------------------------------- shape
+
+    #[test]
+    fn shape_ops(shape in shape_strategy(3), seed in any::<u64>()) {
+        let x = [randn(&shape, seed)];
+        let n: usize = shape.iter().product();
+        let rank = shape.len();
+        let reversed: Vec<usize> = (0..rank).rev().collect();
+        assert_gradients("reshape", |t| t[0].reshape(&[n]), &x);
+        assert_gradients("flatten", |t| t[0].flatten(0, -1), &x);
+        assert_gradients("unsqueeze", |t| t[0].unsqueeze(1), &x);
+        assert_gradients("squeeze", |t| t[0].unsqueeze(0).squeeze(0), &x);
+        assert_gradients("permute", |t| t[0].permute(&reversed), &x);
+        assert_gradients("transpose", |t| t[0].transpose(0, -1), &x);
+        let mut big = vec![2];
+        big.extend(shape.iter().map(|&s| if s == 1 { 3 } else { s }));
+        let target = big.clone();
+        let ones: Vec<usize> = shape.iter().map(|&s| if s == 1 { 1 } else { s }).collect();
+        assert_gradients("broadcast_to", |t| t[0].reshape(&ones).broadcast_to(&target), &x);
+        let last = shape[rank - 1];
+        assert_gradients("narrow", |t| t[0].narrow(-1, last / 2, last - last / 2), &x);
+        let padding: Vec<(usize, usize)> = (0..rank).map(|a| (a % 2, 1)).collect();
+        assert_gradients("pad", |t| t[0].pad(&padding, 0.5), &x);
+    }
+
+    #[test]
+    fn concat_stack(shape in shape_strategy(3), extra in 1usize..4, seed in any::<u64>()) {
+        let mut other_shape = shape.clone();
+        other_shape[0] = extra;
+        let inputs = [randn(&shape, seed), randn(&other_shape, seed ^ 1)];
+        assert_gradients("concat", |t| Tensor::concat(&[&t[0], &t[1], &t[0]], 0), &inputs);
+        let inputs = [randn(&shape, seed), randn(&shape, seed ^ 2)];
+        assert_gradients("stack", |t| Tensor::stack(&[&t[0], &t[1]], -1), &inputs);
+    }
+
+    #[test]
+    fn selection(rows in 1usize..5, cols in 1usize..5, seed in any::<u64>()) {
+        let x = [randn(&[rows, cols], seed)];
+        // repeated indices collect gradient twice
+        let picks: Vec<usize> = (0..cols + 2).map(|i| (i * 7 + seed as usize) % cols).collect();
+        assert_gradients("index_select", |t| t[0].index_select(1, &picks), &x);
+        let targets: Vec<usize> = (0..rows).map(|r| (r * 3 + seed as usize) % cols).collect();
+        assert_gradients("gather", |t| t[0].gather(1, &targets, &[rows, 1]), &x);
+    }
+}
+
+// ------------------------------------------------------------- convolution
+
+fn conv_case(
+    name: &str,
+    input: [usize; 4],
+    out_channels: usize,
+    kernel: (usize, usize),
+    options: Conv2dOptions,
+) {
+    let group_channels = input[1] / options.groups;
+    let inputs = [
+        randn(&input, 1),
+        randn(&[out_channels, group_channels, kernel.0, kernel.1], 2),
+        randn(&[out_channels], 3),
+    ];
+    assert_gradients(name, |t| t[0].conv2d(&t[1], Some(&t[2]), options), &inputs);
+}
+
+#[test]
+fn conv2d_plain() {
+    conv_case("conv2d", [2, 3, 5, 5], 4, (3, 3), Conv2dOptions::default());
+}
+
+#[test]
+fn conv2d_stride_padding() {
+    conv_case(
+        "conv2d stride 2 pad 1",
+        [2, 2, 6, 5],
+        3,
+        (3, 2),
+        Conv2dOptions::default().stride(2).padding(1),
+    );
+    let asymmetric = Conv2dOptions {
+        stride: (1, 2),
+        padding: (2, 0),
+        ..Default::default()
+    };
+    conv_case("conv2d asymmetric", [1, 2, 4, 7], 2, (3, 3), asymmetric);
+}
+
+#[test]
+fn conv2d_dilation_groups() {
+    conv_case(
+        "conv2d dilation 2",
+        [1, 2, 7, 7],
+        2,
+        (3, 3),
+        Conv2dOptions::default().dilation(2).padding(1),
+    );
+    conv_case(
+        "conv2d groups 2",
+        [2, 4, 5, 5],
+        6,
+        (3, 3),
+        Conv2dOptions::default().groups(2),
+    );
+    conv_case(
+        "conv2d depthwise",
+        [1, 3, 4, 4],
+        3,
+        (2, 2),
+        Conv2dOptions::default().groups(3).padding(1),
+    );
+}
+
+#[test]
+fn pooling() {
+    // A shuffled grid of distinct values keeps every window's max unique.
+    let n = 2 * 3 * 6 * 6;
+    let values: Vec<f64> = (0..n).map(|i| ((i * 37) % n) as f64 * 0.1).collect();
+    let x = [Tensor::from_vec(values, &[2, 3, 6, 6])];
+    assert_gradients(
+        "max_pool2d 2x2",
+        |t| t[0].max_pool2d((2, 2), (2, 2), (0, 0)),
+        &x,
+    );
+    assert_gradients(
+        "max_pool2d overlap pad",
+        |t| t[0].max_pool2d((3, 3), (2, 2), (1, 1)),
+        &x,
+    );
+    assert_gradients(
+        "avg_pool2d 2x2",
+        |t| t[0].avg_pool2d((2, 2), (2, 2), (0, 0)),
+        &x,
+    );
+    assert_gradients(
+        "avg_pool2d overlap pad",
+        |t| t[0].avg_pool2d((3, 2), (1, 2), (1, 1)),
+        &x,
+    );
+}
