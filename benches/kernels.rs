@@ -1,1 +1,120 @@
-fn main() {}
+//! Kernel micro-benchmarks: GEMM at square sizes and at the MNIST MLP's shapes
+//! (forward and both transposed-gradient products), conv2d at LeNet's shapes, and
+//! the cost of recording one op on a small tensor.
+//!
+//! Run: `cargo bench --bench kernels` (throughput "elem/s" here is FLOP/s).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nabla::Tensor;
+use nabla::cpu::gemm::{MatRef, gemm};
+use std::hint::black_box;
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    Tensor::<f32>::randn(&[len], 0.0, 1.0, &mut nabla::rng(seed)).to_vec()
+}
+
+/// `C[m×n] = op(A)·op(B)` with the transposes given as strides.
+fn bench_gemm(
+    c: &mut Criterion,
+    group_name: &str,
+    cases: &[(&str, usize, usize, usize, bool, bool)],
+) {
+    let mut group = c.benchmark_group(group_name);
+    for &(label, m, k, n, transpose_a, transpose_b) in cases {
+        let a = random(m * k, 1);
+        let b = random(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        let (a_rows, a_cols) = if transpose_a { (k, m) } else { (m, k) };
+        let (b_rows, b_cols) = if transpose_b { (n, k) } else { (k, n) };
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_function(BenchmarkId::from_parameter(label), |bench| {
+            bench.iter(|| {
+                let lhs = MatRef::row_major(&a, a_rows, a_cols).t_if(transpose_a);
+                let rhs = MatRef::row_major(&b, b_rows, b_cols).t_if(transpose_b);
+                gemm(lhs, rhs, &mut out, false);
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    bench_gemm(
+        c,
+        "matmul_square",
+        &[
+            ("256", 256, 256, 256, false, false),
+            ("512", 512, 512, 512, false, false),
+            ("1024", 1024, 1024, 1024, false, false),
+        ],
+    );
+    // The first layer of the MNIST MLP at batch 128: forward X·W, then backward
+    // dW = Xᵀ·G and dX = G·Wᵀ with transposes passed as strides.
+    bench_gemm(
+        c,
+        "matmul_mlp",
+        &[
+            ("forward 128x784*784x256", 128, 784, 256, false, false),
+            ("grad_w (784x128)T*128x256", 784, 128, 256, true, false),
+            ("grad_x 128x256*(784x256)T", 128, 256, 784, false, true),
+        ],
+    );
+}
+
+fn conv2d(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d_lenet");
+    group.sample_size(20);
+    let cases = [
+        (
+            "conv1 64x1x28x28 6@5x5 pad2",
+            [64, 1, 28, 28],
+            [6, 1, 5, 5],
+            2,
+            28,
+        ),
+        (
+            "conv2 64x6x14x14 16@5x5",
+            [64, 6, 14, 14],
+            [16, 6, 5, 5],
+            0,
+            10,
+        ),
+    ];
+    for (label, input, weight, padding, out_size) in cases {
+        let options = nabla::Conv2dOptions::default().padding(padding);
+        let x = Tensor::<f32>::randn(&input, 0.0, 1.0, &mut nabla::rng(1));
+        let w = Tensor::<f32>::randn(&weight, 0.0, 0.1, &mut nabla::rng(2)).requires_grad(true);
+        let flops =
+            2 * input[0] * weight[0] * out_size * out_size * weight[1] * weight[2] * weight[3];
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::new("forward", label), |bench| {
+            let _guard = nabla::no_grad();
+            bench.iter(|| black_box(x.conv2d(&w, None, options)))
+        });
+        group.throughput(Throughput::Elements(3 * flops as u64));
+        group.bench_function(BenchmarkId::new("forward+backward", label), |bench| {
+            bench.iter(|| {
+                x.conv2d(&w, None, options).sum().backward();
+                w.zero_grad();
+            })
+        });
+    }
+    group.finish();
+}
+
+fn op_overhead(c: &mut Criterion) {
+    // Recording one op on a 4-element tensor that takes part in a graph.
+    let x = Tensor::<f32>::ones(&[4]).requires_grad(true);
+    let y = Tensor::<f32>::ones(&[4]);
+    c.bench_function("record_small_mul", |bench| {
+        bench.iter(|| black_box(&x * &y))
+    });
+    c.bench_function("small_mul_no_grad", |bench| {
+        let _guard = nabla::no_grad();
+        bench.iter(|| black_box(&x * &y))
+    });
+}
+
+criterion_group!(benches, matmul, conv2d, op_overhead);
+criterion_main!(benches);
