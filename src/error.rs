@@ -1,4 +1,7 @@
 //! Errors returned at nabla's boundaries (files, configs, user-supplied shapes).
+//! Each names the file, the place in it, what was expected and what was found.
+
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in a fallible nabla call.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +12,37 @@ pub enum Error {
     /// A setting out of range.
     #[error("configuration error: {0}")]
     Config(String),
+    /// A file that could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose contents are not what they should be.
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    /// Training stopped because the loss or a gradient stopped being finite.
+    #[error("{0}")]
+    Diverged(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A malformed-content error on `path`.
+    pub fn format(path: &Path, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
 }
 
 /// `Result` with nabla's [`Error`].

@@ -33,13 +33,20 @@
 //! family), the graph walk in [`autograd`], numerical checks in [`gradcheck()`].
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 pub mod element;
 pub mod error;
 pub mod gradcheck;
+pub mod loss;
+pub mod metrics;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 pub mod threads;
+pub mod train;
 
 pub use autograd::{BackwardCtx, InputGrads, is_grad_enabled, live_nodes, no_grad};
 pub use element::Float;

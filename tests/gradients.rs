@@ -134,6 +134,8 @@ proptest! {
     fn matmul_2d(m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in any::<u64>()) {
         let inputs = [randn(&[m, k], seed), randn(&[k, n], seed ^ 1)];
         assert_gradients("matmul", |t| t[0].matmul(&t[1]), &inputs);
+        let inputs = [randn(&[m, k], seed), randn(&[n, k], seed ^ 1)];
+        assert_gradients("matmul_t", |t| t[0].matmul_t(&t[1]), &inputs);
     }
 
     #[test]

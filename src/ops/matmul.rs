@@ -23,21 +23,47 @@ impl<T: Float> Tensor<T> {
     /// Panics, naming both shapes, if either operand has fewer than two axes, the
     /// inner sizes differ or the batch axes do not broadcast.
     pub fn matmul(&self, rhs: &Tensor<T>) -> Tensor<T> {
-        let (values, out_shape) = product(self, false, rhs, false);
-        Tensor::from_op(values, &out_shape, "matmul", &[self, rhs], |ctx| {
-            let (a, b, g) = (ctx.input(0), ctx.input(1), ctx.grad_output);
-            // dL/dA = G·Bᵀ,  dL/dB = Aᵀ·G  (summed over broadcast batch axes)
-            let grad_a = ctx.needs_grad(0).then(|| {
-                let (values, shape) = product(g, false, b, true);
-                Tensor::from_vec(values, &shape).sum_to(a.shape())
-            });
-            let grad_b = ctx.needs_grad(1).then(|| {
-                let (values, shape) = product(a, true, g, false);
-                Tensor::from_vec(values, &shape).sum_to(b.shape())
-            });
-            vec![grad_a, grad_b]
-        })
+        matmul_op(self, false, rhs, false)
     }
+
+    /// `self · rhsᵀ` (the last two axes of `rhs` swapped), without copying `rhs`:
+    /// how a linear layer applies its `[out, in]` weight.
+    pub fn matmul_t(&self, rhs: &Tensor<T>) -> Tensor<T> {
+        matmul_op(self, false, rhs, true)
+    }
+}
+
+/// C = op(A)·op(B), recorded with its backward rule. For C = A·B:
+/// dL/dA = G·Bᵀ and dL/dB = Aᵀ·G; the transposed cases follow by transposing
+/// those equations (for C = A·Bᵀ: dL/dA = G·B, dL/dB = Gᵀ·A).
+fn matmul_op<T: Float>(
+    a: &Tensor<T>,
+    transpose_a: bool,
+    b: &Tensor<T>,
+    transpose_b: bool,
+) -> Tensor<T> {
+    let (values, out_shape) = product(a, transpose_a, b, transpose_b);
+    let name = if transpose_b { "matmul_t" } else { "matmul" };
+    Tensor::from_op(values, &out_shape, name, &[a, b], move |ctx| {
+        let (a, b, g) = (ctx.input(0), ctx.input(1), ctx.grad_output);
+        let grad_a = ctx.needs_grad(0).then(|| {
+            let (values, shape) = if transpose_a {
+                product(b, transpose_b, g, true) // (G·op(B)ᵀ)ᵀ = op(B)·Gᵀ
+            } else {
+                product(g, false, b, !transpose_b) // G·op(B)ᵀ
+            };
+            Tensor::from_vec(values, &shape).sum_to(a.shape())
+        });
+        let grad_b = ctx.needs_grad(1).then(|| {
+            let (values, shape) = if transpose_b {
+                product(g, true, a, transpose_a) // (op(A)ᵀ·G)ᵀ = Gᵀ·op(A)
+            } else {
+                product(a, !transpose_a, g, false) // op(A)ᵀ·G
+            };
+            Tensor::from_vec(values, &shape).sum_to(b.shape())
+        });
+        vec![grad_a, grad_b]
+    })
 }
 
 /// `op(A)·op(B)` over broadcast batch axes, where `op` transposes the last two

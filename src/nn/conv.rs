@@ -1,0 +1,183 @@
+//! Convolution and pooling layers, and Flatten, for image models (NCHW).
+
+use rand::Rng;
+
+use super::Module;
+use super::init::{Init, default_bias, fans};
+use crate::element::Float;
+use crate::ops::conv::Conv2dOptions;
+use crate::tensor::Tensor;
+
+/// A 2-D convolution layer with weight `[out, in/groups, k, k]` and bias `[out]`.
+pub struct Conv2d<T: Float = f32> {
+    pub weight: Tensor<T>,
+    pub bias: Option<Tensor<T>>,
+    pub options: Conv2dOptions,
+}
+
+impl<T: Float> Conv2d<T> {
+    /// A square-kernel convolution with PyTorch's default initialisation and a bias.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        options: Conv2dOptions,
+        rng: &mut impl Rng,
+    ) -> Self {
+        Self::with_init(
+            in_channels,
+            out_channels,
+            (kernel, kernel),
+            options,
+            true,
+            Init::PyTorchDefault,
+            rng,
+        )
+    }
+
+    /// Any kernel shape, bias choice and weight initialisation.
+    pub fn with_init(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        options: Conv2dOptions,
+        bias: bool,
+        init: Init,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let groups = options.groups.max(1);
+        assert!(
+            in_channels.is_multiple_of(groups) && out_channels.is_multiple_of(groups),
+            "Conv2d: {in_channels} input and {out_channels} output channels are not divisible into {groups} groups"
+        );
+        let shape = [out_channels, in_channels / groups, kernel.0, kernel.1];
+        let weight = init.tensor(&shape, rng).requires_grad(true);
+        let bias =
+            bias.then(|| default_bias(out_channels, fans(&shape).0, rng).requires_grad(true));
+        Conv2d {
+            weight,
+            bias,
+            options,
+        }
+    }
+}
+
+impl<T: Float> Module<T> for Conv2d<T> {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        input.conv2d(&self.weight, self.bias.as_ref(), self.options)
+    }
+
+    fn describe(&self) -> String {
+        let s = self.weight.shape();
+        let o = self.options;
+        format!(
+            "Conv2d({}, {}, kernel=({}, {}), stride={:?}, padding={:?}{}{})",
+            s[1] * o.groups,
+            s[0],
+            s[2],
+            s[3],
+            o.stride,
+            o.padding,
+            if o.dilation != (1, 1) {
+                format!(", dilation={:?}", o.dilation)
+            } else {
+                String::new()
+            },
+            if o.groups != 1 {
+                format!(", groups={}", o.groups)
+            } else {
+                String::new()
+            },
+        )
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        let mut params = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(bias) = &self.bias {
+            params.push(("bias".to_string(), bias.clone()));
+        }
+        params
+    }
+}
+
+/// Max pooling over `kernel × kernel` windows (stride defaults to the kernel, as PyTorch).
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPool2d {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl MaxPool2d {
+    /// Non-overlapping square windows: `MaxPool2d::new(2)` halves height and width.
+    pub fn new(kernel: usize) -> Self {
+        MaxPool2d {
+            kernel: (kernel, kernel),
+            stride: (kernel, kernel),
+            padding: (0, 0),
+        }
+    }
+}
+
+impl<T: Float> Module<T> for MaxPool2d {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        input.max_pool2d(self.kernel, self.stride, self.padding)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "MaxPool2d(kernel={:?}, stride={:?}, padding={:?})",
+            self.kernel, self.stride, self.padding
+        )
+    }
+}
+
+/// Average pooling over `kernel × kernel` windows (stride defaults to the kernel).
+#[derive(Clone, Copy, Debug)]
+pub struct AvgPool2d {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl AvgPool2d {
+    /// Non-overlapping square windows.
+    pub fn new(kernel: usize) -> Self {
+        AvgPool2d {
+            kernel: (kernel, kernel),
+            stride: (kernel, kernel),
+            padding: (0, 0),
+        }
+    }
+}
+
+impl<T: Float> Module<T> for AvgPool2d {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        input.avg_pool2d(self.kernel, self.stride, self.padding)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "AvgPool2d(kernel={:?}, stride={:?}, padding={:?})",
+            self.kernel, self.stride, self.padding
+        )
+    }
+}
+
+/// Flattens every axis after the batch axis: `[N, C, H, W]` → `[N, C·H·W]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flatten;
+
+impl<T: Float> Module<T> for Flatten {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        if input.ndim() <= 1 {
+            input.clone()
+        } else {
+            input.flatten(1, -1)
+        }
+    }
+
+    fn describe(&self) -> String {
+        "Flatten()".to_string()
+    }
+}

@@ -1,0 +1,109 @@
+//! The fully connected layer: every output neuron takes a weighted sum of all
+//! inputs plus a bias, `y = x·Wᵀ + b`.
+
+use rand::Rng;
+
+use super::Module;
+use super::init::{Init, default_bias};
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+/// `y = x·Wᵀ + b` with `W` of shape `[out, in]` (PyTorch's layout) and `b` of `[out]`.
+/// Accepts `[batch, in]` or any `[…, in]` input.
+///
+/// ```
+/// use nabla::nn::{Linear, Module};
+/// let layer = Linear::<f32>::new(784, 10, &mut nabla::rng(0));
+/// let y = layer.forward(&nabla::Tensor::zeros(&[32, 784]));
+/// assert_eq!(y.shape(), &[32, 10]);
+/// assert_eq!(layer.num_parameters(), 784 * 10 + 10);
+/// ```
+pub struct Linear<T: Float = f32> {
+    pub weight: Tensor<T>,
+    pub bias: Option<Tensor<T>>,
+}
+
+impl<T: Float> Linear<T> {
+    /// A layer with PyTorch's default initialisation and a bias.
+    pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
+        Self::with_init(in_features, out_features, true, Init::PyTorchDefault, rng)
+    }
+
+    /// A layer with a chosen weight initialisation; the bias (if any) gets
+    /// PyTorch's default, or zeros for `Init::Zeros`/`Init::Constant`.
+    pub fn with_init(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        init: Init,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let weight = init
+            .tensor(&[out_features, in_features], rng)
+            .requires_grad(true);
+        let bias = bias.then(|| {
+            let b = match init {
+                Init::Zeros | Init::Constant(_) => Tensor::zeros(&[out_features]),
+                _ => default_bias(out_features, in_features, rng),
+            };
+            b.requires_grad(true)
+        });
+        Linear { weight, bias }
+    }
+
+    /// Input size.
+    pub fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    /// Output size.
+    pub fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+}
+
+impl<T: Float> Module<T> for Linear<T> {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        assert!(
+            input.ndim() >= 1 && input.dim(-1) == self.in_features(),
+            "Linear({} → {}): input of shape {:?} does not end in {}",
+            self.in_features(),
+            self.out_features(),
+            input.shape(),
+            self.in_features()
+        );
+        let input2d = if input.ndim() == 1 {
+            input.unsqueeze(0)
+        } else {
+            input.clone()
+        };
+        // z = x·Wᵀ + b: W stays [out, in]; the GEMM reads it transposed through strides
+        let z = input2d.matmul_t(&self.weight);
+        let z = match &self.bias {
+            Some(bias) => z + bias,
+            None => z,
+        };
+        if input.ndim() == 1 { z.squeeze(0) } else { z }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Linear(in={}, out={}{})",
+            self.in_features(),
+            self.out_features(),
+            if self.bias.is_some() {
+                ""
+            } else {
+                ", bias=false"
+            }
+        )
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        let mut params = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(bias) = &self.bias {
+            params.push(("bias".to_string(), bias.clone()));
+        }
+        params
+    }
+}

@@ -1,0 +1,107 @@
+//! Layers and networks: the `Module` trait, the layers people know from PyTorch,
+//! `Sequential`, and weight initialisation.
+//!
+//! Parameter names and layouts are PyTorch's (`0.weight` is the `[out, in]` weight
+//! of a `Sequential`'s first Linear), so a checkpoint opens in PyTorch and back.
+
+pub mod activation;
+pub mod conv;
+pub mod dropout;
+pub mod embedding;
+pub mod init;
+pub mod linear;
+pub mod norm;
+pub mod sequential;
+
+pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh};
+pub use conv::{AvgPool2d, Conv2d, Flatten, MaxPool2d};
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use linear::Linear;
+pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use sequential::Sequential;
+
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+/// A piece of a network: it maps an input tensor to an output tensor and owns
+/// named parameters (and, for batch norm, named buffers).
+///
+/// All methods take `&self`: parameters are tensor handles updated in place by
+/// optimizers, and the train/eval flag is interior state.
+pub trait Module<T: Float = f32> {
+    /// Forward propagation.
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T>;
+
+    /// A one-line description, like PyTorch's `repr`: `Linear(in=784, out=256)`.
+    fn describe(&self) -> String;
+
+    /// Trainable tensors with their PyTorch `state_dict` names, relative to this module.
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        Vec::new()
+    }
+
+    /// Non-trainable state saved with the model (batch norm's running statistics).
+    fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+        Vec::new()
+    }
+
+    /// Switches training behaviour (dropout, batch statistics) on or off.
+    fn set_training(&self, _training: bool) {}
+
+    /// Every parameter, in `named_parameters` order.
+    fn parameters(&self) -> Vec<Tensor<T>> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Parameters and buffers: what a checkpoint stores.
+    fn state_dict(&self) -> Vec<(String, Tensor<T>)> {
+        let mut state = self.named_parameters();
+        state.extend(self.named_buffers());
+        state
+    }
+
+    /// The number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(Tensor::numel).sum()
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) every parameter. Frozen parameters get
+    /// no gradient; batch norm still updates its running statistics in training mode.
+    fn set_requires_grad(&self, on: bool) {
+        for p in self.parameters() {
+            p.set_requires_grad(on);
+        }
+    }
+
+    /// Training mode (the default): dropout drops, batch norm uses batch statistics.
+    fn train(&self) {
+        self.set_training(true);
+    }
+
+    /// Evaluation mode: dropout is the identity, batch norm uses running statistics.
+    fn eval(&self) {
+        self.set_training(false);
+    }
+
+    /// Clears every parameter's gradient.
+    fn zero_grad(&self) {
+        for p in self.parameters() {
+            p.zero_grad();
+        }
+    }
+}
+
+/// Names of a child's entries under `prefix`: `weight` → `0.weight`.
+pub(crate) fn prefixed<T: Float>(
+    prefix: &str,
+    entries: Vec<(String, Tensor<T>)>,
+) -> Vec<(String, Tensor<T>)> {
+    entries
+        .into_iter()
+        .map(|(name, tensor)| (format!("{prefix}.{name}"), tensor))
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Normalisation layers. Batch norm normalises each channel by the batch's mean
+//! and variance while training (and keeps running averages for evaluation); layer
+//! norm normalises each sample over its last axes. Both are composites of
+//! differentiable ops, so their gradients come from the chain rule alone.
+
+use std::cell::Cell;
+
+use super::Module;
+use crate::autograd::no_grad;
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+/// The shared machinery of `BatchNorm1d` and `BatchNorm2d`.
+struct BatchNorm<T: Float> {
+    weight: Tensor<T>,
+    bias: Tensor<T>,
+    running_mean: Tensor<T>,
+    running_var: Tensor<T>,
+    num_batches_tracked: Tensor<T>,
+    momentum: f64,
+    eps: f64,
+    training: Cell<bool>,
+}
+
+impl<T: Float> BatchNorm<T> {
+    fn new(channels: usize) -> Self {
+        BatchNorm {
+            weight: Tensor::ones(&[channels]).requires_grad(true),
+            bias: Tensor::zeros(&[channels]).requires_grad(true),
+            running_mean: Tensor::zeros(&[channels]),
+            running_var: Tensor::ones(&[channels]),
+            num_batches_tracked: Tensor::zeros(&[]),
+            momentum: 0.1,
+            eps: 1e-5,
+            training: Cell::new(true),
+        }
+    }
+
+    fn channels(&self) -> usize {
+        self.weight.numel()
+    }
+
+    /// Normalises over every axis but the channel axis (1).
+    fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+        let mut channel_shape = vec![1; x.ndim()];
+        channel_shape[1] = self.channels();
+        let axes: Vec<isize> = (0..x.ndim() as isize).filter(|&a| a != 1).collect();
+        let (mean, var) = if self.training.get() {
+            let mean = x.mean_axes(&axes, true);
+            let var = x.var_axes(&axes, 0, true); // biased, as PyTorch normalises with
+            self.update_running_stats(&mean, &var, x.numel() / self.channels());
+            (mean, var)
+        } else {
+            (
+                self.running_mean.reshape(&channel_shape),
+                self.running_var.reshape(&channel_shape),
+            )
+        };
+        // x̂ = (x − μ) / √(σ² + ε);  y = γ·x̂ + β
+        let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
+        normalized * self.weight.reshape(&channel_shape) + self.bias.reshape(&channel_shape)
+    }
+
+    /// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
+    fn update_running_stats(&self, mean: &Tensor<T>, var: &Tensor<T>, count: usize) {
+        let _guard = no_grad();
+        let momentum = T::cast(self.momentum);
+        let keep = T::one() - momentum;
+        let unbiased = T::cast(count as f64 / (count.max(2) - 1) as f64);
+        let (mean, var) = (mean.to_vec(), var.to_vec());
+        self.running_mean.update_data(|r| {
+            r.iter_mut()
+                .zip(&mean)
+                .for_each(|(r, &m)| *r = keep * *r + momentum * m)
+        });
+        self.running_var.update_data(|r| {
+            r.iter_mut()
+                .zip(&var)
+                .for_each(|(r, &v)| *r = keep * *r + momentum * v * unbiased)
+        });
+        self.num_batches_tracked.update_data(|n| n[0] += T::one());
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        vec![
+            ("weight".into(), self.weight.clone()),
+            ("bias".into(), self.bias.clone()),
+        ]
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+        vec![
+            ("running_mean".into(), self.running_mean.clone()),
+            ("running_var".into(), self.running_var.clone()),
+            (
+                "num_batches_tracked".into(),
+                self.num_batches_tracked.clone(),
+            ),
+        ]
+    }
+}
+
+macro_rules! batch_norm_layer {
+    ($(#[$doc:meta])* $name:ident, $ranks:expr, $expects:literal) => {
+        $(#[$doc])*
+        pub struct $name<T: Float = f32>(BatchNorm<T>);
+
+        impl<T: Float> $name<T> {
+            /// Batch norm over `channels` channels: γ = 1, β = 0, momentum 0.1, ε = 1e-5.
+            pub fn new(channels: usize) -> Self {
+                $name(BatchNorm::new(channels))
+            }
+        }
+
+        impl<T: Float> Module<T> for $name<T> {
+            fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+                assert!(
+                    $ranks.contains(&input.ndim()) && input.shape()[1] == self.0.channels(),
+                    "{}({}): expected input {}, got shape {:?}",
+                    stringify!($name),
+                    self.0.channels(),
+                    $expects,
+                    input.shape()
+                );
+                self.0.forward(input)
+            }
+            fn describe(&self) -> String {
+                format!("{}({})", stringify!($name), self.0.channels())
+            }
+            fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+                self.0.named_parameters()
+            }
+            fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
+                self.0.named_buffers()
+            }
+            fn set_training(&self, training: bool) {
+                self.0.training.set(training);
+            }
+        }
+    };
+}
+
+batch_norm_layer!(
+    /// Batch norm for `[N, C]` or `[N, C, L]` inputs.
+    BatchNorm1d, [2, 3], "[N, C] or [N, C, L]"
+);
+batch_norm_layer!(
+    /// Batch norm for `[N, C, H, W]` inputs.
+    BatchNorm2d, [4], "[N, C, H, W]"
+);
+
+/// Normalises each sample over its last axes (`normalized_shape`), then scales and
+/// shifts elementwise: `y = γ ⊙ (x − μ)/√(σ² + ε) + β`.
+pub struct LayerNorm<T: Float = f32> {
+    pub weight: Tensor<T>,
+    pub bias: Tensor<T>,
+    pub eps: f64,
+}
+
+impl<T: Float> LayerNorm<T> {
+    /// Layer norm over trailing axes of the given shape; γ = 1, β = 0, ε = 1e-5.
+    pub fn new(normalized_shape: &[usize]) -> Self {
+        LayerNorm {
+            weight: Tensor::ones(normalized_shape).requires_grad(true),
+            bias: Tensor::zeros(normalized_shape).requires_grad(true),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl<T: Float> Module<T> for LayerNorm<T> {
+    fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+        let normalized_shape = self.weight.shape();
+        let k = normalized_shape.len();
+        assert!(
+            x.ndim() >= k && &x.shape()[x.ndim() - k..] == normalized_shape,
+            "LayerNorm({normalized_shape:?}): input of shape {:?} does not end in {normalized_shape:?}",
+            x.shape()
+        );
+        let axes: Vec<isize> = (1..=k as isize).map(|a| -a).collect();
+        let mean = x.mean_axes(&axes, true);
+        let var = x.var_axes(&axes, 0, true);
+        let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
+        normalized * &self.weight + &self.bias
+    }
+
+    fn describe(&self) -> String {
+        format!("LayerNorm({:?})", self.weight.shape())
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        vec![
+            ("weight".into(), self.weight.clone()),
+            ("bias".into(), self.bias.clone()),
+        ]
+    }
+}

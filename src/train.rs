@@ -1,0 +1,226 @@
+//! The training loop: for each batch, forward propagation, the loss, backward
+//! propagation, an optimizer step — repeated over the data for a number of epochs,
+//! with evaluation after each one. Used by the examples and by the `nabla` command.
+
+use std::time::Instant;
+
+use crate::autograd::no_grad;
+use crate::data::{DataLoader, Dataset};
+use crate::error::{Error, Result};
+use crate::metrics::correct_count;
+use crate::nn::Module;
+use crate::optim::{Optimizer, Schedule, clip_grad_norm};
+use crate::tensor::Tensor;
+
+/// A loss from logits and class labels, e.g. `|logits, labels| cross_entropy(logits, labels, &options)`.
+pub type LossFn<'a> = &'a dyn Fn(&Tensor<f32>, &[usize]) -> Tensor<f32>;
+
+/// How to train.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Train epochs `start_epoch..epochs` (so a resumed run continues where it stopped).
+    pub epochs: usize,
+    pub start_epoch: usize,
+    /// Learning rate as a function of the epoch (or, with `schedule_per_step`, of the
+    /// global step), scaling the optimizer's base rate.
+    pub schedule: Schedule,
+    pub schedule_per_step: bool,
+    /// Rescale gradients to at most this global norm before each step.
+    pub clip_grad_norm: Option<f64>,
+    /// Stop when the test loss has not improved by `min_delta` for `patience` epochs.
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            start_epoch: 0,
+            schedule: Schedule::Constant,
+            schedule_per_step: false,
+            clip_grad_norm: None,
+            early_stopping: None,
+        }
+    }
+}
+
+/// Early stopping on the test (validation) loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopping {
+    pub patience: usize,
+    pub min_delta: f64,
+}
+
+/// One epoch's results (the fields of a `metrics.jsonl` line).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// Counting from 1.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    /// Training time of the epoch (no evaluation).
+    pub seconds: f64,
+    pub lr: f64,
+}
+
+/// What the loop reports as it runs, for progress bars and loggers.
+#[derive(Debug)]
+pub enum Event<'a> {
+    EpochStart {
+        epoch: usize,
+        batches: usize,
+    },
+    /// After each optimizer step: running means over the epoch so far.
+    BatchEnd {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        loss: f64,
+        accuracy: f64,
+        samples: usize,
+    },
+    EpochEnd(&'a EpochMetrics),
+}
+
+/// What a callback wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Trains `model` and evaluates it on `test` after each epoch; `on_event` sees every
+/// step and may stop the run. Returns the metrics of the epochs that ran.
+///
+/// A loss that stops being finite ends training with [`Error::Diverged`], naming
+/// the epoch and step, before the optimizer applies the bad step.
+pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
+    model: &dyn Module<f32>,
+    optimizer: &mut dyn Optimizer<f32>,
+    train: &DataLoader<'_, D>,
+    test: Option<&DataLoader<'_, E>>,
+    loss_fn: LossFn<'_>,
+    options: &FitOptions,
+    on_event: &mut dyn FnMut(&Event<'_>) -> Control,
+) -> Result<Vec<EpochMetrics>> {
+    let base_lr = optimizer.lr();
+    let batches = train.num_batches();
+    let mut history = Vec::new();
+    let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
+    for epoch in options.start_epoch..options.epochs {
+        if !options.schedule_per_step {
+            optimizer.set_lr(options.schedule.lr_at(epoch, base_lr));
+        }
+        let lr = optimizer.lr();
+        if on_event(&Event::EpochStart {
+            epoch: epoch + 1,
+            batches,
+        }) == Control::Stop
+        {
+            break;
+        }
+        model.train();
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut stop = false;
+        for (batch_index, batch) in train.epoch(epoch).enumerate() {
+            if options.schedule_per_step {
+                optimizer.set_lr(
+                    options
+                        .schedule
+                        .lr_at(epoch * batches + batch_index, base_lr),
+                );
+            }
+            let logits = model.forward(&batch.inputs);
+            let loss = loss_fn(&logits, &batch.labels);
+            let loss_value = loss.item() as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "the loss became {loss_value} at epoch {}, step {} of {batches}; the weights before this step are unchanged",
+                    epoch + 1,
+                    batch_index + 1
+                )));
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            if let Some(max_norm) = options.clip_grad_norm {
+                clip_grad_norm(&model.parameters(), max_norm);
+            }
+            optimizer.step();
+            let size = batch.labels.len();
+            loss_sum += loss_value * size as f64;
+            correct += correct_count(&logits, &batch.labels);
+            seen += size;
+            let event = Event::BatchEnd {
+                epoch: epoch + 1,
+                batch: batch_index + 1,
+                batches,
+                loss: loss_sum / seen as f64,
+                accuracy: correct as f64 / seen as f64,
+                samples: seen,
+            };
+            if on_event(&event) == Control::Stop {
+                stop = true;
+                break;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (test_loss, test_accuracy) = match test {
+            Some(test) => {
+                let (l, a) = evaluate(model, test, loss_fn);
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            seconds,
+            lr,
+        };
+        let control = on_event(&Event::EpochEnd(&metrics));
+        history.push(metrics);
+        if stop || control == Control::Stop {
+            break;
+        }
+        if let (Some(rule), Some(loss)) = (options.early_stopping, test_loss) {
+            if loss < best_loss - rule.min_delta {
+                (best_loss, epochs_without_improvement) = (loss, 0);
+            } else {
+                epochs_without_improvement += 1;
+                if epochs_without_improvement >= rule.patience {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(history)
+}
+
+/// The mean loss and the accuracy of `model` over every sample of `loader`, in
+/// evaluation mode (left set) and without recording a graph.
+pub fn evaluate<D: Dataset + ?Sized>(
+    model: &dyn Module<f32>,
+    loader: &DataLoader<'_, D>,
+    loss_fn: LossFn<'_>,
+) -> (f64, f64) {
+    let _guard = no_grad();
+    model.eval();
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    for batch in loader.epoch(0) {
+        let logits = model.forward(&batch.inputs);
+        let size = batch.labels.len();
+        loss_sum += loss_fn(&logits, &batch.labels).item() as f64 * size as f64;
+        correct += correct_count(&logits, &batch.labels);
+        seen += size;
+    }
+    (
+        loss_sum / seen.max(1) as f64,
+        correct as f64 / seen.max(1) as f64,
+    )
+}
