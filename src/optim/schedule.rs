@@ -142,13 +142,14 @@ mod tests {
 
     #[test]
     fn closed_forms() {
+        // StepLR at t = 5 with step 2: γ^⌊5/2⌋ = 0.5² = 0.25
         assert!(close(
             Schedule::Step {
                 step_size: 2,
                 gamma: 0.5
             }
             .lr_at(5, 1.0),
-            0.125
+            0.25
         ));
         assert!(close(
             Schedule::MultiStep {
