@@ -210,14 +210,20 @@ pub fn load_model<T: Float>(
         }
     }
     let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some((extra, _)) = loaded
+    let mut extra: Vec<String> = loaded
         .tensors
         .iter()
-        .find(|(n, _)| !known.contains(n.as_str()))
-    {
+        .filter(|(n, _)| !known.contains(n.as_str()))
+        .map(|(n, _)| format!("`{n}`"))
+        .collect();
+    if !extra.is_empty() {
+        extra.sort();
         return Err(Error::format(
             path,
-            format!("the file holds tensor `{extra}`, which the model does not have"),
+            format!(
+                "the file holds tensors the model does not have: {}",
+                extra.join(", ")
+            ),
         ));
     }
     for (name, tensor) in &state {

@@ -9,11 +9,14 @@
 use std::fmt;
 
 use crate::autograd::no_grad;
+use crate::nn::Module;
 use crate::tensor::{Tensor, rng};
 
 /// The worst disagreement found for one input of a [`gradcheck`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputReport {
+    /// What was checked: `input 0`, or a parameter's name such as `0.weight`.
+    pub name: String,
     /// The largest |analytic − numerical| over the input's elements.
     pub max_abs_error: f64,
     /// The largest |analytic − numerical| / max(1, |analytic|, |numerical|): relative
@@ -57,15 +60,23 @@ impl GradcheckReport {
 
 impl fmt::Display for GradcheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .inputs
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         writeln!(
             f,
-            "input  max abs error  max rel error  worst element (analytic vs numerical)"
+            "{:<width$}  max abs error  max rel error  worst element: analytic vs numerical",
+            "input"
         )?;
-        for (i, r) in self.inputs.iter().enumerate() {
+        for r in &self.inputs {
             writeln!(
                 f,
-                "{i:>5}  {:>13.3e}  {:>13.3e}  [{}] {:.10} vs {:.10}",
-                r.max_abs_error, r.max_rel_error, r.worst_element, r.analytic, r.numerical
+                "{:<width$}  {:>13.3e}  {:>13.3e}  [{}] {:.10} vs {:.10}",
+                r.name, r.max_abs_error, r.max_rel_error, r.worst_element, r.analytic, r.numerical
             )?;
         }
         Ok(())
@@ -99,54 +110,85 @@ pub fn gradcheck_with_eps(
     inputs: &[Tensor<f64>],
     eps: f64,
 ) -> GradcheckReport {
-    let fresh = |values: Vec<f64>, shape: &[usize]| Tensor::from_vec(values, shape);
-    // The scalar we differentiate: Σ f(x) ⊙ r with fixed random weights r.
-    let weights = {
-        let _guard = no_grad();
-        let probe = f(inputs);
-        Tensor::<f64>::randn(probe.shape(), 0.0, 1.0, &mut rng(0x6e61626c61))
-    };
-    let scalar = |xs: &[Tensor<f64>]| (&f(xs) * &weights).sum();
-
-    let leaves: Vec<Tensor<f64>> = inputs
+    // Fresh leaves, so the caller's tensors are never changed.
+    let leaves: Vec<(String, Tensor<f64>)> = inputs
         .iter()
-        .map(|x| fresh(x.to_vec(), x.shape()).requires_grad(true))
+        .enumerate()
+        .map(|(i, x)| {
+            (
+                format!("input {i}"),
+                Tensor::from_vec(x.to_vec(), x.shape()).requires_grad(true),
+            )
+        })
         .collect();
-    let output = scalar(&leaves);
-    if output.tracks_grad() {
-        output.backward();
+    let tensors: Vec<Tensor<f64>> = leaves.iter().map(|(_, t)| t.clone()).collect();
+    check(&leaves, || f(&tensors), eps)
+}
+
+/// Gradcheck of a whole module at `input`: the gradient with respect to the input
+/// and to every parameter (reported by its `state_dict` name). The module must be
+/// deterministic (no dropout in training mode).
+pub fn gradcheck_module(module: &dyn Module<f64>, input: &Tensor<f64>) -> GradcheckReport {
+    let input = Tensor::from_vec(input.to_vec(), input.shape()).requires_grad(true);
+    let mut checked = vec![("input".to_string(), input.clone())];
+    checked.extend(module.named_parameters());
+    for (_, p) in &checked {
+        p.zero_grad();
     }
+    check(&checked, || module.forward(&input), DEFAULT_EPS)
+}
+
+/// The shared procedure: `forward` reads the tensors in `checked` (leaves requiring
+/// grad); backward gives the analytic gradients, then each element is moved by ±ε
+/// in place to get the numerical ones.
+fn check(
+    checked: &[(String, Tensor<f64>)],
+    forward: impl Fn() -> Tensor<f64>,
+    eps: f64,
+) -> GradcheckReport {
+    // The scalar we differentiate: Σ forward() ⊙ r with fixed random weights r.
+    let output = forward();
+    let weights = Tensor::<f64>::randn(output.shape(), 0.0, 1.0, &mut rng(0x6e61626c61));
+    let objective = (&output * &weights).sum();
+    if objective.tracks_grad() {
+        objective.backward();
+    }
+    let analytic: Vec<Vec<f64>> = checked
+        .iter()
+        .map(|(_, t)| {
+            t.grad()
+                .map_or_else(|| vec![0.0; t.numel()], |g| g.to_vec())
+        })
+        .collect();
 
     let _guard = no_grad();
-    let mut reports = Vec::with_capacity(inputs.len());
-    for (which, leaf) in leaves.iter().enumerate() {
-        let analytic = leaf
-            .grad()
-            .map_or_else(|| vec![0.0; leaf.numel()], |g| g.to_vec());
-        let base = inputs[which].to_vec();
+    let evaluate = || (&forward() * &weights).sum().item();
+    let mut reports = Vec::with_capacity(checked.len());
+    for ((name, tensor), analytic) in checked.iter().zip(analytic) {
         let mut report = InputReport {
+            name: name.clone(),
             max_abs_error: 0.0,
             max_rel_error: 0.0,
             worst_element: 0,
-            analytic: 0.0,
+            analytic: analytic.first().copied().unwrap_or(0.0),
             numerical: 0.0,
         };
-        for element in 0..base.len() {
-            let evaluate = |shift: f64| {
-                let mut moved = base.clone();
-                moved[element] += shift;
-                let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
-                xs[which] = fresh(moved, inputs[which].shape());
-                scalar(&xs).item()
-            };
-            let numerical = (evaluate(eps) - evaluate(-eps)) / (2.0 * eps);
-            let abs_error = (analytic[element] - numerical).abs();
-            let rel_error = abs_error / 1f64.max(analytic[element].abs()).max(numerical.abs());
+        for (element, &analytic) in analytic.iter().enumerate() {
+            let original = tensor.data()[element];
+            let set = |value: f64| tensor.update_data(|v| v[element] = value);
+            set(original + eps);
+            let plus = evaluate();
+            set(original - eps);
+            let minus = evaluate();
+            set(original);
+            let numerical = (plus - minus) / (2.0 * eps);
+            let abs_error = (analytic - numerical).abs();
+            let rel_error = abs_error / 1f64.max(analytic.abs()).max(numerical.abs());
             report.max_abs_error = report.max_abs_error.max(abs_error);
             if rel_error > report.max_rel_error || element == 0 {
                 report.max_rel_error = rel_error.max(report.max_rel_error);
                 report.worst_element = element;
-                report.analytic = analytic[element];
+                report.analytic = analytic;
                 report.numerical = numerical;
             }
         }

@@ -51,7 +51,9 @@ pub mod train;
 pub use autograd::{BackwardCtx, InputGrads, is_grad_enabled, live_nodes, no_grad};
 pub use element::Float;
 pub use error::{Error, Result};
-pub use gradcheck::{GradcheckReport, InputReport, gradcheck, gradcheck_with_eps};
+pub use gradcheck::{
+    GradcheckReport, InputReport, gradcheck, gradcheck_module, gradcheck_with_eps,
+};
 pub use ops::conv::Conv2dOptions;
 pub use tensor::{Tensor, rng};
 pub use threads::{num_threads, set_num_threads};
