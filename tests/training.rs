@@ -251,3 +251,71 @@ fn divergence_stops_before_the_bad_step() {
     assert!(matches!(err, Error::Diverged(_)), "{err}");
     assert!(err.to_string().contains("at epoch"), "{err}");
 }
+
+#[test]
+fn early_stopping_and_schedules_in_the_loop() {
+    let (train, test) = mnist(512, 256);
+    let loader = DataLoader::new(&train, 128);
+    let test_loader = DataLoader::new(&test, 256);
+    let model = mlp(4);
+    // lr 0: the test loss never improves, so with patience 2 the run stops after 3 epochs
+    let mut optimizer = Sgd::new(model.named_parameters(), 0.0);
+    let options = FitOptions {
+        epochs: 10,
+        early_stopping: Some(nabla::train::EarlyStopping {
+            patience: 2,
+            min_delta: 0.0,
+        }),
+        ..Default::default()
+    };
+    let history = fit(
+        &model,
+        &mut optimizer,
+        &loader,
+        Some(&test_loader),
+        &ce,
+        &options,
+        &mut |_| Control::Continue,
+    )
+    .unwrap();
+    assert_eq!(history.len(), 3);
+    // a step schedule halves the rate every epoch, recorded in the metrics
+    let mut optimizer = Sgd::new(model.named_parameters(), 0.1);
+    let options = FitOptions {
+        epochs: 3,
+        schedule: nabla::optim::Schedule::Step {
+            step_size: 1,
+            gamma: 0.5,
+        },
+        ..Default::default()
+    };
+    let history = fit(
+        &model,
+        &mut optimizer,
+        &loader,
+        None::<&DataLoader<'_, ImageDataset>>,
+        &ce,
+        &options,
+        &mut |_| Control::Continue,
+    )
+    .unwrap();
+    let rates: Vec<f64> = history.iter().map(|m| m.lr).collect();
+    assert_eq!(rates, vec![0.1, 0.05, 0.025]);
+    // a callback can stop the run
+    let mut optimizer = Sgd::new(model.named_parameters(), 0.1);
+    let history = fit(
+        &model,
+        &mut optimizer,
+        &loader,
+        None::<&DataLoader<'_, ImageDataset>>,
+        &ce,
+        &options,
+        &mut |event| match event {
+            nabla::train::Event::BatchEnd { batch: 2, .. } => Control::Stop,
+            _ => Control::Continue,
+        },
+    )
+    .unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].train_loss.is_finite());
+}
