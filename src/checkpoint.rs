@@ -182,11 +182,18 @@ pub fn load_model<T: Float>(
 ) -> Result<BTreeMap<String, String>> {
     let path = path.as_ref();
     let loaded = load_tensors::<T>(path)?;
-    let file: HashMap<&str, &Tensor<T>> = loaded
-        .tensors
-        .iter()
-        .map(|(n, t)| (n.as_str(), t))
-        .collect();
+    assign_state(path, model, &loaded.tensors)?;
+    Ok(loaded.metadata)
+}
+
+/// Copies `tensors` into the model's state after checking that names and shapes
+/// match exactly (nothing changes if they do not).
+fn assign_state<T: Float>(
+    path: &Path,
+    model: &dyn Module<T>,
+    tensors: &[(String, Tensor<T>)],
+) -> Result<()> {
+    let file: HashMap<&str, &Tensor<T>> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let state = model.state_dict();
     for (name, tensor) in &state {
         let Some(stored) = file.get(name.as_str()) else {
@@ -210,8 +217,7 @@ pub fn load_model<T: Float>(
         }
     }
     let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-    let mut extra: Vec<String> = loaded
-        .tensors
+    let mut extra: Vec<String> = tensors
         .iter()
         .filter(|(n, _)| !known.contains(n.as_str()))
         .map(|(n, _)| format!("`{n}`"))
@@ -229,7 +235,7 @@ pub fn load_model<T: Float>(
     for (name, tensor) in &state {
         tensor.copy_from_slice(&file[name.as_str()].data());
     }
-    Ok(loaded.metadata)
+    Ok(())
 }
 
 /// Saves an optimizer's state (momentum buffers, moment estimates, step counts).
@@ -252,6 +258,68 @@ pub fn load_optimizer<T: Float>(
     let loaded = load_tensors::<T>(path)?;
     optimizer
         .load_state(&loaded.tensors)
+        .map_err(|e| Error::format(path, e.to_string()))?;
+    if let Some(lr) = loaded
+        .metadata
+        .get("lr")
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        optimizer.set_lr(lr);
+    }
+    Ok(loaded.metadata)
+}
+
+/// Saves everything needed to resume training — the model's state (under `model.`),
+/// the optimizer's (under `optimizer.`) and string metadata such as the epoch and
+/// step — in one file, so one atomic rename commits all of it together.
+pub fn save_training_state<T: Float>(
+    path: impl AsRef<Path>,
+    model: &dyn Module<T>,
+    optimizer: &dyn Optimizer<T>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor<T>)> = model
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t))
+        .collect();
+    tensors.extend(
+        optimizer
+            .state()
+            .into_iter()
+            .map(|(n, t)| (format!("optimizer.{n}"), t)),
+    );
+    let mut metadata = metadata.clone();
+    metadata.insert("lr".into(), optimizer.lr().to_string());
+    save_tensors(path, &tensors, &metadata)
+}
+
+/// Restores a file written by [`save_training_state`] into `model` and `optimizer`;
+/// returns its metadata. The model is checked completely before anything changes.
+pub fn load_training_state<T: Float>(
+    path: impl AsRef<Path>,
+    model: &dyn Module<T>,
+    optimizer: &mut dyn Optimizer<T>,
+) -> Result<BTreeMap<String, String>> {
+    let path = path.as_ref();
+    let loaded = load_tensors::<T>(path)?;
+    let mut model_tensors = Vec::new();
+    let mut optimizer_tensors = Vec::new();
+    for (name, tensor) in loaded.tensors {
+        if let Some(rest) = name.strip_prefix("model.") {
+            model_tensors.push((rest.to_string(), tensor));
+        } else if let Some(rest) = name.strip_prefix("optimizer.") {
+            optimizer_tensors.push((rest.to_string(), tensor));
+        } else {
+            return Err(Error::format(
+                path,
+                format!("tensor `{name}` is neither `model.…` nor `optimizer.…`"),
+            ));
+        }
+    }
+    assign_state(path, model, &model_tensors)?;
+    optimizer
+        .load_state(&optimizer_tensors)
         .map_err(|e| Error::format(path, e.to_string()))?;
     if let Some(lr) = loaded
         .metadata

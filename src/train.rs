@@ -21,6 +21,10 @@ pub struct FitOptions {
     /// Train epochs `start_epoch..epochs` (so a resumed run continues where it stopped).
     pub epochs: usize,
     pub start_epoch: usize,
+    /// Steps of `start_epoch` already done (a run resumed mid-epoch), and the running
+    /// sums of that epoch so far.
+    pub start_step: usize,
+    pub carried: EpochProgress,
     /// Learning rate as a function of the epoch (or, with `schedule_per_step`, of the
     /// global step), scaling the optimizer's base rate.
     pub schedule: Schedule,
@@ -36,6 +40,8 @@ impl Default for FitOptions {
         FitOptions {
             epochs: 1,
             start_epoch: 0,
+            start_step: 0,
+            carried: EpochProgress::default(),
             schedule: Schedule::Constant,
             schedule_per_step: false,
             clip_grad_norm: None,
@@ -65,6 +71,17 @@ pub struct EpochMetrics {
     pub lr: f64,
 }
 
+/// Running sums of an epoch in progress (what a mid-epoch checkpoint must keep).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    /// Σ batch loss × batch size.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    /// Training seconds spent in this epoch.
+    pub seconds: f64,
+}
+
 /// What the loop reports as it runs, for progress bars and loggers.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -80,6 +97,7 @@ pub enum Event<'a> {
         loss: f64,
         accuracy: f64,
         samples: usize,
+        progress: EpochProgress,
     },
     EpochEnd(&'a EpochMetrics),
 }
@@ -92,7 +110,8 @@ pub enum Control {
 }
 
 /// Trains `model` and evaluates it on `test` after each epoch; `on_event` sees every
-/// step and may stop the run. Returns the metrics of the epochs that ran.
+/// step and may stop the run. Returns the metrics of the epochs that completed (a
+/// stop in the middle of an epoch ends the run without that epoch's metrics).
 ///
 /// A loss that stops being finite ends training with [`Error::Diverged`], naming
 /// the epoch and step, before the optimizer applies the bad step.
@@ -123,9 +142,17 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         }
         model.train();
         let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let resuming = epoch == options.start_epoch && options.start_step > 0;
+        let carried = if resuming {
+            options.carried
+        } else {
+            EpochProgress::default()
+        };
+        let skip = if resuming { options.start_step } else { 0 };
+        let (mut loss_sum, mut correct, mut seen) =
+            (carried.loss_sum, carried.correct, carried.seen);
         let mut stop = false;
-        for (batch_index, batch) in train.epoch(epoch).enumerate() {
+        for (batch_index, batch) in train.epoch(epoch).enumerate().skip(skip) {
             if options.schedule_per_step {
                 optimizer.set_lr(
                     options
@@ -136,15 +163,19 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             let logits = model.forward(&batch.inputs);
             let loss = loss_fn(&logits, &batch.labels);
             let loss_value = loss.item() as f64;
+            let step = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
             if !loss_value.is_finite() {
                 return Err(Error::Diverged(format!(
-                    "the loss became {loss_value} at epoch {}, step {} of {batches}; the weights before this step are unchanged",
-                    epoch + 1,
-                    batch_index + 1
+                    "the loss became {loss_value} at {step}; the weights before this step are unchanged"
                 )));
             }
             optimizer.zero_grad();
             loss.backward();
+            if let Some(name) = first_non_finite_gradient(model) {
+                return Err(Error::Diverged(format!(
+                    "the gradient of `{name}` became non-finite at {step}; the weights before this step are unchanged"
+                )));
+            }
             if let Some(max_norm) = options.clip_grad_norm {
                 clip_grad_norm(&model.parameters(), max_norm);
             }
@@ -153,6 +184,12 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             loss_sum += loss_value * size as f64;
             correct += correct_count(&logits, &batch.labels);
             seen += size;
+            let progress = EpochProgress {
+                loss_sum,
+                correct,
+                seen,
+                seconds: carried.seconds + started.elapsed().as_secs_f64(),
+            };
             let event = Event::BatchEnd {
                 epoch: epoch + 1,
                 batch: batch_index + 1,
@@ -160,13 +197,17 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                 loss: loss_sum / seen as f64,
                 accuracy: correct as f64 / seen as f64,
                 samples: seen,
+                progress,
             };
             if on_event(&event) == Control::Stop {
                 stop = true;
                 break;
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        if stop {
+            break;
+        }
+        let seconds = carried.seconds + started.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = match test {
             Some(test) => {
                 let (l, a) = evaluate(model, test, loss_fn);
@@ -185,7 +226,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         };
         let control = on_event(&Event::EpochEnd(&metrics));
         history.push(metrics);
-        if stop || control == Control::Stop {
+        if control == Control::Stop {
             break;
         }
         if let (Some(rule), Some(loss)) = (options.early_stopping, test_loss) {
@@ -200,6 +241,15 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         }
     }
     Ok(history)
+}
+
+/// The name of the first parameter whose gradient holds a NaN or infinity.
+fn first_non_finite_gradient(model: &dyn Module<f32>) -> Option<String> {
+    model.named_parameters().into_iter().find_map(|(name, p)| {
+        let grad = p.grad()?;
+        let finite = grad.data().iter().all(|v| v.is_finite());
+        (!finite).then_some(name)
+    })
 }
 
 /// The mean loss and the accuracy of `model` over every sample of `loader`, in
