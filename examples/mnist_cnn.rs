@@ -52,7 +52,7 @@ fn main() -> nabla::Result<()> {
         &loss,
         &options,
         &mut |event| {
-            if let Event::EpochEnd(m) = event {
+            if let Event::EpochEnd { metrics: m, .. } = event {
                 println!(
                     "epoch {}  train loss {:.4}  train accuracy {:.2}%  test accuracy {:.2}%  ({:.2} s)",
                     m.epoch,

@@ -34,6 +34,7 @@
 
 pub mod autograd;
 pub mod checkpoint;
+pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod element;

@@ -82,8 +82,8 @@ pub struct EpochProgress {
     pub seconds: f64,
 }
 
-/// What the loop reports as it runs, for progress bars and loggers.
-#[derive(Debug)]
+/// What the loop reports as it runs, for progress bars, loggers and checkpointing
+/// (the optimizer is lent so its state can be saved).
 pub enum Event<'a> {
     EpochStart {
         epoch: usize,
@@ -98,8 +98,12 @@ pub enum Event<'a> {
         accuracy: f64,
         samples: usize,
         progress: EpochProgress,
+        optimizer: &'a dyn Optimizer<f32>,
     },
-    EpochEnd(&'a EpochMetrics),
+    EpochEnd {
+        metrics: &'a EpochMetrics,
+        optimizer: &'a dyn Optimizer<f32>,
+    },
 }
 
 /// What a callback wants next.
@@ -198,6 +202,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                 accuracy: correct as f64 / seen as f64,
                 samples: seen,
                 progress,
+                optimizer: &*optimizer,
             };
             if on_event(&event) == Control::Stop {
                 stop = true;
@@ -224,7 +229,10 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             seconds,
             lr,
         };
-        let control = on_event(&Event::EpochEnd(&metrics));
+        let control = on_event(&Event::EpochEnd {
+            metrics: &metrics,
+            optimizer: &*optimizer,
+        });
         history.push(metrics);
         if control == Control::Stop {
             break;

@@ -313,7 +313,7 @@ fn early_stopping_and_schedules_in_the_loop() {
         &ce,
         &options,
         &mut |event| match event {
-            nabla::train::Event::EpochEnd(_) => Control::Stop,
+            nabla::train::Event::EpochEnd { .. } => Control::Stop,
             _ => Control::Continue,
         },
     )

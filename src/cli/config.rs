@@ -323,9 +323,12 @@ impl Config {
 
     /// Parses config text; `path` is used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, path, &e))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| describe_toml_error(text, path, &e))?;
         config.validate().map_err(|(key, message)| {
-            let place = find_key_line(text, &key).map(|line| format!("line {line}, ")).unwrap_or_default();
+            let place = find_key_line(text, &key)
+                .map(|line| format!("line {line}, "))
+                .unwrap_or_default();
             Error::format(path, format!("{place}`{key}`: {message}"))
         })?;
         Ok(config)
@@ -343,22 +346,38 @@ impl Config {
             return fail("batch_size", "must be at least 1, found 0".into());
         }
         if self.data.kind == DataKind::Csv && self.data.label_column.is_none() {
-            return fail("label_column", "a CSV dataset needs `label_column = \"…\"` in [data]".into());
+            return fail(
+                "label_column",
+                "a CSV dataset needs `label_column = \"…\"` in [data]".into(),
+            );
         }
         if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
-            return fail("test_fraction", format!("must be between 0 and 1, found {}", self.data.test_fraction));
+            return fail(
+                "test_fraction",
+                format!("must be between 0 and 1, found {}", self.data.test_fraction),
+            );
         }
         if self.train.epochs == 0 {
             return fail("epochs", "must be at least 1, found 0".into());
         }
         let lr = self.train.optimizer.lr();
         if !(lr > 0.0 && lr.is_finite()) {
-            return fail("lr", format!("the learning rate must be a positive number, found {lr}"));
+            return fail(
+                "lr",
+                format!("the learning rate must be a positive number, found {lr}"),
+            );
         }
         if !(0.0..1.0).contains(&self.train.label_smoothing) {
-            return fail("label_smoothing", format!("must be in [0, 1), found {}", self.train.label_smoothing));
+            return fail(
+                "label_smoothing",
+                format!("must be in [0, 1), found {}", self.train.label_smoothing),
+            );
         }
-        if let Some(norm) = self.train.clip_grad_norm.filter(|n| !(*n > 0.0)) {
+        if let Some(norm) = self
+            .train
+            .clip_grad_norm
+            .filter(|n| n.is_nan() || *n <= 0.0)
+        {
             return fail("clip_grad_norm", format!("must be positive, found {norm}"));
         }
         if self.model.layers.is_empty() {
@@ -367,15 +386,35 @@ impl Config {
         for layer in &self.model.layers {
             match layer {
                 LayerConfig::Dropout { p } if !(0.0..1.0).contains(p) => {
-                    return fail("p", format!("dropout probability must be in [0, 1), found {p}"));
+                    return fail(
+                        "p",
+                        format!("dropout probability must be in [0, 1), found {p}"),
+                    );
                 }
-                LayerConfig::Linear { out: 0, .. } => return fail("out", "a linear layer needs at least 1 output".into()),
-                LayerConfig::Conv2d { out_channels, kernel, stride, dilation, groups, .. }
-                    if *out_channels == 0 || *kernel == 0 || *stride == 0 || *dilation == 0 || *groups == 0 =>
+                LayerConfig::Linear { out: 0, .. } => {
+                    return fail("out", "a linear layer needs at least 1 output".into());
+                }
+                LayerConfig::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    dilation,
+                    groups,
+                    ..
+                } if *out_channels == 0
+                    || *kernel == 0
+                    || *stride == 0
+                    || *dilation == 0
+                    || *groups == 0 =>
                 {
-                    return fail("conv2d", "out_channels, kernel, stride, dilation and groups must be at least 1".into());
+                    return fail(
+                        "conv2d",
+                        "out_channels, kernel, stride, dilation and groups must be at least 1"
+                            .into(),
+                    );
                 }
-                LayerConfig::MaxPool2d { kernel: 0, .. } | LayerConfig::AvgPool2d { kernel: 0, .. } => {
+                LayerConfig::MaxPool2d { kernel: 0, .. }
+                | LayerConfig::AvgPool2d { kernel: 0, .. } => {
                     return fail("kernel", "a pooling kernel must be at least 1".into());
                 }
                 _ => {}
@@ -396,10 +435,12 @@ fn describe_toml_error(text: &str, path: &Path, error: &toml::de::Error) -> Erro
     if let Some(suggestion) = suggest(&message) {
         out.push_str(&format!("; did you mean `{suggestion}`?"));
     }
-    if let Some(line) = line {
-        if let Some(source) = text.lines().nth(line - 1) {
-            out.push_str(&format!("\n  {line} | {}", source.trim_end()));
-        }
+    if let Some(source) = line.and_then(|line| text.lines().nth(line - 1)) {
+        out.push_str(&format!(
+            "\n  {} | {}",
+            line.unwrap_or(0),
+            source.trim_end()
+        ));
     }
     Error::format(path, out)
 }
@@ -429,8 +470,11 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
     let bare = key.rsplit('.').next().unwrap_or(key);
     text.lines().enumerate().find_map(|(i, line)| {
         let trimmed = line.trim_start();
-        let assigned = trimmed.starts_with(bare) && trimmed[bare.len()..].trim_start().starts_with('=');
-        let inline = line.contains(&format!(" {bare} =")) || line.contains(&format!("{{{bare} =")) || line.contains(&format!("type = \"{bare}\""));
+        let assigned =
+            trimmed.starts_with(bare) && trimmed[bare.len()..].trim_start().starts_with('=');
+        let inline = line.contains(&format!(" {bare} ="))
+            || line.contains(&format!("{{{bare} ="))
+            || line.contains(&format!("type = \"{bare}\""));
         (assigned || inline).then_some(i + 1)
     })
 }
@@ -441,9 +485,13 @@ mod tests {
 
     #[test]
     fn suggests_the_closest_key() {
-        let message = "unknown field `lr_rate`, expected one of `kind`, `lr`, `momentum`, `dampening`";
+        let message =
+            "unknown field `lr_rate`, expected one of `kind`, `lr`, `momentum`, `dampening`";
         assert_eq!(suggest(message).as_deref(), Some("lr"));
-        assert_eq!(suggest("unknown variant `adamm`, expected one of `sgd`, `adam`, `adamw`").as_deref(), Some("adam"));
+        assert_eq!(
+            suggest("unknown variant `adamm`, expected one of `sgd`, `adam`, `adamw`").as_deref(),
+            Some("adam")
+        );
         assert_eq!(suggest("invalid type: string, expected usize"), None);
     }
 }

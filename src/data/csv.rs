@@ -181,6 +181,22 @@ impl TableDataset {
         }
     }
 
+    /// The rows at `indices`, in that order, as a new table.
+    pub fn select(&self, indices: &[usize]) -> TableDataset {
+        let width = self.shape[0];
+        let mut features = Vec::with_capacity(indices.len() * width);
+        for &i in indices {
+            features.extend_from_slice(&self.features[i * width..(i + 1) * width]);
+        }
+        TableDataset {
+            features,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            feature_names: self.feature_names.clone(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
     /// Fits a standardizer on the given rows.
     pub fn fit_standardizer(&self, rows: &[usize]) -> Standardizer {
         let width = self.shape[0];

@@ -294,6 +294,22 @@ impl<T: Float> Tensor<T> {
         )
     }
 
+    /// The inputs of the op that made this tensor (empty for leaves and after
+    /// backward) — for walking and drawing the graph.
+    pub fn graph_inputs(&self) -> Vec<Tensor<T>> {
+        self.inner
+            .node
+            .borrow()
+            .as_ref()
+            .map(|node| node.inputs.clone())
+            .unwrap_or_default()
+    }
+
+    /// A number identifying this tensor while it lives (for graph drawings).
+    pub fn id(&self) -> usize {
+        Rc::as_ptr(&self.inner) as usize
+    }
+
     /// The name of the op that made this tensor (`None` for leaves and after backward).
     pub fn op_name(&self) -> Option<&'static str> {
         self.inner.node.borrow().as_ref().map(|node| node.name)

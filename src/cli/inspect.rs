@@ -1,0 +1,373 @@
+//! `nabla eval`, `nabla predict` and `nabla gradcheck`: look at a trained model, or
+//! check a config's gradients.
+
+use std::path::{Path, PathBuf};
+
+use super::config::Config;
+use super::setup;
+use crate::autograd::no_grad;
+use crate::checkpoint::load_model;
+use crate::data::{DataLoader, read_idx};
+use crate::error::{Error, Result};
+use crate::loss::{CrossEntropyOptions, cross_entropy};
+use crate::metrics::ConfusionMatrix;
+use crate::nn::{Module, Sequential};
+use crate::tensor::Tensor;
+
+/// A trained model with the config that describes it.
+pub struct Trained {
+    pub config: Config,
+    pub model: Sequential,
+    pub data: setup::Data,
+    /// Where to write outputs such as confusion.png.
+    pub dir: PathBuf,
+}
+
+/// Opens `RUN_DIR` (config.toml + model.safetensors) or `MODEL` + `--config`.
+pub fn open(target: &Path, config: Option<&Path>, data_path: Option<&Path>) -> Result<Trained> {
+    let (config_path, model_path, dir) = if target.is_dir() {
+        (
+            target.join("config.toml"),
+            target.join("model.safetensors"),
+            target.to_path_buf(),
+        )
+    } else {
+        let Some(config) = config else {
+            return Err(Error::Config(format!(
+                "{} is a model file: also give --config CONFIG.toml to describe its network and data",
+                target.display()
+            )));
+        };
+        (
+            config.to_path_buf(),
+            target.to_path_buf(),
+            target
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        )
+    };
+    let mut config = Config::load(&config_path)?;
+    if let Some(path) = data_path {
+        config.data.path = path.to_path_buf();
+    }
+    let data = setup::load_data(&config)?;
+    let (model, _) = setup::build_model(
+        &config.model.layers,
+        data.train.feature_shape(),
+        data.train.num_classes(),
+        &mut crate::rng(0),
+    )?;
+    load_model(&model_path, &model)?;
+    model.eval();
+    Ok(Trained {
+        config,
+        model,
+        data,
+        dir,
+    })
+}
+
+/// `nabla eval`: loss, accuracy, per-class precision/recall/F1 and the confusion
+/// matrix on the test split (printed, and written as confusion.png).
+pub fn eval(trained: &Trained) -> Result<()> {
+    let _guard = no_grad();
+    let test = trained.data.test.as_ref();
+    let classes = test.num_classes();
+    let mut matrix = ConfusionMatrix::new(classes);
+    let (mut loss_sum, mut seen) = (0.0, 0usize);
+    for batch in DataLoader::new(test, 1000).epoch(0) {
+        let logits = trained.model.forward(&batch.inputs);
+        loss_sum += cross_entropy(&logits, &batch.labels, &CrossEntropyOptions::default()).item()
+            as f64
+            * batch.labels.len() as f64;
+        seen += batch.labels.len();
+        matrix.add_batch(&logits, &batch.labels);
+    }
+    println!(
+        "test samples {seen}  loss {:.4}  accuracy {:.2}%",
+        loss_sum / seen.max(1) as f64,
+        100.0 * matrix.accuracy()
+    );
+    println!("\nclass  precision  recall     f1");
+    for c in 0..classes {
+        let name = trained
+            .data
+            .class_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| c.to_string());
+        println!(
+            "{name:>5}  {:>9.4}  {:>6.4}  {:>6.4}",
+            matrix.precision(c),
+            matrix.recall(c),
+            matrix.f1(c)
+        );
+    }
+    println!("\nconfusion matrix (rows: actual, columns: predicted)\n{matrix}");
+    let png = trained.dir.join("confusion.png");
+    super::plot::confusion(&png, &matrix, &trained.data.class_names)?;
+    println!("wrote {}", png.display());
+    Ok(())
+}
+
+/// `nabla predict`: the top classes, with probabilities, for each input (CSV rows,
+/// an IDX image file, or PNG/JPEG images).
+pub fn predict(trained: &Trained, inputs: &[PathBuf], top: usize, invert: bool) -> Result<()> {
+    let _guard = no_grad();
+    let shape = trained.data.train.feature_shape().to_vec();
+    for path in inputs {
+        let (names, batch) = read_inputs(path, &shape, trained, invert)?;
+        let probabilities = trained.model.forward(&batch).softmax(-1);
+        let classes = probabilities.dim(-1);
+        let values = probabilities.data();
+        for (row, name) in names.iter().enumerate() {
+            let mut ranked: Vec<(usize, f32)> = values[row * classes..(row + 1) * classes]
+                .iter()
+                .copied()
+                .enumerate()
+                .collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let shown: Vec<String> = ranked
+                .iter()
+                .take(top)
+                .map(|(c, p)| {
+                    format!(
+                        "{} {:.2}%",
+                        trained
+                            .data
+                            .class_names
+                            .get(*c)
+                            .cloned()
+                            .unwrap_or_else(|| c.to_string()),
+                        100.0 * p
+                    )
+                })
+                .collect();
+            println!("{name}: {}", shown.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one input file into a batch shaped like the training data.
+fn read_inputs(
+    path: &Path,
+    shape: &[usize],
+    trained: &Trained,
+    invert: bool,
+) -> Result<(Vec<String>, Tensor)> {
+    let display = path.display().to_string();
+    let lower = display.to_lowercase();
+    let width: usize = shape.iter().product();
+    let mut batch_shape = vec![0];
+    batch_shape.extend_from_slice(shape);
+    let (mean, std) = if trained.config.data.normalize {
+        (0.1307f32, 0.3081f32)
+    } else {
+        (0.0, 1.0)
+    };
+    let normalize = |pixel: f32| {
+        let p = if invert { 1.0 - pixel } else { pixel };
+        (p - mean) / std
+    };
+    if lower.ends_with(".csv") {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let label = trained.config.data.label_column.as_deref().unwrap_or("");
+        let mut values = Vec::new();
+        let mut names = Vec::new();
+        for (row, line) in lines.enumerate() {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let features: Vec<&str> = fields
+                .iter()
+                .zip(&header)
+                .filter(|(_, h)| **h != label)
+                .map(|(f, _)| *f)
+                .collect();
+            if features.len() != width {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "line {}: expected {width} feature values, found {}",
+                        row + 2,
+                        features.len()
+                    ),
+                ));
+            }
+            for f in features {
+                values.push(f.parse::<f32>().map_err(|_| {
+                    Error::format(
+                        path,
+                        format!("line {}: expected a number, found `{f}`", row + 2),
+                    )
+                })?);
+            }
+            names.push(format!("{display} row {}", row + 1));
+        }
+        if trained.config.data.normalize {
+            return standardized_rows(trained, values, names, &batch_shape);
+        }
+        batch_shape[0] = names.len();
+        return Ok((names, Tensor::from_vec(values, &batch_shape)));
+    }
+    if lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+        let [_, height, width_px] = match shape {
+            [c, h, w] => [*c, *h, *w],
+            [n] => {
+                let side = (*n as f64).sqrt() as usize;
+                [1, side, side]
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "cannot feed an image to a model whose input has shape {shape:?}"
+                )));
+            }
+        };
+        let image = image::open(path)
+            .map_err(|e| Error::format(path, format!("not a readable PNG/JPEG image: {e}")))?;
+        let gray = image.to_luma8();
+        let resized = image::imageops::resize(
+            &gray,
+            width_px as u32,
+            height as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        let values: Vec<f32> = resized
+            .pixels()
+            .map(|p| normalize(p.0[0] as f32 / 255.0))
+            .collect();
+        batch_shape[0] = 1;
+        return Ok((vec![display], Tensor::from_vec(values, &batch_shape)));
+    }
+    // anything else: an IDX file of images [n, rows, cols]
+    let idx = read_idx(path)?;
+    let (count, size) = match idx.dims[..] {
+        [n, rows, cols] => (n, rows * cols),
+        [rows, cols] => (1, rows * cols),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "expected images [count, rows, columns], found dimensions {:?}",
+                    idx.dims
+                ),
+            ));
+        }
+    };
+    if size != width {
+        return Err(Error::format(
+            path,
+            format!("images have {size} pixels, but the model expects {width}"),
+        ));
+    }
+    let values: Vec<f32> = idx
+        .data
+        .iter()
+        .map(|&p| normalize(p as f32 / 255.0))
+        .collect();
+    batch_shape[0] = count;
+    let names = (0..count).map(|i| format!("{display} image {i}")).collect();
+    Ok((names, Tensor::from_vec(values, &batch_shape)))
+}
+
+/// CSV rows standardised with the statistics of the training split (recomputed
+/// from the config's data, which the split is a deterministic function of).
+fn standardized_rows(
+    trained: &Trained,
+    values: Vec<f32>,
+    names: Vec<String>,
+    batch_shape: &[usize],
+) -> Result<(Vec<String>, Tensor)> {
+    let mut raw = trained.config.clone();
+    raw.data.normalize = false;
+    let data = setup::load_data(&raw)?;
+    let train = data.train.as_ref();
+    let width = train.feature_len();
+    let mut sums = vec![0.0f64; width];
+    let mut squares = vec![0.0f64; width];
+    let mut row = vec![0.0f32; width];
+    for i in 0..train.len() {
+        train.write_features(i, &mut row);
+        for (j, &v) in row.iter().enumerate() {
+            sums[j] += v as f64;
+            squares[j] += (v as f64) * (v as f64);
+        }
+    }
+    let n = train.len().max(1) as f64;
+    let mean: Vec<f32> = sums.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = squares
+        .iter()
+        .zip(&sums)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(1e-12)) as f32)
+        .collect();
+    let standardized: Vec<f32> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v - mean[i % width]) / std[i % width])
+        .collect();
+    let mut shape = batch_shape.to_vec();
+    shape[0] = names.len();
+    Ok((names, Tensor::from_vec(standardized, &shape)))
+}
+
+/// `nabla gradcheck`: builds the config's model in f64 and compares analytic and
+/// numerical gradients for every parameter on a small batch. Returns whether all passed.
+pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Result<bool> {
+    let config = Config::load(config_path)?;
+    let data = setup::load_data(&config)?;
+    let (model, _) = setup::build_model::<f64>(
+        &config.model.layers,
+        data.train.feature_shape(),
+        data.train.num_classes(),
+        &mut crate::rng(config.train.seed),
+    )?;
+    // evaluation mode: dropout off and batch norm deterministic, so f is a function
+    model.eval();
+    let batch = crate::data::make_batch(
+        data.train.as_ref(),
+        &(0..data.train.len().min(4)).collect::<Vec<_>>(),
+    );
+    let input: Tensor<f64> = batch.inputs.cast();
+    let report = crate::gradcheck::gradcheck_module_sampled(&model, &input, max_elements);
+    let shapes: std::collections::HashMap<String, Vec<usize>> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.shape().to_vec()))
+        .collect();
+    println!(
+        "{:<14} {:<16} {:>8} {:>13} {:>13}  result",
+        "tensor", "shape", "checked", "max abs err", "max rel err"
+    );
+    let mut all_passed = true;
+    for r in &report.inputs {
+        let shape = shapes
+            .get(&r.name)
+            .map_or_else(|| format!("{:?}", input.shape()), |s| format!("{s:?}"));
+        let passed = r.max_rel_error <= tolerance;
+        all_passed &= passed;
+        println!(
+            "{:<14} {:<16} {:>8} {:>13.3e} {:>13.3e}  {}",
+            r.name,
+            shape,
+            r.checked,
+            r.max_abs_error,
+            r.max_rel_error,
+            if passed { "pass" } else { "FAIL" }
+        );
+    }
+    println!(
+        "\n{}: analytic vs central differences (ε = 1e-6) in f64, tolerance {tolerance:e} (relative, absolute below 1)",
+        if all_passed {
+            "all gradients pass"
+        } else {
+            "some gradients FAIL"
+        }
+    );
+    Ok(all_passed)
+}

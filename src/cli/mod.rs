@@ -1,0 +1,230 @@
+//! The `nabla` command: train from a config file, evaluate, predict, check
+//! gradients, and explain one step of backpropagation number by number.
+
+pub mod config;
+pub mod explain;
+pub mod fetch;
+pub mod inspect;
+pub mod plot;
+pub mod progress;
+pub mod setup;
+pub mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train neural networks by forward propagation and backpropagation.
+#[derive(Parser, Debug)]
+#[command(name = "nabla", version, about, long_about = None)]
+struct Cli {
+    /// Threads for the kernels (default: all cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model described by a config file.
+    #[command(
+        after_help = "Examples:\n  nabla train examples/mnist-mlp.toml\n  nabla train examples/spirals.toml --out runs/spirals --epochs 50\n  nabla train --resume runs/spirals"
+    )]
+    Train {
+        /// The experiment: data, model and training settings (TOML).
+        config: Option<PathBuf>,
+        /// The run directory (default: runs/<config name>-<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the number of epochs.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        epochs: Option<u32>,
+        /// Override the random seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue the run in this directory from its last checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+    },
+    /// Loss, accuracy, per-class precision/recall and the confusion matrix on the test data.
+    #[command(
+        after_help = "Examples:\n  nabla eval runs/mnist-mlp-20261128-101500\n  nabla eval model.safetensors --config examples/mnist-mlp.toml"
+    )]
+    Eval {
+        /// A run directory, or a model.safetensors file (then give --config).
+        target: PathBuf,
+        /// The config describing the model, when TARGET is a file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Evaluate on data at this path instead of the config's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Top classes with probabilities for CSV rows, IDX image files or PNG/JPEG images.
+    #[command(
+        after_help = "Examples:\n  nabla predict runs/mnist-mlp-20261128-101500 digit.png\n  nabla predict runs/spirals points.csv --top 2"
+    )]
+    Predict {
+        /// A run directory, or a model.safetensors file (then give --config).
+        target: PathBuf,
+        /// Input files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How many classes to show per input.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        top: u16,
+        /// Invert image brightness (for dark digits on a light background).
+        #[arg(long)]
+        invert: bool,
+    },
+    /// Check every parameter's analytic gradient against finite differences (f64).
+    #[command(after_help = "Example:\n  nabla gradcheck examples/mnist-cnn.toml")]
+    Gradcheck {
+        config: PathBuf,
+        /// Largest accepted relative error.
+        #[arg(long, default_value_t = 1e-6)]
+        tolerance: f64,
+        /// At most this many elements checked per tensor (spread over it).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+        max_elements: u32,
+    },
+    /// Show one forward and backward pass and one update, every number printed.
+    #[command(
+        after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1"
+    )]
+    Explain {
+        /// A config whose model is made of linear layers and activations (default: 2-2-1 sigmoid).
+        config: Option<PathBuf>,
+        /// The input, comma-separated.
+        #[arg(long)]
+        input: Option<String>,
+        /// The target (one value per output).
+        #[arg(long)]
+        target: Option<String>,
+        /// The learning rate of the update.
+        #[arg(long, default_value_t = 0.5)]
+        lr: f64,
+        /// Also write the computation graph, with values and gradients, as Graphviz.
+        #[arg(long)]
+        dot: Option<PathBuf>,
+    },
+    /// Download a dataset and verify its checksums.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataAction {
+    /// Download MNIST or Fashion-MNIST (four IDX files), checking SHA-256 sums.
+    #[command(after_help = "Example:\n  nabla data fetch fashion-mnist --dir data/fashion-mnist")]
+    Fetch {
+        /// `mnist` or `fashion-mnist`.
+        dataset: String,
+        /// Where to put the files (default: data/<dataset>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Use this base URL instead of the usual mirrors.
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        configure_threads(threads as usize);
+    }
+    let result = match cli.command {
+        Command::Train {
+            config,
+            out,
+            epochs,
+            seed,
+            resume,
+        } => {
+            let args = train::TrainArgs {
+                config,
+                out,
+                epochs: epochs.map(|e| e as usize),
+                seed,
+                resume,
+            };
+            train::run(args).map(|outcome| match outcome {
+                train::Outcome::Finished => ExitCode::SUCCESS,
+                train::Outcome::Interrupted => ExitCode::from(130),
+            })
+        }
+        Command::Eval {
+            target,
+            config,
+            data,
+        } => inspect::open(&target, config.as_deref(), data.as_deref())
+            .and_then(|t| inspect::eval(&t))
+            .map(|_| ExitCode::SUCCESS),
+        Command::Predict {
+            target,
+            inputs,
+            config,
+            top,
+            invert,
+        } => inspect::open(&target, config.as_deref(), None)
+            .and_then(|t| inspect::predict(&t, &inputs, top as usize, invert))
+            .map(|_| ExitCode::SUCCESS),
+        Command::Gradcheck {
+            config,
+            tolerance,
+            max_elements,
+        } => inspect::gradcheck(&config, tolerance, max_elements as usize).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Explain {
+            config,
+            input,
+            target,
+            lr,
+            dot,
+        } => explain::run(
+            config.as_deref(),
+            input.as_deref(),
+            target.as_deref(),
+            lr,
+            dot.as_deref(),
+        )
+        .map(|_| ExitCode::SUCCESS),
+        Command::Data {
+            action:
+                DataAction::Fetch {
+                    dataset,
+                    dir,
+                    mirror,
+                },
+        } => fetch::run(&dataset, dir, mirror.as_deref()).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sizes rayon's pool and the GEMM's threads. Runs first thing in `main`, before
+/// any other thread exists, which is what makes setting the environment sound.
+fn configure_threads(threads: usize) {
+    // SAFETY: called at the top of main before any thread is spawned, so no other
+    // thread can be reading the environment concurrently.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    let _ = crate::threads::set_num_threads(threads);
+}
