@@ -453,11 +453,12 @@ fn suggest(message: &str) -> Option<String> {
     }
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let (unknown, candidates) = quoted.split_first()?;
+    // Jaro-Winkler favours a shared beginning: `lr_rate` → `lr`, `batch_sise` → `batch_size`
     candidates
         .iter()
-        .map(|c| (strsim::damerau_levenshtein(unknown, c), *c))
-        .filter(|(distance, c)| *distance <= c.len().max(unknown.len()) / 2 + 1)
-        .min()
+        .map(|c| (strsim::jaro_winkler(unknown, c), *c))
+        .filter(|(similarity, _)| *similarity >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_string())
 }
 

@@ -309,8 +309,14 @@ pub fn run(
     Ok(())
 }
 
+/// Six decimals; a value that rounds to zero prints as 0.000000, never -0.000000.
 fn f(v: f64) -> String {
-    format!("{v:.6}")
+    let text = format!("{v:.6}");
+    if text == "-0.000000" {
+        "0.000000".to_string()
+    } else {
+        text
+    }
 }
 
 /// The whole lesson as text.

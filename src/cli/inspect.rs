@@ -334,7 +334,7 @@ pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Res
         &(0..data.train.len().min(4)).collect::<Vec<_>>(),
     );
     let input: Tensor<f64> = batch.inputs.cast();
-    let report = crate::gradcheck::gradcheck_module_sampled(&model, &input, max_elements);
+    let report = crate::gradcheck::gradcheck_parameters(&model, &input, max_elements);
     let shapes: std::collections::HashMap<String, Vec<usize>> = model
         .named_parameters()
         .into_iter()

@@ -1,0 +1,581 @@
+//! The `nabla` binary end to end: train, eval, predict, gradcheck, explain, resume
+//! after an interruption, data fetch against a local server, and a table of bad
+//! configs with the errors they must give.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn nabla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(args)
+        .current_dir(ROOT)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nabla-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_config(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const SMALL_MLP: &str = r#"
+[data]
+kind = "mnist"
+path = "data/mnist"
+batch_size = 64
+train_limit = 5000
+test_limit = 500
+
+[model]
+layers = [
+  { type = "linear", out = 32 },
+  { type = "relu" },
+  { type = "linear", out = 10 },
+]
+
+[train]
+epochs = 2
+seed = 1
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.9 }
+"#;
+
+#[test]
+fn train_eval_predict() {
+    let dir = temp_dir("train");
+    let config = write_config(&dir, "small.toml", SMALL_MLP);
+    let run = dir.join("run");
+    let out = nabla(&["train", &config, "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "curves.png",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for key in [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "seconds",
+        "lr",
+        "grad_norm",
+        "dead_relu_fraction",
+    ] {
+        assert!(!lines[1][key].is_null(), "metrics.jsonl lacks {key}");
+    }
+    assert!(lines[1]["train_loss"].as_f64() < lines[0]["train_loss"].as_f64());
+    assert!(
+        lines[1]["test_accuracy"].as_f64().unwrap() > 0.8,
+        "{metrics}"
+    );
+    assert!(lines[1]["grad_norm"]["0.weight"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        &std::fs::read(run.join("curves.png")).unwrap()[1..4],
+        b"PNG"
+    );
+
+    let out = nabla(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.contains("accuracy")
+            && report.contains("precision")
+            && report.contains("confusion matrix"),
+        "{report}"
+    );
+    assert!(run.join("confusion.png").exists());
+
+    // predict: three test images as an IDX file, and one as a PNG
+    let (images, labels) = first_test_images(3);
+    let mut idx = vec![0, 0, 8, 3];
+    for d in [3u32, 28, 28] {
+        idx.extend(d.to_be_bytes());
+    }
+    idx.extend(&images);
+    let idx_path = dir.join("three.idx");
+    std::fs::write(&idx_path, idx).unwrap();
+    let png_path = dir.join("digit.png");
+    image::GrayImage::from_raw(28, 28, images[..784].to_vec())
+        .unwrap()
+        .save(&png_path)
+        .unwrap();
+    let out = nabla(&[
+        "predict",
+        run.to_str().unwrap(),
+        idx_path.to_str().unwrap(),
+        png_path.to_str().unwrap(),
+        "--top",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = text(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, label) in lines
+        .iter()
+        .zip(labels.iter().chain(std::iter::once(&labels[0])))
+    {
+        // the trained model gets these easy digits right: the top class is the label
+        assert!(
+            line.contains(&format!(": {label} ")),
+            "{line} (label {label})"
+        );
+        assert!(line.contains('%'));
+    }
+}
+
+fn first_test_images(count: usize) -> (Vec<u8>, Vec<usize>) {
+    let images =
+        nabla::data::read_idx(format!("{ROOT}/data/mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    let labels =
+        nabla::data::read_idx(format!("{ROOT}/data/mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    (
+        images.data[..count * 784].to_vec(),
+        labels.data[..count].iter().map(|&l| l as usize).collect(),
+    )
+}
+
+#[test]
+fn gradcheck_command() {
+    let out = nabla(&["gradcheck", "examples/xor.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.contains("0.weight")
+            && report.contains("2.bias")
+            && report.contains("all gradients pass"),
+        "{report}"
+    );
+    let dir = temp_dir("gradcheck");
+    let conv = SMALL_MLP.replace(
+        "{ type = \"linear\", out = 32 },",
+        "{ type = \"conv2d\", out_channels = 2, kernel = 3, stride = 2 },\n  { type = \"batch_norm\" },\n  { type = \"relu\" },\n  { type = \"max_pool2d\", kernel = 2 },\n  { type = \"flatten\" },\n  { type = \"linear\", out = 32 },",
+    );
+    let config = write_config(&dir, "conv.toml", &conv);
+    let out = nabla(&["gradcheck", &config, "--max-elements", "16"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("all gradients pass"));
+}
+
+/// Recomputes the default lesson (2-2-1 sigmoid, x = (1, 0), t = 1, η = 0.5) here,
+/// independently, and checks every gradient and updated weight the command prints.
+#[test]
+fn explain_prints_correct_numbers() {
+    let dir = temp_dir("explain");
+    let dot = dir.join("graph.dot");
+    let out = nabla(&["explain", "--dot", dot.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+    let (w1, b1, w2, b2) = (
+        [[0.15, 0.20], [0.25, 0.30]],
+        [0.35, 0.35],
+        [0.40, 0.45],
+        0.60,
+    );
+    let x = [1.0, 0.0];
+    let z1: Vec<f64> = (0..2)
+        .map(|j| w1[j][0] * x[0] + w1[j][1] * x[1] + b1[j])
+        .collect();
+    let a1: Vec<f64> = z1.iter().map(|&z| sigmoid(z)).collect();
+    let y = sigmoid(w2[0] * a1[0] + w2[1] * a1[1] + b2);
+    let loss = 0.5 * (y - 1.0) * (y - 1.0);
+    let delta2 = (y - 1.0) * y * (1.0 - y);
+    let delta1: Vec<f64> = (0..2)
+        .map(|j| w2[j] * delta2 * a1[j] * (1.0 - a1[j]))
+        .collect();
+    let number = |v: f64| format!("{v:.6}");
+    let expect = |needle: String| {
+        assert!(
+            printed.contains(&needle),
+            "missing `{needle}` in\n{printed}"
+        )
+    };
+    expect(format!("a1[0] = σ({}) = {}", number(z1[0]), number(a1[0])));
+    expect(format!("prediction y = [{}]", number(y)));
+    expect(format!("= {}\n", number(loss)));
+    expect(format!(
+        "dL/dW2[0][1] = δ2[0]·a1[1] = {}·{} = {}",
+        number(delta2),
+        number(a1[1]),
+        number(delta2 * a1[1])
+    ));
+    expect(format!("dL/db2[0] = δ2[0] = {}", number(delta2)));
+    expect(format!(
+        "dL/dW1[1][0] = δ1[1]·a0[0] = {}·{} = {}",
+        number(delta1[1]),
+        number(1.0),
+        number(delta1[1])
+    ));
+    expect(format!(
+        "W2[0][0] = {} − 0.5·{} = {}",
+        number(0.40),
+        number(delta2 * a1[0]),
+        number(0.40 - 0.5 * delta2 * a1[0])
+    ));
+    // every analytic gradient equals its numerical check as printed
+    for line in printed.lines().filter(|l| l.contains("(numerical: ")) {
+        let analytic = line
+            .split(" = ")
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let numerical = line
+            .split("(numerical: ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(')');
+        assert_eq!(analytic, numerical, "{line}");
+    }
+    assert!(printed.contains("— lower"));
+    let graph = std::fs::read_to_string(dot).unwrap();
+    assert!(graph.starts_with("digraph") && graph.contains("grad:"));
+}
+
+#[test]
+fn resume_after_an_interruption_matches_an_uninterrupted_run() {
+    let dir = temp_dir("resume");
+    let body = SMALL_MLP
+        .replace("epochs = 2", "epochs = 8")
+        .replace("train_limit = 5000", "train_limit = 6000");
+    let config = write_config(&dir, "resume.toml", &body);
+    let straight = dir.join("straight");
+    assert!(
+        nabla(&["train", &config, "--out", straight.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // interrupt with SIGINT (Ctrl-C) once the first epoch has finished
+    let interrupted = dir.join("interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(["train", &config, "--out", interrupted.to_str().unwrap()])
+        .current_dir(ROOT)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = interrupted.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 1 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "training did not reach epoch 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let lines = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    if status.success() {
+        // it finished before the signal landed: nothing to resume, but it must match
+        eprintln!("note: the run finished before SIGINT arrived");
+        assert_eq!(lines, 8);
+    } else {
+        assert_eq!(status.code(), Some(130), "Ctrl-C exits cleanly with 130");
+        assert!(lines < 8, "interrupted before the end");
+        let out = nabla(&["train", "--resume", interrupted.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("resuming"));
+    }
+    let a = nabla::checkpoint::load_tensors::<f32>(straight.join("model.safetensors")).unwrap();
+    let b = nabla::checkpoint::load_tensors::<f32>(interrupted.join("model.safetensors")).unwrap();
+    for ((name, x), (_, y)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(x.to_vec(), y.to_vec(), "{name} differs after resuming");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&metrics).unwrap().lines().count(),
+        8
+    );
+}
+
+/// PyTorch made `sgd_init.safetensors`, trained 4 plain-SGD steps on the first 256
+/// images in file order, and saved the result (tests/reference/make_sgd_reference.py).
+#[test]
+fn init_and_fixed_order_match_pytorch() {
+    let dir = temp_dir("pytorch-sgd");
+    let body = r#"
+[data]
+kind = "mnist"
+path = "data/mnist"
+batch_size = 64
+shuffle = false
+train_limit = 256
+test_limit = 100
+
+[model]
+layers = [{ type = "linear", out = 32 }, { type = "relu" }, { type = "linear", out = 10 }]
+
+[train]
+epochs = 1
+init = "tests/reference/sgd_init.safetensors"
+optimizer = { kind = "sgd", lr = 0.1 }
+"#;
+    let config = write_config(&dir, "sgd.toml", body);
+    let run = dir.join("run");
+    let out = nabla(&["train", &config, "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours = nabla::checkpoint::load_tensors::<f32>(run.join("model.safetensors")).unwrap();
+    let theirs = nabla::checkpoint::load_tensors::<f32>(format!(
+        "{ROOT}/tests/reference/sgd_expected.safetensors"
+    ))
+    .unwrap();
+    let expected: std::collections::HashMap<_, _> = theirs.tensors.into_iter().collect();
+    for (name, tensor) in ours.tensors {
+        let reference = expected[&name].to_vec();
+        for (a, b) in tensor.to_vec().iter().zip(&reference) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{name}: nabla {a} vs PyTorch {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn data_fetch_from_a_local_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 2048];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]);
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            // /good/NAME serves the real file; /bad/NAME serves corrupted bytes
+            let name = path.rsplit('/').next().unwrap_or("");
+            let (status, body) = match std::fs::read(format!("{ROOT}/data/mnist/{name}")) {
+                Ok(mut bytes) => {
+                    if path.starts_with("/bad/") {
+                        bytes[100] ^= 0xff;
+                    }
+                    ("200 OK", bytes)
+                }
+                Err(_) => ("404 Not Found", Vec::new()),
+            };
+            let header = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(header.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    let dir = temp_dir("fetch");
+    let target = dir.join("mnist");
+    let good = format!("http://127.0.0.1:{port}/good/");
+    let out = nabla(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--dir",
+        target.to_str().unwrap(),
+        "--mirror",
+        &good,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        assert_eq!(
+            std::fs::read(target.join(name)).unwrap(),
+            std::fs::read(format!("{ROOT}/data/mnist/{name}")).unwrap()
+        );
+    }
+    let bad = format!("http://127.0.0.1:{port}/bad/");
+    let elsewhere = dir.join("bad");
+    let out = nabla(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--dir",
+        elsewhere.to_str().unwrap(),
+        "--mirror",
+        &bad,
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("checksum mismatch"), "{}", text(&out));
+    assert!(
+        !elsewhere.join("train-images-idx3-ubyte.gz").exists(),
+        "a bad download is never kept"
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in ["train", "eval", "predict", "gradcheck", "explain"] {
+        let out = nabla(&[command, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            text(&out).contains("Example"),
+            "{command} --help has no example"
+        );
+    }
+}
+
+/// Broken configs and command lines, each with the error it must give.
+#[test]
+fn bad_configs_get_clear_errors() {
+    let dir = temp_dir("bad");
+    let base = SMALL_MLP;
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "misspelled key",
+            base.replace("lr = 0.05", "lr_rate = 0.05"),
+            vec!["unknown field `lr_rate`", "did you mean `lr`?", "line 19"],
+        ),
+        (
+            "unknown optimizer",
+            base.replace("kind = \"sgd\"", "kind = \"adamm\""),
+            vec!["unknown variant `adamm`", "did you mean `adam`?"],
+        ),
+        (
+            "unknown layer",
+            base.replace("type = \"relu\"", "type = \"relux\""),
+            vec!["unknown variant `relux`", "did you mean `relu`?"],
+        ),
+        (
+            "unknown section key",
+            base.replace("batch_size = 64", "batch_sise = 64"),
+            vec!["unknown field `batch_sise`", "did you mean `batch_size`?"],
+        ),
+        (
+            "wrong type",
+            base.replace("epochs = 2", "epochs = \"two\""),
+            vec!["line 17", "invalid type"],
+        ),
+        (
+            "negative learning rate",
+            base.replace("lr = 0.05", "lr = -0.05"),
+            vec!["`lr`", "positive", "-0.05"],
+        ),
+        (
+            "zero batch size",
+            base.replace("batch_size = 64", "batch_size = 0"),
+            vec!["`batch_size`", "at least 1"],
+        ),
+        (
+            "zero epochs",
+            base.replace("epochs = 2", "epochs = 0"),
+            vec!["`epochs`", "at least 1"],
+        ),
+        (
+            "shapes do not connect",
+            base.replace(
+                "{ type = \"linear\", out = 32 },",
+                "{ type = \"conv2d\", out_channels = 4, kernel = 3 },",
+            ),
+            vec!["layer 2 (`linear`)", "[4, 26, 26]", "flatten"],
+        ),
+        (
+            "wrong class count",
+            base.replace("out = 10", "out = 7"),
+            vec!["outputs shape [7]", "10 classes"],
+        ),
+        (
+            "missing section",
+            base.replace("[train]", "[training]"),
+            vec!["unknown field `training`", "did you mean `train`?"],
+        ),
+        (
+            "dropout probability",
+            base.replace("{ type = \"relu\" },", "{ type = \"dropout\", p = 1.5 },"),
+            vec!["dropout probability", "1.5"],
+        ),
+        (
+            "missing data",
+            base.replace("data/mnist", "data/nowhere"),
+            vec!["data/nowhere"],
+        ),
+        (
+            "csv without label column",
+            base.replace("kind = \"mnist\"", "kind = \"csv\"")
+                .replace("data/mnist", "data/xor.csv"),
+            vec!["label_column"],
+        ),
+        (
+            "kernel larger than input",
+            base.replace(
+                "{ type = \"linear\", out = 32 },",
+                "{ type = \"conv2d\", out_channels = 1, kernel = 40 },",
+            ),
+            vec!["layer 0 (`conv2d`)", "does not fit", "[1, 28, 28]"],
+        ),
+        ("not toml", "[data\nkind = ".to_string(), vec!["line 1"]),
+    ];
+    for (name, body, expected) in &cases {
+        let config = write_config(&dir, "bad.toml", body);
+        let out = nabla(&["train", &config, "--out", dir.join("run").to_str().unwrap()]);
+        let message = text(&out);
+        assert!(!out.status.success(), "{name}: should fail\n{message}");
+        assert!(!message.contains("panicked"), "{name}: panicked\n{message}");
+        for needle in expected {
+            assert!(
+                message.contains(needle),
+                "{name}: expected `{needle}` in\n{message}"
+            );
+        }
+        assert!(
+            message.contains("bad.toml") || *name == "missing data" || message.contains("layer"),
+            "{name}: no file name\n{message}"
+        );
+    }
+    // command-line values out of range
+    for (args, needle) in [
+        (
+            vec!["train", "examples/xor.toml", "--epochs", "0"],
+            "--epochs",
+        ),
+        (
+            vec!["--threads", "0", "train", "examples/xor.toml"],
+            "--threads",
+        ),
+        (vec!["predict", "runs/none"], "INPUTS"),
+        (
+            vec!["explain", "--input", "1,x"],
+            "expected comma-separated numbers",
+        ),
+        (vec!["explain", "--input", "1,2,3"], "--input has 3 values"),
+    ] {
+        let out = nabla(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            text(&out).contains(needle),
+            "{args:?}: expected `{needle}` in {}",
+            text(&out)
+        );
+    }
+}
