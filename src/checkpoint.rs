@@ -118,9 +118,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn load_tensors<T: Float>(path: impl AsRef<Path>) -> Result<Loaded<T>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    parse_tensors(path, &bytes)
+}
+
+/// Decodes the bytes of a safetensors file; `path` names it in errors.
+pub fn parse_tensors<T: Float>(path: &Path, bytes: &[u8]) -> Result<Loaded<T>> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
     let metadata = header
         .metadata()

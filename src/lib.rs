@@ -41,6 +41,7 @@ pub mod element;
 pub mod error;
 pub mod gradcheck;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod nn;
 pub mod ops;

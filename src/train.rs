@@ -29,6 +29,10 @@ pub struct FitOptions {
     /// global step), scaling the optimizer's base rate.
     pub schedule: Schedule,
     pub schedule_per_step: bool,
+    /// The rate the schedule scales; `None` takes the optimizer's rate when `fit`
+    /// starts (give it explicitly when resuming, as a restored optimizer holds the
+    /// rate of its last step).
+    pub base_lr: Option<f64>,
     /// Rescale gradients to at most this global norm before each step.
     pub clip_grad_norm: Option<f64>,
     /// Stop when the test loss has not improved by `min_delta` for `patience` epochs.
@@ -44,6 +48,7 @@ impl Default for FitOptions {
             carried: EpochProgress::default(),
             schedule: Schedule::Constant,
             schedule_per_step: false,
+            base_lr: None,
             clip_grad_norm: None,
             early_stopping: None,
         }
@@ -128,15 +133,18 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
     options: &FitOptions,
     on_event: &mut dyn FnMut(&Event<'_>) -> Control,
 ) -> Result<Vec<EpochMetrics>> {
-    let base_lr = optimizer.lr();
+    let base_lr = options.base_lr.unwrap_or_else(|| optimizer.lr());
     let batches = train.num_batches();
     let mut history = Vec::new();
     let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
     for epoch in options.start_epoch..options.epochs {
-        if !options.schedule_per_step {
-            optimizer.set_lr(options.schedule.lr_at(epoch, base_lr));
-        }
-        let lr = optimizer.lr();
+        // the rate of the epoch's first step, whichever way the schedule advances
+        let lr = if options.schedule_per_step {
+            options.schedule.lr_at(epoch * batches, base_lr)
+        } else {
+            options.schedule.lr_at(epoch, base_lr)
+        };
+        optimizer.set_lr(lr);
         if on_event(&Event::EpochStart {
             epoch: epoch + 1,
             batches,
@@ -168,16 +176,17 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             let loss = loss_fn(&logits, &batch.labels);
             let loss_value = loss.item() as f64;
             let step = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
-            if !loss_value.is_finite() {
-                return Err(Error::Diverged(format!(
-                    "the loss became {loss_value} at {step}; the weights before this step are unchanged"
-                )));
-            }
             optimizer.zero_grad();
             loss.backward();
-            if let Some(name) = first_non_finite_gradient(model) {
+            // checked before the optimizer moves anything, so the weights stay good
+            let bad_gradient = first_non_finite_gradient(model);
+            if !loss_value.is_finite() || bad_gradient.is_some() {
+                let layer = bad_gradient.map_or_else(
+                    || "every gradient is still finite".to_string(),
+                    |name| format!("the first parameter whose gradient went bad is `{name}`"),
+                );
                 return Err(Error::Diverged(format!(
-                    "the gradient of `{name}` became non-finite at {step}; the weights before this step are unchanged"
+                    "the loss became {loss_value} at {step} ({layer}); the weights before this step are unchanged"
                 )));
             }
             if let Some(max_norm) = options.clip_grad_norm {

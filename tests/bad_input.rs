@@ -39,12 +39,20 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Asserts the error names the file and contains every expected fragment.
 fn expect_error<T>(case: &str, path: &Path, result: nabla::Result<T>, fragments: &[&str]) {
-    let Err(err) = result else { panic!("{case}: accepted a broken input") };
+    let Err(err) = result else {
+        panic!("{case}: accepted a broken input")
+    };
     let message = err.to_string();
     let file = path.file_name().unwrap().to_string_lossy();
-    assert!(message.contains(file.as_ref()), "{case}: the error does not name the file: {message}");
+    assert!(
+        message.contains(file.as_ref()),
+        "{case}: the error does not name the file: {message}"
+    );
     for fragment in fragments {
-        assert!(message.contains(fragment), "{case}: expected `{fragment}` in: {message}");
+        assert!(
+            message.contains(fragment),
+            "{case}: expected `{fragment}` in: {message}"
+        );
     }
 }
 
@@ -52,19 +60,67 @@ fn expect_error<T>(case: &str, path: &Path, result: nabla::Result<T>, fragments:
 fn idx_files() {
     let cut_gzip = gzip(&idx(&[50], &[1; 50]));
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
-        ("wrong magic", vec![0, 0, 0x0d, 1, 0, 0, 0, 1, 5], vec!["byte 0", "00 00 08 xx", "00 00 0d 01"]),
-        ("nonzero leading bytes", vec![1, 0, 8, 1, 0, 0, 0, 1, 5], vec!["byte 0", "found 01 00 08 01"]),
-        ("too few header bytes", vec![0, 0], vec!["4-byte IDX header", "2 bytes"]),
+        (
+            "wrong magic",
+            vec![0, 0, 0x0d, 1, 0, 0, 0, 1, 5],
+            vec!["byte 0", "00 00 08 xx", "00 00 0d 01"],
+        ),
+        (
+            "nonzero leading bytes",
+            vec![1, 0, 8, 1, 0, 0, 0, 1, 5],
+            vec!["byte 0", "found 01 00 08 01"],
+        ),
+        (
+            "too few header bytes",
+            vec![0, 0],
+            vec!["4-byte IDX header", "2 bytes"],
+        ),
         ("empty file", vec![], vec!["4-byte IDX header", "0 bytes"]),
-        ("zero dimensions", vec![0, 0, 8, 0], vec!["byte 3", "1 to 4 dimensions, found 0"]),
-        ("too many dimensions", vec![0, 0, 8, 9], vec!["byte 3", "found 9"]),
-        ("cut inside the dimensions", vec![0, 0, 8, 3, 0, 0, 0, 2], vec!["byte 4", "3 dimension sizes"]),
-        ("truncated data", idx(&[3, 2], &[1, 2, 3]), vec!["promise 6 values", "holds 3"]),
-        ("extra data", idx(&[2], &[1, 2, 3]), vec!["promise 2 values", "holds 3"]),
-        ("dimensions overflow", idx(&[u32::MAX, u32::MAX, u32::MAX, u32::MAX], &[]), vec!["more than usize::MAX"]),
-        ("huge count, tiny file", idx(&[4_000_000_000], &[7]), vec!["promise 4000000000 values", "holds 1"]),
-        ("not gzip", vec![0x1f, 0x8b, 0, 0, 1, 2], vec!["not a valid gzip stream"]),
-        ("gzip cut short", cut_gzip[..cut_gzip.len() / 2].to_vec(), vec!["not a valid gzip stream"]),
+        (
+            "zero dimensions",
+            vec![0, 0, 8, 0],
+            vec!["byte 3", "1 to 4 dimensions, found 0"],
+        ),
+        (
+            "too many dimensions",
+            vec![0, 0, 8, 9],
+            vec!["byte 3", "found 9"],
+        ),
+        (
+            "cut inside the dimensions",
+            vec![0, 0, 8, 3, 0, 0, 0, 2],
+            vec!["byte 4", "3 dimension sizes"],
+        ),
+        (
+            "truncated data",
+            idx(&[3, 2], &[1, 2, 3]),
+            vec!["promise 6 values", "holds 3"],
+        ),
+        (
+            "extra data",
+            idx(&[2], &[1, 2, 3]),
+            vec!["promise 2 values", "holds 3"],
+        ),
+        (
+            "dimensions overflow",
+            idx(&[u32::MAX, u32::MAX, u32::MAX, u32::MAX], &[]),
+            vec!["more than usize::MAX"],
+        ),
+        (
+            "huge count, tiny file",
+            idx(&[4_000_000_000], &[7]),
+            vec!["promise 4000000000 values", "holds 1"],
+        ),
+        (
+            "not gzip",
+            vec![0x1f, 0x8b, 0, 0, 1, 2],
+            vec!["not a valid gzip stream"],
+        ),
+        (
+            "gzip cut short",
+            cut_gzip[..cut_gzip.len() / 2].to_vec(),
+            vec!["not a valid gzip stream"],
+        ),
     ];
     for (i, (case, bytes, fragments)) in cases.iter().enumerate() {
         let path = write(&format!("idx-{i}.idx"), bytes);
@@ -73,26 +129,75 @@ fn idx_files() {
     // images and labels that do not belong together
     let images = write("pair-images.idx", &idx(&[3, 2, 2], &[0; 12]));
     let labels = write("pair-labels.idx", &idx(&[4], &[0; 4]));
-    expect_error("count mismatch", &labels, ImageDataset::from_idx(&images, &labels), &["holds 4 labels", "3 images"]);
+    expect_error(
+        "count mismatch",
+        &labels,
+        ImageDataset::from_idx(&images, &labels),
+        &["holds 4 labels", "3 images"],
+    );
     let flat = write("flat-images.idx", &idx(&[12], &[0; 12]));
-    expect_error("images not 3-D", &flat, ImageDataset::from_idx(&flat, &labels), &["expected 3 dimensions", "[12]"]);
+    expect_error(
+        "images not 3-D",
+        &flat,
+        ImageDataset::from_idx(&flat, &labels),
+        &["expected 3 dimensions", "[12]"],
+    );
     let grid = write("grid-labels.idx", &idx(&[3, 1], &[0; 3]));
-    expect_error("labels not 1-D", &grid, ImageDataset::from_idx(&images, &grid), &["expected 1 dimension", "[3, 1]"]);
+    expect_error(
+        "labels not 1-D",
+        &grid,
+        ImageDataset::from_idx(&images, &grid),
+        &["expected 1 dimension", "[3, 1]"],
+    );
 }
 
 #[test]
 fn csv_files() {
-    let options = CsvOptions { label_column: "y".into() };
+    let options = CsvOptions {
+        label_column: "y".into(),
+    };
     let cases: Vec<(&str, &[u8], Vec<&str>)> = vec![
-        ("ragged row", b"a,b,y\n1,2,0\n3,1\n", vec!["line 3", "expected 3 fields", "found 2"]),
-        ("long row", b"a,y\n1,0\n3,1,7\n", vec!["line 3", "expected 2 fields", "found 3"]),
-        ("non-numeric feature", b"a,y\n1,0\nhello,1\n", vec!["line 3", "column `a`", "expected a number, found `hello`"]),
-        ("empty feature", b"a,b,y\n1,,0\n2,3,1\n", vec!["line 2", "column `b`", "found ``"]),
+        (
+            "ragged row",
+            b"a,b,y\n1,2,0\n3,1\n",
+            vec!["line 3", "expected 3 fields", "found 2"],
+        ),
+        (
+            "long row",
+            b"a,y\n1,0\n3,1,7\n",
+            vec!["line 3", "expected 2 fields", "found 3"],
+        ),
+        (
+            "non-numeric feature",
+            b"a,y\n1,0\nhello,1\n",
+            vec!["line 3", "column `a`", "expected a number, found `hello`"],
+        ),
+        (
+            "empty feature",
+            b"a,b,y\n1,,0\n2,3,1\n",
+            vec!["line 2", "column `b`", "found ``"],
+        ),
         ("empty file", b"", vec!["expected a header row"]),
-        ("missing label column", b"a,b\n1,2\n", vec!["label column named `y`", "[\"a\", \"b\"]"]),
-        ("NaN feature", b"a,y\nNaN,0\n1,1\n", vec!["line 2", "finite number, found `NaN`"]),
-        ("infinite feature", b"a,y\n1,0\n-inf,1\n", vec!["line 3", "finite number, found `-inf`"]),
-        ("single class", b"a,y\n1,cat\n2,cat\n", vec!["at least two classes", "`cat`"]),
+        (
+            "missing label column",
+            b"a,b\n1,2\n",
+            vec!["label column named `y`", "[\"a\", \"b\"]"],
+        ),
+        (
+            "NaN feature",
+            b"a,y\nNaN,0\n1,1\n",
+            vec!["line 2", "finite number, found `NaN`"],
+        ),
+        (
+            "infinite feature",
+            b"a,y\n1,0\n-inf,1\n",
+            vec!["line 3", "finite number, found `-inf`"],
+        ),
+        (
+            "single class",
+            b"a,y\n1,cat\n2,cat\n",
+            vec!["at least two classes", "`cat`"],
+        ),
         ("header only", b"a,y\n", vec!["at least one data row"]),
         ("not text", b"a,y\n\xff\xfe,1\n2,0\n", vec!["line 2"]),
     ];
@@ -104,7 +209,10 @@ fn csv_files() {
 
 fn model() -> Sequential {
     let mut rng = nabla::rng(0);
-    Sequential::new().layer(Linear::new(3, 2, &mut rng)).layer(Relu).layer(Linear::new(2, 2, &mut rng))
+    Sequential::new()
+        .layer(Linear::new(3, 2, &mut rng))
+        .layer(Relu)
+        .layer(Linear::new(2, 2, &mut rng))
 }
 
 /// A safetensors file from its JSON header and data bytes.
@@ -121,18 +229,55 @@ fn safetensors_files() {
     save_tensors(&good, &model().state_dict(), &BTreeMap::new()).unwrap();
     let good_bytes = std::fs::read(&good).unwrap();
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
-        ("truncated header", good_bytes[..20].to_vec(), vec!["not a valid safetensors file"]),
-        ("header longer than the file", {
-            let mut b = good_bytes.clone();
-            b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-            b
-        }, vec!["not a valid safetensors file"]),
-        ("truncated data", good_bytes[..good_bytes.len() - 4].to_vec(), vec!["not a valid safetensors file"]),
+        (
+            "truncated header",
+            good_bytes[..20].to_vec(),
+            vec!["not a valid safetensors file"],
+        ),
+        (
+            "header longer than the file",
+            {
+                let mut b = good_bytes.clone();
+                b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                b
+            },
+            vec!["not a valid safetensors file"],
+        ),
+        (
+            "truncated data",
+            good_bytes[..good_bytes.len() - 4].to_vec(),
+            vec!["not a valid safetensors file"],
+        ),
         ("empty file", vec![], vec!["not a valid safetensors file"]),
-        ("header not JSON", safetensors("{not json", &[]), vec!["not a valid safetensors file"]),
-        ("unsupported dtype", safetensors(r#"{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#, &[0; 4]), vec!["tensor `w`", "found BF16"]),
-        ("shape disagrees with data", safetensors(r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]), vec!["not a valid safetensors file"]),
-        ("offsets past the end", safetensors(r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]), vec!["not a valid safetensors file"]),
+        (
+            "header not JSON",
+            safetensors("{not json", &[]),
+            vec!["not a valid safetensors file"],
+        ),
+        (
+            "unsupported dtype",
+            safetensors(
+                r#"{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#,
+                &[0; 4],
+            ),
+            vec!["tensor `w`", "found BF16"],
+        ),
+        (
+            "shape disagrees with data",
+            safetensors(
+                r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                &[0; 8],
+            ),
+            vec!["not a valid safetensors file"],
+        ),
+        (
+            "offsets past the end",
+            safetensors(
+                r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                &[0; 4],
+            ),
+            vec!["not a valid safetensors file"],
+        ),
     ];
     for (i, (case, bytes, fragments)) in cases.iter().enumerate() {
         let path = write(&format!("broken-{i}.safetensors"), bytes);
@@ -144,19 +289,39 @@ fn safetensors_files() {
     missing.pop();
     let path = write("missing.safetensors", &[]);
     save_tensors(&path, &missing, &BTreeMap::new()).unwrap();
-    expect_error("tensor missing for the model", &path, load_model(&path, &model()), &["`2.bias`", "missing"]);
+    expect_error(
+        "tensor missing for the model",
+        &path,
+        load_model(&path, &model()),
+        &["`2.bias`", "missing"],
+    );
     let mut extra = model().state_dict();
     extra.push(("9.weight".into(), x.clone()));
     let path = write("extra.safetensors", &[]);
     save_tensors(&path, &extra, &BTreeMap::new()).unwrap();
-    expect_error("extra tensor", &path, load_model(&path, &model()), &["`9.weight`", "does not have"]);
+    expect_error(
+        "extra tensor",
+        &path,
+        load_model(&path, &model()),
+        &["`9.weight`", "does not have"],
+    );
     let mut wrong = model().state_dict();
     wrong[0].1 = x;
     let path = write("wrong-shape.safetensors", &[]);
     save_tensors(&path, &wrong, &BTreeMap::new()).unwrap();
-    expect_error("wrong shape", &path, load_model(&path, &model()), &["`0.weight`", "expects shape [2, 3]", "holds shape [3, 2]"]);
+    expect_error(
+        "wrong shape",
+        &path,
+        load_model(&path, &model()),
+        &["`0.weight`", "expects shape [2, 3]", "holds shape [3, 2]"],
+    );
     let path = dir().join("absent.safetensors");
-    expect_error("no such file", &path, load_tensors::<f32>(&path), &["No such file"]);
+    expect_error(
+        "no such file",
+        &path,
+        load_tensors::<f32>(&path),
+        &["No such file"],
+    );
 }
 
 const CONFIG: &str = r#"
@@ -176,19 +341,71 @@ optimizer = { kind = "sgd", lr = 0.1 }
 #[test]
 fn configs() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("unknown key", CONFIG.replace("lr = 0.1", "lr_rate = 0.1"), vec!["line 12", "unknown field `lr_rate`", "did you mean `lr`?"]),
-        ("unknown top-level section", format!("{CONFIG}\n[extra]\nx = 1\n"), vec!["unknown field `extra`"]),
-        ("wrong type", CONFIG.replace("epochs = 2", "epochs = 2.5"), vec!["line 11", "invalid type"]),
-        ("string for a number", CONFIG.replace("batch_size = 64", "batch_size = \"64\""), vec!["line 5", "invalid type"]),
-        ("negative learning rate", CONFIG.replace("lr = 0.1", "lr = -0.1"), vec!["line 12", "`lr`", "positive", "-0.1"]),
-        ("zero batch size", CONFIG.replace("batch_size = 64", "batch_size = 0"), vec!["line 5", "`batch_size`", "found 0"]),
-        ("negative epochs", CONFIG.replace("epochs = 2", "epochs = -1"), vec!["line 11"]),
-        ("unknown data kind", CONFIG.replace("kind = \"mnist\"", "kind = \"cifar\""), vec!["unknown variant `cifar`"]),
-        ("missing optimizer", CONFIG.replace("optimizer = { kind = \"sgd\", lr = 0.1 }", ""), vec!["missing field `optimizer`"]),
-        ("missing layers", CONFIG.replace("layers = [", "stack = ["), vec!["unknown field `stack`"]),
-        ("bad test fraction", CONFIG.replace("batch_size = 64", "batch_size = 64\ntest_fraction = 1.5"), vec!["`test_fraction`", "1.5"]),
-        ("label smoothing out of range", CONFIG.replace("epochs = 2", "epochs = 2\nlabel_smoothing = 2.0"), vec!["`label_smoothing`"]),
-        ("zero clip norm", CONFIG.replace("epochs = 2", "epochs = 2\nclip_grad_norm = 0.0"), vec!["`clip_grad_norm`"]),
+        (
+            "unknown key",
+            CONFIG.replace("lr = 0.1", "lr_rate = 0.1"),
+            vec!["line 12", "unknown field `lr_rate`", "did you mean `lr`?"],
+        ),
+        (
+            "unknown top-level section",
+            format!("{CONFIG}\n[extra]\nx = 1\n"),
+            vec!["unknown field `extra`"],
+        ),
+        (
+            "wrong type",
+            CONFIG.replace("epochs = 2", "epochs = 2.5"),
+            vec!["line 11", "invalid type"],
+        ),
+        (
+            "string for a number",
+            CONFIG.replace("batch_size = 64", "batch_size = \"64\""),
+            vec!["line 5", "invalid type"],
+        ),
+        (
+            "negative learning rate",
+            CONFIG.replace("lr = 0.1", "lr = -0.1"),
+            vec!["line 12", "`lr`", "positive", "-0.1"],
+        ),
+        (
+            "zero batch size",
+            CONFIG.replace("batch_size = 64", "batch_size = 0"),
+            vec!["line 5", "`batch_size`", "found 0"],
+        ),
+        (
+            "negative epochs",
+            CONFIG.replace("epochs = 2", "epochs = -1"),
+            vec!["line 11"],
+        ),
+        (
+            "unknown data kind",
+            CONFIG.replace("kind = \"mnist\"", "kind = \"cifar\""),
+            vec!["unknown variant `cifar`"],
+        ),
+        (
+            "missing optimizer",
+            CONFIG.replace("optimizer = { kind = \"sgd\", lr = 0.1 }", ""),
+            vec!["missing field `optimizer`"],
+        ),
+        (
+            "missing layers",
+            CONFIG.replace("layers = [", "stack = ["),
+            vec!["unknown field `stack`"],
+        ),
+        (
+            "bad test fraction",
+            CONFIG.replace("batch_size = 64", "batch_size = 64\ntest_fraction = 1.5"),
+            vec!["`test_fraction`", "1.5"],
+        ),
+        (
+            "label smoothing out of range",
+            CONFIG.replace("epochs = 2", "epochs = 2\nlabel_smoothing = 2.0"),
+            vec!["`label_smoothing`"],
+        ),
+        (
+            "zero clip norm",
+            CONFIG.replace("epochs = 2", "epochs = 2\nclip_grad_norm = 0.0"),
+            vec!["`clip_grad_norm`"],
+        ),
         ("not TOML", "[data\nkind".to_string(), vec!["line 1"]),
     ];
     for (case, text, fragments) in &cases {
@@ -200,18 +417,88 @@ fn configs() {
 #[test]
 fn layer_stacks_that_cannot_connect() {
     use nabla::cli::config::LayerConfig as L;
-    let cases: Vec<(&str, Vec<L>, &[usize], Vec<&str>)> = vec![
-        ("linear on an image", vec![L::Conv2d { out_channels: 4, kernel: 3, stride: 1, padding: 0, dilation: 1, groups: 1 }, L::Linear { out: 10, bias: true, init: None }], &[1, 28, 28], vec!["layer 1 (`linear`)", "[4, 26, 26]", "flatten"]),
-        ("conv on a vector", vec![L::Conv2d { out_channels: 4, kernel: 3, stride: 1, padding: 0, dilation: 1, groups: 1 }], &[784], vec!["layer 0 (`conv2d`)", "[784]"]),
-        ("kernel too large", vec![L::MaxPool2d { kernel: 30, stride: None, padding: 0 }], &[1, 28, 28], vec!["layer 0 (`max_pool2d`)", "does not fit", "[1, 28, 28]"]),
-        ("groups do not divide", vec![L::Conv2d { out_channels: 4, kernel: 3, stride: 1, padding: 0, dilation: 1, groups: 2 }], &[3, 8, 8], vec!["layer 0 (`conv2d`)", "3 input", "2 groups"]),
-        ("wrong class count", vec![L::Flatten, L::Linear { out: 5, bias: true, init: None }], &[1, 2, 2], vec!["outputs shape [5]", "10 classes"]),
+    type Case<'a> = (&'a str, Vec<L>, &'a [usize], Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "linear on an image",
+            vec![
+                L::Conv2d {
+                    out_channels: 4,
+                    kernel: 3,
+                    stride: 1,
+                    padding: 0,
+                    dilation: 1,
+                    groups: 1,
+                },
+                L::Linear {
+                    out: 10,
+                    bias: true,
+                    init: None,
+                },
+            ],
+            &[1, 28, 28],
+            vec!["layer 1 (`linear`)", "[4, 26, 26]", "flatten"],
+        ),
+        (
+            "conv on a vector",
+            vec![L::Conv2d {
+                out_channels: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+            }],
+            &[784],
+            vec!["layer 0 (`conv2d`)", "[784]"],
+        ),
+        (
+            "kernel too large",
+            vec![L::MaxPool2d {
+                kernel: 30,
+                stride: None,
+                padding: 0,
+            }],
+            &[1, 28, 28],
+            vec!["layer 0 (`max_pool2d`)", "does not fit", "[1, 28, 28]"],
+        ),
+        (
+            "groups do not divide",
+            vec![L::Conv2d {
+                out_channels: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 2,
+            }],
+            &[3, 8, 8],
+            vec!["layer 0 (`conv2d`)", "3 input", "2 groups"],
+        ),
+        (
+            "wrong class count",
+            vec![
+                L::Flatten,
+                L::Linear {
+                    out: 5,
+                    bias: true,
+                    init: None,
+                },
+            ],
+            &[1, 2, 2],
+            vec!["outputs shape [5]", "10 classes"],
+        ),
     ];
     for (case, layers, input, fragments) in cases {
-        let err = nabla::cli::setup::build_model::<f32>(&layers, input, 10, &mut nabla::rng(0)).err().unwrap_or_else(|| panic!("{case}: accepted"));
+        let err = nabla::cli::setup::build_model::<f32>(&layers, input, 10, &mut nabla::rng(0))
+            .err()
+            .unwrap_or_else(|| panic!("{case}: accepted"));
         let message = err.to_string();
         for fragment in fragments {
-            assert!(message.contains(fragment), "{case}: expected `{fragment}` in: {message}");
+            assert!(
+                message.contains(fragment),
+                "{case}: expected `{fragment}` in: {message}"
+            );
         }
     }
 }

@@ -99,6 +99,7 @@ pub fn build_model<T: Float>(
                 ))),
             }
         };
+        check_size(index, name, layer, &shape)?;
         let (boxed, next): (Box<dyn Module<T>>, Vec<usize>) = match layer {
             LayerConfig::Linear { out, bias, init } => {
                 let [features] = shape[..] else {
@@ -205,6 +206,12 @@ pub fn build_model<T: Float>(
             ),
             LayerConfig::Silu => (Box::new(Silu), shape.clone()),
         };
+        let activations: u128 = next.iter().map(|&s| s as u128).product();
+        if activations > MAX_LAYER_PARAMETERS / 4 {
+            return Err(fail(format!(
+                "its output of shape {next:?} is too large ({activations} values per sample)"
+            )));
+        }
         model.push(boxed);
         shape = next;
         shapes.push(shape.clone());
@@ -215,6 +222,34 @@ pub fn build_model<T: Float>(
         )));
     }
     Ok((model, shapes))
+}
+
+/// The most parameters one layer may have (2³⁰, 4 GiB of f32): a config asking for
+/// more is refused before anything is allocated.
+const MAX_LAYER_PARAMETERS: u128 = 1 << 30;
+
+fn check_size(index: usize, name: &str, layer: &LayerConfig, shape: &[usize]) -> Result<()> {
+    let inputs: u128 = shape.iter().map(|&s| s as u128).product();
+    let parameters = match layer {
+        LayerConfig::Linear { out, .. } => inputs.saturating_mul(*out as u128),
+        LayerConfig::Conv2d {
+            out_channels,
+            kernel,
+            ..
+        } => {
+            let channels = shape.first().copied().unwrap_or(1) as u128;
+            channels
+                .saturating_mul(*out_channels as u128)
+                .saturating_mul((*kernel as u128).pow(2))
+        }
+        _ => 0,
+    };
+    if parameters > MAX_LAYER_PARAMETERS {
+        return Err(Error::Config(format!(
+            "layer {index} (`{name}`) would have {parameters} parameters for input shape {shape:?}; the limit is {MAX_LAYER_PARAMETERS}"
+        )));
+    }
+    Ok(())
 }
 
 /// The `type` name of a layer as written in configs.

@@ -85,6 +85,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         epochs: config.train.epochs,
         schedule,
         schedule_per_step,
+        base_lr: Some(config.train.optimizer.lr()),
         clip_grad_norm: config.train.clip_grad_norm,
         early_stopping: config.train.early_stopping.map(|e| EarlyStopping {
             patience: e.patience,
@@ -363,6 +364,8 @@ fn append_metrics(path: &Path, metrics: &EpochMetrics, health: &GradientHealth) 
     line["grad_norm"] = serde_json::to_value(&health.grad_norms).expect("numbers serialise");
     line["dead_relu_fraction"] =
         serde_json::to_value(&health.dead_relu).expect("numbers serialise");
+    line["rss_mb"] =
+        serde_json::to_value(crate::memory::resident_mb()).expect("a number serialises");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -37,10 +37,23 @@ pub struct Standardizer {
 pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<TableDataset> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // parsed row by row; the table it builds is at most ~2× the text (4-byte floats
+    // from numbers of at least one digit and a comma)
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    crate::memory::ensure_fits(path, size.saturating_mul(2))?;
+    parse_csv(path, file, options)
+}
+
+/// Reads a CSV table from any reader (streaming, row by row); `path` names it in errors.
+pub fn parse_csv(
+    path: &Path,
+    source: impl std::io::Read,
+    options: &CsvOptions,
+) -> Result<TableDataset> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_reader(file);
+        .from_reader(source);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(Error::format(

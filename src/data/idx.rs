@@ -23,7 +23,21 @@ pub struct IdxArray {
 /// Reads an IDX file of unsigned bytes, gzipped (detected by its magic bytes) or raw.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    crate::memory::ensure_fits(path, size)?;
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) && raw.len() >= 4 {
+        // gzip's last four bytes hold the uncompressed size (mod 2³²)
+        let tail: [u8; 4] = raw[raw.len() - 4..].try_into().expect("four bytes");
+        crate::memory::ensure_fits(path, u32::from_le_bytes(tail) as u64)?;
+    }
+    parse_idx_bytes(path, raw)
+}
+
+/// Parses the bytes of an IDX file (gzipped or raw); `path` names it in errors.
+pub fn parse_idx_bytes(path: &Path, raw: Vec<u8>) -> Result<IdxArray> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())

@@ -11,8 +11,8 @@ use rand::seq::SliceRandom;
 
 use crate::tensor::Tensor;
 
-pub use self::csv::{CsvOptions, TableDataset, read_csv};
-pub use idx::{ImageDataset, load_mnist, read_idx};
+pub use self::csv::{CsvOptions, TableDataset, parse_csv, read_csv};
+pub use idx::{ImageDataset, load_mnist, parse_idx_bytes, read_idx};
 
 /// A labelled classification dataset that writes one sample's features at a time.
 pub trait Dataset {
