@@ -1,6 +1,7 @@
 //! The `nabla` command: train from a config file, evaluate, predict, check
 //! gradients, and explain one step of backpropagation number by number.
 
+pub mod bench;
 pub mod config;
 pub mod explain;
 pub mod fetch;
@@ -112,6 +113,22 @@ enum Command {
         #[arg(long)]
         dot: Option<PathBuf>,
     },
+    /// Run a reference benchmark workload; prints one JSON object per line.
+    #[command(after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gemm")]
+    Bench {
+        /// mlp, cnn, tiny or gemm (as shared/bench/torch_mnist.py defines them).
+        #[arg(long)]
+        workload: String,
+        /// Epochs (default: 5 for mlp, 2 for cnn).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        epochs: Option<u32>,
+        /// Steps of the tiny workload.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+        /// The MNIST directory.
+        #[arg(long, default_value = "data/mnist")]
+        data_dir: PathBuf,
+    },
     /// Download a dataset and verify its checksums.
     Data {
         #[command(subcommand)]
@@ -202,6 +219,9 @@ pub fn main() -> ExitCode {
             dot.as_deref(),
         )
         .map(|_| ExitCode::SUCCESS),
+        Command::Bench { workload, epochs, steps, data_dir } => {
+            bench::run(&workload, epochs.map(|e| e as usize), steps as usize, &data_dir).map(|_| ExitCode::SUCCESS)
+        }
         Command::Data {
             action:
                 DataAction::Fetch {

@@ -1,0 +1,240 @@
+//! `nabla bench`: the workloads of the PyTorch reference script
+//! (`shared/bench/torch_mnist.py`), run by nabla and reported in the same JSON
+//! fields, so the two can be compared in one sitting.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::autograd::no_grad;
+use crate::cpu::gemm::{MatRef, gemm};
+use crate::data::{DataLoader, Dataset, load_mnist};
+use crate::error::{Error, Result};
+use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
+use crate::memory::{peak_resident_mb, resident_mb};
+use crate::metrics::correct_count;
+use crate::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Relu, Sequential, Sigmoid, Tanh};
+use crate::ops::conv::Conv2dOptions;
+use crate::optim::{Adam, Optimizer, Sgd};
+use crate::tensor::Tensor;
+
+/// Runs one workload and prints one JSON object per line.
+pub fn run(workload: &str, epochs: Option<usize>, steps: usize, data_dir: &std::path::Path) -> Result<()> {
+    match workload {
+        "mlp" | "cnn" => classifier(workload, epochs, data_dir),
+        "tiny" => tiny(steps),
+        "gemm" => gemm_workload(),
+        other => Err(Error::Config(format!("unknown workload `{other}`: expected mlp, cnn, tiny or gemm"))),
+    }
+}
+
+fn record(workload: &str) -> serde_json::Value {
+    json!({
+        "workload": workload,
+        "framework": "nabla",
+        "version": env!("CARGO_PKG_VERSION"),
+        "device": "cpu",
+        "threads": crate::threads::num_threads(),
+    })
+}
+
+/// The reference `mlp` (784-256-128-10, SGD 0.05 momentum 0.9, batch 128, 5 epochs)
+/// or `cnn` (LeNet-5, Adam 1e-3, batch 64, 2 epochs) workload.
+fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path) -> Result<()> {
+    let (train, test) = load_mnist(data_dir)?;
+    let mut rng = crate::rng(0);
+    let (train, test, model, batch, default_epochs): (_, _, Sequential, usize, usize) = if workload == "mlp" {
+        let model = Sequential::new()
+            .layer(Linear::new(784, 256, &mut rng))
+            .layer(Relu)
+            .layer(Linear::new(256, 128, &mut rng))
+            .layer(Relu)
+            .layer(Linear::new(128, 10, &mut rng));
+        (train.flattened(), test.flattened(), model, 128, 5)
+    } else {
+        let model = Sequential::new()
+            .layer(Conv2d::new(1, 6, 5, Conv2dOptions::default().padding(2), &mut rng))
+            .layer(Relu)
+            .layer(MaxPool2d::new(2))
+            .layer(Conv2d::new(6, 16, 5, Conv2dOptions::default(), &mut rng))
+            .layer(Relu)
+            .layer(MaxPool2d::new(2))
+            .layer(Flatten)
+            .layer(Linear::new(400, 120, &mut rng))
+            .layer(Relu)
+            .layer(Linear::new(120, 84, &mut rng))
+            .layer(Relu)
+            .layer(Linear::new(84, 10, &mut rng));
+        (train, test, model, 64, 2)
+    };
+    let mut optimizer: Box<dyn Optimizer<f32>> = if workload == "mlp" {
+        Box::new(Sgd::new(model.named_parameters(), 0.05).momentum(0.9))
+    } else {
+        Box::new(Adam::new(model.named_parameters(), 1e-3))
+    };
+    let loader = DataLoader::new(&train, batch).shuffle(0);
+    let test_loader = DataLoader::new(&test, 1000);
+    let options = CrossEntropyOptions::default();
+    let rss_before = resident_mb();
+    for epoch in 0..epochs.unwrap_or(default_epochs) {
+        let order = loader.order(epoch); // data order: not timed, as in the reference
+        let busy = CpuLoad::start();
+        let started = Instant::now();
+        let mut loss_sum = 0.0f64;
+        for indices in order.chunks(batch) {
+            let batch = crate::data::make_batch(&train, indices);
+            optimizer.zero_grad();
+            let loss = cross_entropy(&model.forward(&batch.inputs), &batch.labels, &options);
+            loss.backward();
+            optimizer.step();
+            loss_sum += loss.item() as f64 * indices.len() as f64;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let other_busy = busy.other_fraction(seconds);
+        let accuracy = {
+            let _guard = no_grad();
+            model.eval();
+            let correct: usize = test_loader.epoch(0).map(|b| correct_count(&model.forward(&b.inputs), &b.labels)).sum();
+            model.train();
+            correct as f64 / test.len() as f64
+        };
+        let mut line = record(workload);
+        let n = order.len() as f64;
+        line["epoch"] = json!(epoch + 1);
+        line["train_seconds"] = json!(round(seconds, 4));
+        line["samples_per_s"] = json!(round(n / seconds, 1));
+        line["test_accuracy"] = json!(accuracy);
+        line["final_train_loss"] = json!(round(loss_sum / n, 6));
+        line["batch_size"] = json!(batch);
+        line["steps_per_epoch"] = json!(order.len().div_ceil(batch));
+        line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+        line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
+        line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// XOR, 4 samples, Linear(2,8)-Tanh-Linear(8,1)-Sigmoid, MSE, SGD 0.5: the per-step
+/// cost of a tiny network (zero_grad + forward + backward + update).
+fn tiny(steps: usize) -> Result<()> {
+    let x = Tensor::<f32>::from_vec(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[4, 2]);
+    let y = Tensor::<f32>::from_vec(vec![0.0, 1.0, 1.0, 0.0], &[4, 1]);
+    let mut rng = crate::rng(0);
+    let model = Sequential::new().layer(Linear::new(2, 8, &mut rng)).layer(Tanh).layer(Linear::new(8, 1, &mut rng)).layer(Sigmoid);
+    let mut optimizer = Sgd::new(model.named_parameters(), 0.5);
+    let rss_before = resident_mb();
+    let busy = CpuLoad::start();
+    let started = Instant::now();
+    let mut last = 0.0;
+    for _ in 0..steps {
+        optimizer.zero_grad();
+        let loss = mse_loss(&model.forward(&x), &y, Reduction::Mean);
+        loss.backward();
+        optimizer.step();
+        last = loss.item();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let other_busy = busy.other_fraction(seconds);
+    let (accuracy, after, outputs) = {
+        let _guard = no_grad();
+        let out = model.forward(&x);
+        let right = out.to_vec().iter().zip(y.to_vec()).filter(|(o, t)| (**o > 0.5) == (*t > 0.5)).count();
+        let after = mse_loss(&out, &y, Reduction::Mean).item();
+        (right as f64 / 4.0, after, out.to_vec().iter().map(|v| round(*v as f64, 4)).collect::<Vec<_>>())
+    };
+    let mut line = record("tiny");
+    line["epoch"] = serde_json::Value::Null;
+    line["steps"] = json!(steps);
+    line["train_seconds"] = json!(round(seconds, 4));
+    line["samples_per_s"] = json!(round(4.0 * steps as f64 / seconds, 1));
+    line["us_per_step"] = json!(round(seconds / steps as f64 * 1e6, 2));
+    line["test_accuracy"] = json!(accuracy);
+    line["final_train_loss"] = json!(round(last as f64, 8));
+    line["loss_after_training"] = json!(round(after as f64, 8));
+    line["outputs"] = json!(outputs);
+    line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+    line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
+    line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+    println!("{line}");
+    Ok(())
+}
+
+/// float32 C = A·B at n = 512, 1024, 2048: 2 warm-up and 10 timed products.
+fn gemm_workload() -> Result<()> {
+    for n in [512usize, 1024, 2048] {
+        let a = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(1)).to_vec();
+        let b = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(2)).to_vec();
+        let mut c = vec![0.0f32; n * n];
+        let mut multiply = || gemm(MatRef::row_major(&a, n, n), MatRef::row_major(&b, n, n), &mut c, false);
+        multiply();
+        multiply();
+        let busy = CpuLoad::start();
+        let started = Instant::now();
+        let mut times: Vec<f64> = (0..10)
+            .map(|_| {
+                let t = Instant::now();
+                multiply();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let other_busy = busy.other_fraction(started.elapsed().as_secs_f64());
+        times.sort_by(f64::total_cmp);
+        let flops = 2.0 * (n as f64).powi(3);
+        let mut line = record("gemm");
+        line["dtype"] = json!("float32");
+        line["n"] = json!(n);
+        line["reps"] = json!(10);
+        line["best_seconds"] = json!(round(times[0], 6));
+        line["gflops"] = json!(round(flops / times[0] / 1e9, 2));
+        line["median_gflops"] = json!(round(flops / ((times[4] + times[5]) / 2.0) / 1e9, 2));
+        line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+        line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// How busy the rest of the machine was while we measured: (machine busy time −
+/// our own CPU time) / (wall time × cores), from /proc — as the reference reports it.
+struct CpuLoad {
+    machine: Option<f64>,
+    own: Option<f64>,
+}
+
+impl CpuLoad {
+    fn start() -> Self {
+        CpuLoad { machine: machine_busy_seconds(), own: own_cpu_seconds() }
+    }
+
+    fn other_fraction(&self, wall: f64) -> Option<f64> {
+        let machine = machine_busy_seconds()? - self.machine?;
+        let own = own_cpu_seconds()? - self.own?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        Some(((machine - own).max(0.0) / (wall * cores)).min(1.0))
+    }
+}
+
+const CLOCK_TICKS: f64 = 100.0;
+
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait
+    Some((fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / CLOCK_TICKS)
+}
+
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line (11 and 12 after the name)
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS)
+}
