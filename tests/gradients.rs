@@ -136,6 +136,15 @@ proptest! {
         assert_gradients("matmul", |t| t[0].matmul(&t[1]), &inputs);
         let inputs = [randn(&[m, k], seed), randn(&[n, k], seed ^ 1)];
         assert_gradients("matmul_t", |t| t[0].matmul_t(&t[1]), &inputs);
+        let inputs = [randn(&[m, k], seed), randn(&[n, k], seed ^ 1), randn(&[n], seed ^ 2)];
+        assert_gradients("linear", |t| t[0].linear(&t[1], Some(&t[2])), &inputs);
+        assert_gradients("linear, no bias", |t| t[0].linear(&t[1], None), &inputs[..2]);
+        // the fused op equals its composition
+        let fused = inputs[0].linear(&inputs[1], Some(&inputs[2])).to_vec();
+        let composed = (inputs[0].matmul_t(&inputs[1]) + &inputs[2]).to_vec();
+        for (a, b) in fused.iter().zip(&composed) {
+            prop_assert!((a - b).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -126,6 +126,45 @@ fn loss_gradients() {
 }
 
 #[test]
+fn fused_cross_entropy_equals_the_composed_one() {
+    // −mean(log_softmax(z)[i, yᵢ]) composed from primitives, against the fused op
+    let logits = randn(&[6, 5], 30).map(|v| v * 3.0);
+    let labels = [4usize, 0, 2, 2, 1, 3];
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let fused = |t: &[Tensor<f64>]| {
+            loss::cross_entropy(
+                &t[0],
+                &labels,
+                &CrossEntropyOptions {
+                    reduction,
+                    ..Default::default()
+                },
+            )
+        };
+        let composed =
+            |t: &[Tensor<f64>]| loss::nll_loss(&t[0].log_softmax(-1), &labels, None, reduction);
+        let inputs = std::slice::from_ref(&logits);
+        assert!((fused(inputs).item() - composed(inputs).item()).abs() < 1e-12);
+        assert_gradients("fused cross_entropy", fused, inputs);
+        let (a, b) = (
+            logits.detach().requires_grad(true),
+            logits.detach().requires_grad(true),
+        );
+        fused(std::slice::from_ref(&a)).backward();
+        composed(std::slice::from_ref(&b)).backward();
+        for (x, y) in a
+            .grad()
+            .unwrap()
+            .to_vec()
+            .iter()
+            .zip(b.grad().unwrap().to_vec())
+        {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
 fn bce_with_logits_gradient_is_sigmoid_minus_target_even_at_zero() {
     // dℓ/dx = σ(x) − y; at x = 0 that is 0.5 − y
     let x = Tensor::<f64>::zeros(&[2]).requires_grad(true);

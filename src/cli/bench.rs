@@ -19,12 +19,19 @@ use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 
 /// Runs one workload and prints one JSON object per line.
-pub fn run(workload: &str, epochs: Option<usize>, steps: usize, data_dir: &std::path::Path) -> Result<()> {
+pub fn run(
+    workload: &str,
+    epochs: Option<usize>,
+    steps: usize,
+    data_dir: &std::path::Path,
+) -> Result<()> {
     match workload {
         "mlp" | "cnn" => classifier(workload, epochs, data_dir),
         "tiny" => tiny(steps),
         "gemm" => gemm_workload(),
-        other => Err(Error::Config(format!("unknown workload `{other}`: expected mlp, cnn, tiny or gemm"))),
+        other => Err(Error::Config(format!(
+            "unknown workload `{other}`: expected mlp, cnn, tiny or gemm"
+        ))),
     }
 }
 
@@ -43,30 +50,37 @@ fn record(workload: &str) -> serde_json::Value {
 fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path) -> Result<()> {
     let (train, test) = load_mnist(data_dir)?;
     let mut rng = crate::rng(0);
-    let (train, test, model, batch, default_epochs): (_, _, Sequential, usize, usize) = if workload == "mlp" {
-        let model = Sequential::new()
-            .layer(Linear::new(784, 256, &mut rng))
-            .layer(Relu)
-            .layer(Linear::new(256, 128, &mut rng))
-            .layer(Relu)
-            .layer(Linear::new(128, 10, &mut rng));
-        (train.flattened(), test.flattened(), model, 128, 5)
-    } else {
-        let model = Sequential::new()
-            .layer(Conv2d::new(1, 6, 5, Conv2dOptions::default().padding(2), &mut rng))
-            .layer(Relu)
-            .layer(MaxPool2d::new(2))
-            .layer(Conv2d::new(6, 16, 5, Conv2dOptions::default(), &mut rng))
-            .layer(Relu)
-            .layer(MaxPool2d::new(2))
-            .layer(Flatten)
-            .layer(Linear::new(400, 120, &mut rng))
-            .layer(Relu)
-            .layer(Linear::new(120, 84, &mut rng))
-            .layer(Relu)
-            .layer(Linear::new(84, 10, &mut rng));
-        (train, test, model, 64, 2)
-    };
+    let (train, test, model, batch, default_epochs): (_, _, Sequential, usize, usize) =
+        if workload == "mlp" {
+            let model = Sequential::new()
+                .layer(Linear::new(784, 256, &mut rng))
+                .layer(Relu)
+                .layer(Linear::new(256, 128, &mut rng))
+                .layer(Relu)
+                .layer(Linear::new(128, 10, &mut rng));
+            (train.flattened(), test.flattened(), model, 128, 5)
+        } else {
+            let model = Sequential::new()
+                .layer(Conv2d::new(
+                    1,
+                    6,
+                    5,
+                    Conv2dOptions::default().padding(2),
+                    &mut rng,
+                ))
+                .layer(Relu)
+                .layer(MaxPool2d::new(2))
+                .layer(Conv2d::new(6, 16, 5, Conv2dOptions::default(), &mut rng))
+                .layer(Relu)
+                .layer(MaxPool2d::new(2))
+                .layer(Flatten)
+                .layer(Linear::new(400, 120, &mut rng))
+                .layer(Relu)
+                .layer(Linear::new(120, 84, &mut rng))
+                .layer(Relu)
+                .layer(Linear::new(84, 10, &mut rng));
+            (train, test, model, 64, 2)
+        };
     let mut optimizer: Box<dyn Optimizer<f32>> = if workload == "mlp" {
         Box::new(Sgd::new(model.named_parameters(), 0.05).momentum(0.9))
     } else {
@@ -94,7 +108,10 @@ fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path)
         let accuracy = {
             let _guard = no_grad();
             model.eval();
-            let correct: usize = test_loader.epoch(0).map(|b| correct_count(&model.forward(&b.inputs), &b.labels)).sum();
+            let correct: usize = test_loader
+                .epoch(0)
+                .map(|b| correct_count(&model.forward(&b.inputs), &b.labels))
+                .sum();
             model.train();
             correct as f64 / test.len() as f64
         };
@@ -121,7 +138,11 @@ fn tiny(steps: usize) -> Result<()> {
     let x = Tensor::<f32>::from_vec(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[4, 2]);
     let y = Tensor::<f32>::from_vec(vec![0.0, 1.0, 1.0, 0.0], &[4, 1]);
     let mut rng = crate::rng(0);
-    let model = Sequential::new().layer(Linear::new(2, 8, &mut rng)).layer(Tanh).layer(Linear::new(8, 1, &mut rng)).layer(Sigmoid);
+    let model = Sequential::new()
+        .layer(Linear::new(2, 8, &mut rng))
+        .layer(Tanh)
+        .layer(Linear::new(8, 1, &mut rng))
+        .layer(Sigmoid);
     let mut optimizer = Sgd::new(model.named_parameters(), 0.5);
     let rss_before = resident_mb();
     let busy = CpuLoad::start();
@@ -139,9 +160,21 @@ fn tiny(steps: usize) -> Result<()> {
     let (accuracy, after, outputs) = {
         let _guard = no_grad();
         let out = model.forward(&x);
-        let right = out.to_vec().iter().zip(y.to_vec()).filter(|(o, t)| (**o > 0.5) == (*t > 0.5)).count();
+        let right = out
+            .to_vec()
+            .iter()
+            .zip(y.to_vec())
+            .filter(|(o, t)| (**o > 0.5) == (*t > 0.5))
+            .count();
         let after = mse_loss(&out, &y, Reduction::Mean).item();
-        (right as f64 / 4.0, after, out.to_vec().iter().map(|v| round(*v as f64, 4)).collect::<Vec<_>>())
+        (
+            right as f64 / 4.0,
+            after,
+            out.to_vec()
+                .iter()
+                .map(|v| round(*v as f64, 4))
+                .collect::<Vec<_>>(),
+        )
     };
     let mut line = record("tiny");
     line["epoch"] = serde_json::Value::Null;
@@ -166,7 +199,14 @@ fn gemm_workload() -> Result<()> {
         let a = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(1)).to_vec();
         let b = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(2)).to_vec();
         let mut c = vec![0.0f32; n * n];
-        let mut multiply = || gemm(MatRef::row_major(&a, n, n), MatRef::row_major(&b, n, n), &mut c, false);
+        let mut multiply = || {
+            gemm(
+                MatRef::row_major(&a, n, n),
+                MatRef::row_major(&b, n, n),
+                &mut c,
+                false,
+            )
+        };
         multiply();
         multiply();
         let busy = CpuLoad::start();
@@ -209,7 +249,10 @@ struct CpuLoad {
 
 impl CpuLoad {
     fn start() -> Self {
-        CpuLoad { machine: machine_busy_seconds(), own: own_cpu_seconds() }
+        CpuLoad {
+            machine: machine_busy_seconds(),
+            own: own_cpu_seconds(),
+        }
     }
 
     fn other_fraction(&self, wall: f64) -> Option<f64> {
@@ -224,7 +267,14 @@ const CLOCK_TICKS: f64 = 100.0;
 
 fn machine_busy_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal: all but idle and iowait
     Some((fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / CLOCK_TICKS)
 }

@@ -114,7 +114,9 @@ enum Command {
         dot: Option<PathBuf>,
     },
     /// Run a reference benchmark workload; prints one JSON object per line.
-    #[command(after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gemm")]
+    #[command(
+        after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gemm"
+    )]
     Bench {
         /// mlp, cnn, tiny or gemm (as shared/bench/torch_mnist.py defines them).
         #[arg(long)]
@@ -219,9 +221,18 @@ pub fn main() -> ExitCode {
             dot.as_deref(),
         )
         .map(|_| ExitCode::SUCCESS),
-        Command::Bench { workload, epochs, steps, data_dir } => {
-            bench::run(&workload, epochs.map(|e| e as usize), steps as usize, &data_dir).map(|_| ExitCode::SUCCESS)
-        }
+        Command::Bench {
+            workload,
+            epochs,
+            steps,
+            data_dir,
+        } => bench::run(
+            &workload,
+            epochs.map(|e| e as usize),
+            steps as usize,
+            &data_dir,
+        )
+        .map(|_| ExitCode::SUCCESS),
         Command::Data {
             action:
                 DataAction::Fetch {

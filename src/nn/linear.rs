@@ -72,18 +72,14 @@ impl<T: Float> Module<T> for Linear<T> {
             input.shape(),
             self.in_features()
         );
-        let input2d = if input.ndim() == 1 {
-            input.unsqueeze(0)
-        } else {
-            input.clone()
-        };
-        // z = x·Wᵀ + b: W stays [out, in]; the GEMM reads it transposed through strides
-        let z = input2d.matmul_t(&self.weight);
-        let z = match &self.bias {
-            Some(bias) => z + bias,
-            None => z,
-        };
-        if input.ndim() == 1 { z.squeeze(0) } else { z }
+        // z = x·Wᵀ + b, one fused op for the usual [batch, in] input; other ranks are
+        // flattened to rows first
+        let rows = input.numel() / self.in_features();
+        let flat = input.reshape(&[rows, self.in_features()]);
+        let z = flat.linear(&self.weight, self.bias.as_ref());
+        let mut out_shape = input.shape().to_vec();
+        *out_shape.last_mut().expect("at least one axis") = self.out_features();
+        z.reshape(&out_shape)
     }
 
     fn describe(&self) -> String {

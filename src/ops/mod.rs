@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod linear;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;

@@ -1,0 +1,91 @@
+//! The fully connected layer's op, fused: `y = x·Wᵀ + b` in one matrix product
+//! whose output starts as the bias (so no separate broadcast add and no extra
+//! buffer). Its gradients are those of matmul plus the bias's row sum:
+//! dL/dx = G·W, dL/dW = Gᵀ·x, dL/db = Σ_rows G.
+
+use crate::cpu::gemm::{MatRef, gemm};
+use crate::cpu::reduce;
+use crate::element::Float;
+use crate::tensor::Tensor;
+
+impl<T: Float> Tensor<T> {
+    /// `self · weightᵀ + bias` for a `[batch, in]` input, an `[out, in]` weight and an
+    /// optional `[out]` bias. Equal to `x.matmul_t(w) + b`, computed in one pass.
+    pub fn linear(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Tensor<T> {
+        let (&[batch, features], &[out, weight_in]) = (self.shape(), weight.shape()) else {
+            panic!(
+                "linear: expects a [batch, in] input and an [out, in] weight, got {:?} and {:?}",
+                self.shape(),
+                weight.shape()
+            );
+        };
+        assert_eq!(
+            features,
+            weight_in,
+            "linear: input {:?} does not match weight {:?}",
+            self.shape(),
+            weight.shape()
+        );
+        let mut values = match bias {
+            Some(b) => {
+                assert_eq!(
+                    b.shape(),
+                    &[out],
+                    "linear: bias of shape {:?} for {out} outputs",
+                    b.shape()
+                );
+                let row = b.data();
+                let mut values = Vec::with_capacity(batch * out);
+                (0..batch).for_each(|_| values.extend_from_slice(&row));
+                values
+            }
+            None => vec![T::zero(); batch * out],
+        };
+        // y = b (broadcast over rows), then y += x·Wᵀ
+        gemm(
+            MatRef::row_major(&self.data(), batch, features),
+            MatRef::row_major(&weight.data(), out, features).t(),
+            &mut values,
+            true,
+        );
+        let inputs: Vec<&Tensor<T>> = match bias {
+            Some(b) => vec![self, weight, b],
+            None => vec![self, weight],
+        };
+        Tensor::from_op(values, &[batch, out], "linear", &inputs, move |ctx| {
+            let (x, w, g) = (ctx.input(0), ctx.input(1), ctx.grad_output.data());
+            let grad_rows = MatRef::row_major(&g, batch, out);
+            // dL/dx = G·W
+            let grad_x = ctx.needs_grad(0).then(|| {
+                let mut values = vec![T::zero(); batch * features];
+                gemm(
+                    grad_rows,
+                    MatRef::row_major(&w.data(), out, features),
+                    &mut values,
+                    false,
+                );
+                Tensor::from_vec(values, &[batch, features])
+            });
+            // dL/dW = Gᵀ·x
+            let grad_w = ctx.needs_grad(1).then(|| {
+                let mut values = vec![T::zero(); out * features];
+                gemm(
+                    grad_rows.t(),
+                    MatRef::row_major(&x.data(), batch, features),
+                    &mut values,
+                    false,
+                );
+                Tensor::from_vec(values, &[out, features])
+            });
+            let mut grads = vec![grad_x, grad_w];
+            if ctx.inputs.len() == 3 {
+                // dL/db = Σ over the batch of G
+                grads.push(
+                    ctx.needs_grad(2)
+                        .then(|| Tensor::from_vec(reduce::sum_axis(&g, 1, batch, out), &[out])),
+                );
+            }
+            grads
+        })
+    }
+}
