@@ -92,6 +92,9 @@ pub fn cross_entropy<T: Float>(
     targets: &[usize],
     options: &CrossEntropyOptions,
 ) -> Tensor<T> {
+    if options.label_smoothing == 0.0 && options.class_weights.is_none() {
+        return softmax_cross_entropy(logits, targets, options.reduction);
+    }
     let log_probs = logits.log_softmax(-1);
     let nll = nll_loss(
         &log_probs,

@@ -93,12 +93,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         }),
         ..Default::default()
     };
-    let mut history = read_history(&out.join("metrics.jsonl"));
+    let metrics_path = out.join("metrics.jsonl");
+    let mut history = read_history(&metrics_path);
     if args.resume.is_some() {
         let resumed = resume_point(&out, &model, optimizer.as_mut())?;
         (options.start_epoch, options.start_step, options.carried) = resumed;
         history.retain(|m| m.epoch <= options.start_epoch);
-        rewrite_history(&out.join("metrics.jsonl"), &history)?;
+        keep_completed_epochs(&metrics_path, options.start_epoch)?;
         println!(
             "resuming {} at epoch {}, step {}",
             out.display(),
@@ -107,7 +108,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         );
     } else {
         history.clear();
-        rewrite_history(&out.join("metrics.jsonl"), &history)?;
+        keep_completed_epochs(&metrics_path, 0)?;
         println!("{}", model.summary(&batch_shape(data.train.as_ref())));
     }
     if options.start_epoch >= options.epochs {
@@ -350,13 +351,16 @@ fn read_history(path: &Path) -> Vec<EpochMetrics> {
         .unwrap_or_default()
 }
 
-fn rewrite_history(path: &Path, history: &[EpochMetrics]) -> Result<()> {
-    let mut text = String::new();
-    for m in history {
-        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
-        text.push('\n');
-    }
-    crate::checkpoint::write_atomically(path, text.as_bytes())
+/// Keeps the metrics.jsonl lines of epochs `1..=epochs` exactly as written (a
+/// resumed run redoes the others), dropping anything else.
+fn keep_completed_epochs(path: &Path, epochs: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<EpochMetrics>(line).is_ok_and(|m| m.epoch <= epochs))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    crate::checkpoint::write_atomically(path, kept.as_bytes())
 }
 
 fn append_metrics(path: &Path, metrics: &EpochMetrics, health: &GradientHealth) -> Result<()> {
