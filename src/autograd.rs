@@ -45,12 +45,17 @@ type BackwardFn<T> = Box<dyn Fn(&BackwardCtx<'_, T>) -> InputGrads<T>>;
 /// How a tensor was made: the op's name, its inputs and its backward rule.
 pub(crate) struct Node<T: Float> {
     pub(crate) name: &'static str,
-    pub(crate) inputs: Vec<Tensor<T>>,
+    /// Inline for up to three inputs (every built-in op but concat).
+    pub(crate) inputs: smallvec::SmallVec<[Tensor<T>; 3]>,
     backward: BackwardFn<T>,
 }
 
 impl<T: Float> Node<T> {
-    fn new(name: &'static str, inputs: Vec<Tensor<T>>, backward: BackwardFn<T>) -> Self {
+    fn new(
+        name: &'static str,
+        inputs: smallvec::SmallVec<[Tensor<T>; 3]>,
+        backward: BackwardFn<T>,
+    ) -> Self {
         LIVE_NODES.with(|count| count.set(count.get() + 1));
         Node {
             name,
@@ -161,7 +166,7 @@ impl<T: Float> Tensor<T> {
             let inputs = inputs.iter().map(|&input| input.clone()).collect();
             Node::new(name, inputs, Box::new(backward))
         });
-        Tensor::build(storage, shape.to_vec(), tracks, node)
+        Tensor::build(storage, shape, tracks, node)
     }
 
     /// Backpropagates from this scalar (a loss): afterwards every leaf that requires

@@ -12,6 +12,9 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::autograd::Node;
+
+/// A tensor's axis sizes, stored inline up to four axes.
+pub(crate) type Shape = smallvec::SmallVec<[usize; 4]>;
 use crate::element::Float;
 
 /// An n-dimensional, row-major array of `f32` (the default) or `f64` that records the
@@ -40,7 +43,8 @@ pub struct Tensor<T: Float = f32> {
 pub(crate) struct TensorInner<T: Float> {
     /// Shared by views that only change the shape (`reshape`, `detach`).
     pub(crate) storage: Rc<RefCell<Vec<T>>>,
-    pub(crate) shape: Vec<usize>,
+    /// Inline for up to 4 axes: most tensors' shapes cost no allocation.
+    pub(crate) shape: Shape,
     /// Whether gradients flow to or through this tensor.
     pub(crate) requires_grad: Cell<bool>,
     /// `None` for leaves, and for op outputs once backward has freed the graph.
@@ -65,14 +69,14 @@ impl<T: Float> Clone for Tensor<T> {
 impl<T: Float> Tensor<T> {
     pub(crate) fn build(
         storage: Rc<RefCell<Vec<T>>>,
-        shape: Vec<usize>,
+        shape: &[usize],
         requires_grad: bool,
         node: Option<Node<T>>,
     ) -> Self {
         Tensor {
             inner: Rc::new(TensorInner {
                 storage,
-                shape,
+                shape: Shape::from_slice(shape),
                 requires_grad: Cell::new(requires_grad),
                 is_leaf: node.is_none(),
                 node: RefCell::new(node),
@@ -103,12 +107,7 @@ impl<T: Float> Tensor<T> {
                 data.len()
             )));
         }
-        Ok(Self::build(
-            Rc::new(RefCell::new(data)),
-            shape.to_vec(),
-            false,
-            None,
-        ))
+        Ok(Self::build(Rc::new(RefCell::new(data)), shape, false, None))
     }
 
     /// A 0-dimensional tensor (shape `[]`) holding one value.
@@ -288,7 +287,7 @@ impl<T: Float> Tensor<T> {
     pub fn detach(&self) -> Tensor<T> {
         Self::build(
             Rc::clone(&self.inner.storage),
-            self.inner.shape.clone(),
+            &self.inner.shape,
             false,
             None,
         )
@@ -301,7 +300,7 @@ impl<T: Float> Tensor<T> {
             .node
             .borrow()
             .as_ref()
-            .map(|node| node.inputs.clone())
+            .map(|node| node.inputs.to_vec())
             .unwrap_or_default()
     }
 
