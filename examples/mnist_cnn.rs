@@ -4,35 +4,16 @@
 //!
 //! Run: `cargo run --release --example mnist_cnn`
 
-use nabla::Conv2dOptions;
 use nabla::data::{DataLoader, load_mnist};
 use nabla::loss::{CrossEntropyOptions, cross_entropy};
-use nabla::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
+use nabla::nn::Module;
 use nabla::optim::Adam;
 use nabla::train::{Control, Event, FitOptions, fit};
 
 fn main() -> nabla::Result<()> {
     let (train, test) = load_mnist("data/mnist")?;
     let mut rng = nabla::rng(0);
-    let model = Sequential::new()
-        .layer(Conv2d::new(
-            1,
-            6,
-            5,
-            Conv2dOptions::default().padding(2),
-            &mut rng,
-        ))
-        .layer(Relu)
-        .layer(MaxPool2d::new(2))
-        .layer(Conv2d::new(6, 16, 5, Conv2dOptions::default(), &mut rng))
-        .layer(Relu)
-        .layer(MaxPool2d::new(2))
-        .layer(Flatten)
-        .layer(Linear::new(400, 120, &mut rng))
-        .layer(Relu)
-        .layer(Linear::new(120, 84, &mut rng))
-        .layer(Relu)
-        .layer(Linear::new(84, 10, &mut rng));
+    let model = nabla::nn::zoo::lenet5::<f32>(&mut rng);
     println!("{}", model.summary(&[1, 1, 28, 28]));
     let mut optimizer = Adam::new(model.named_parameters(), 1e-3);
     let train_loader = DataLoader::new(&train, 64).shuffle(0);

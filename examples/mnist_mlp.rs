@@ -6,7 +6,7 @@
 
 use nabla::data::{DataLoader, load_mnist};
 use nabla::loss::{CrossEntropyOptions, cross_entropy};
-use nabla::nn::{Linear, Module, Relu, Sequential};
+use nabla::nn::Module;
 use nabla::optim::Sgd;
 use nabla::train::{Control, Event, FitOptions, fit};
 
@@ -14,12 +14,7 @@ fn main() -> nabla::Result<()> {
     let (train, test) = load_mnist("data/mnist")?;
     let (train, test) = (train.flattened(), test.flattened());
     let mut rng = nabla::rng(0);
-    let model = Sequential::new()
-        .layer(Linear::new(784, 256, &mut rng))
-        .layer(Relu)
-        .layer(Linear::new(256, 128, &mut rng))
-        .layer(Relu)
-        .layer(Linear::new(128, 10, &mut rng));
+    let model = nabla::nn::zoo::mnist_mlp::<f32>(&mut rng);
     println!("{}", model.summary(&[1, 784]));
     let mut optimizer = Sgd::new(model.named_parameters(), 0.05).momentum(0.9);
     let train_loader = DataLoader::new(&train, 128).shuffle(0);

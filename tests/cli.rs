@@ -2,35 +2,13 @@
 //! after an interruption, data fetch against a local server, and a table of bad
 //! configs with the errors they must give.
 
+mod common;
+
+use common::{ROOT, nabla, temp_dir, text};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::path::Path;
+use std::process::Command;
 
 fn write_config(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);

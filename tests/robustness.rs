@@ -3,34 +3,12 @@
 //! checkpoint is never silently replaced, the same seed gives the same bits (also
 //! across thread counts), divergence stops at the first bad step, memory stays flat.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{ROOT, nabla, temp_dir, text};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-robust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config(dir: &Path, epochs: usize, extra: &str) -> String {
     let body = format!(

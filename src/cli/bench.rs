@@ -13,8 +13,7 @@ use crate::error::{Error, Result};
 use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
 use crate::memory::{peak_resident_mb, resident_mb};
 use crate::metrics::correct_count;
-use crate::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Relu, Sequential, Sigmoid, Tanh};
-use crate::ops::conv::Conv2dOptions;
+use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 
@@ -52,33 +51,10 @@ fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path)
     let mut rng = crate::rng(0);
     let (train, test, model, batch, default_epochs): (_, _, Sequential, usize, usize) =
         if workload == "mlp" {
-            let model = Sequential::new()
-                .layer(Linear::new(784, 256, &mut rng))
-                .layer(Relu)
-                .layer(Linear::new(256, 128, &mut rng))
-                .layer(Relu)
-                .layer(Linear::new(128, 10, &mut rng));
+            let model = crate::nn::zoo::mnist_mlp(&mut rng);
             (train.flattened(), test.flattened(), model, 128, 5)
         } else {
-            let model = Sequential::new()
-                .layer(Conv2d::new(
-                    1,
-                    6,
-                    5,
-                    Conv2dOptions::default().padding(2),
-                    &mut rng,
-                ))
-                .layer(Relu)
-                .layer(MaxPool2d::new(2))
-                .layer(Conv2d::new(6, 16, 5, Conv2dOptions::default(), &mut rng))
-                .layer(Relu)
-                .layer(MaxPool2d::new(2))
-                .layer(Flatten)
-                .layer(Linear::new(400, 120, &mut rng))
-                .layer(Relu)
-                .layer(Linear::new(120, 84, &mut rng))
-                .layer(Relu)
-                .layer(Linear::new(84, 10, &mut rng));
+            let model = crate::nn::zoo::lenet5(&mut rng);
             (train, test, model, 64, 2)
         };
     let mut optimizer: Box<dyn Optimizer<f32>> = if workload == "mlp" {

@@ -49,6 +49,36 @@ impl Window {
         ))
     }
 
+    /// The in-plane indices (`iy·width + ix`) that output pixel (oy, ox) reads,
+    /// skipping taps that fall in the padding.
+    fn taps(&self, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.kernel.0)
+            .filter_map(move |i| {
+                Window::source(
+                    oy,
+                    i,
+                    self.stride.0,
+                    self.padding.0,
+                    self.dilation.0,
+                    self.height,
+                )
+            })
+            .flat_map(move |iy| {
+                (0..self.kernel.1)
+                    .filter_map(move |j| {
+                        Window::source(
+                            ox,
+                            j,
+                            self.stride.1,
+                            self.padding.1,
+                            self.dilation.1,
+                            self.width,
+                        )
+                    })
+                    .map(move |ix| iy * self.width + ix)
+            })
+    }
+
     fn out(&self) -> (usize, usize) {
         self.output_size().expect("window checked by the op")
     }
@@ -202,31 +232,10 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
         for oy in 0..oh {
             for ox in 0..ow {
                 let (mut best, mut best_at) = (T::neg_infinity(), 0);
-                for i in 0..win.kernel.0 {
-                    let Some(iy) = Window::source(
-                        oy,
-                        i,
-                        win.stride.0,
-                        win.padding.0,
-                        win.dilation.0,
-                        win.height,
-                    ) else {
-                        continue;
-                    };
-                    for j in 0..win.kernel.1 {
-                        if let Some(ix) = Window::source(
-                            ox,
-                            j,
-                            win.stride.1,
-                            win.padding.1,
-                            win.dilation.1,
-                            win.width,
-                        ) {
-                            let v = plane[iy * win.width + ix];
-                            if v > best || v.is_nan() {
-                                (best, best_at) = (v, iy * win.width + ix);
-                            }
-                        }
+                for at in win.taps(oy, ox) {
+                    let v = plane[at];
+                    if v > best || v.is_nan() {
+                        (best, best_at) = (v, at);
                     }
                 }
                 out[oy * ow + ox] = best;
@@ -279,31 +288,7 @@ pub fn avg_pool2d<T: Float>(x: &[T], win: &Window) -> Vec<T> {
         let plane = &x[p * plane_len..][..plane_len];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut total = T::zero();
-                for i in 0..win.kernel.0 {
-                    let Some(iy) = Window::source(
-                        oy,
-                        i,
-                        win.stride.0,
-                        win.padding.0,
-                        win.dilation.0,
-                        win.height,
-                    ) else {
-                        continue;
-                    };
-                    for j in 0..win.kernel.1 {
-                        if let Some(ix) = Window::source(
-                            ox,
-                            j,
-                            win.stride.1,
-                            win.padding.1,
-                            win.dilation.1,
-                            win.width,
-                        ) {
-                            total += plane[iy * win.width + ix];
-                        }
-                    }
-                }
+                let total: T = win.taps(oy, ox).map(|at| plane[at]).sum();
                 out[oy * ow + ox] = total * scale;
             }
         }
@@ -323,29 +308,8 @@ pub fn avg_pool2d_backward<T: Float>(grad_output: &[T], win: &Window) -> Vec<T> 
         for oy in 0..oh {
             for ox in 0..ow {
                 let share = grads[oy * ow + ox] * scale;
-                for i in 0..win.kernel.0 {
-                    let Some(iy) = Window::source(
-                        oy,
-                        i,
-                        win.stride.0,
-                        win.padding.0,
-                        win.dilation.0,
-                        win.height,
-                    ) else {
-                        continue;
-                    };
-                    for j in 0..win.kernel.1 {
-                        if let Some(ix) = Window::source(
-                            ox,
-                            j,
-                            win.stride.1,
-                            win.padding.1,
-                            win.dilation.1,
-                            win.width,
-                        ) {
-                            plane[iy * win.width + ix] += share;
-                        }
-                    }
+                for at in win.taps(oy, ox) {
+                    plane[at] += share;
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod init;
 pub mod linear;
 pub mod norm;
 pub mod sequential;
+pub mod zoo;
 
 pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh};
 pub use conv::{AvgPool2d, Conv2d, Flatten, MaxPool2d};

@@ -62,3 +62,32 @@ pub fn config() -> ProptestConfig {
         ..ProptestConfig::default()
     }
 }
+
+/// The crate root, where the binary's relative paths (data/mnist, examples/) resolve.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Runs the `nabla` binary from the crate root.
+pub fn nabla(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(args)
+        .current_dir(ROOT)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Everything a command printed, stdout then stderr.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nabla-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
