@@ -49,34 +49,34 @@ impl Window {
         ))
     }
 
-    /// The in-plane indices (`iy·width + ix`) that output pixel (oy, ox) reads,
-    /// skipping taps that fall in the padding.
-    fn taps(&self, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.kernel.0)
-            .filter_map(move |i| {
-                Window::source(
-                    oy,
-                    i,
-                    self.stride.0,
-                    self.padding.0,
-                    self.dilation.0,
-                    self.height,
-                )
-            })
-            .flat_map(move |iy| {
-                (0..self.kernel.1)
-                    .filter_map(move |j| {
-                        Window::source(
-                            ox,
-                            j,
-                            self.stride.1,
-                            self.padding.1,
-                            self.dilation.1,
-                            self.width,
-                        )
-                    })
-                    .map(move |ix| iy * self.width + ix)
-            })
+    /// Calls `visit` with each in-plane index (`iy·width + ix`) that output pixel
+    /// (oy, ox) reads, skipping taps that fall in the padding.
+    #[inline]
+    fn for_each_tap(&self, oy: usize, ox: usize, mut visit: impl FnMut(usize)) {
+        for i in 0..self.kernel.0 {
+            let Some(iy) = Window::source(
+                oy,
+                i,
+                self.stride.0,
+                self.padding.0,
+                self.dilation.0,
+                self.height,
+            ) else {
+                continue;
+            };
+            for j in 0..self.kernel.1 {
+                if let Some(ix) = Window::source(
+                    ox,
+                    j,
+                    self.stride.1,
+                    self.padding.1,
+                    self.dilation.1,
+                    self.width,
+                ) {
+                    visit(iy * self.width + ix);
+                }
+            }
+        }
     }
 
     fn out(&self) -> (usize, usize) {
@@ -232,12 +232,12 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
         for oy in 0..oh {
             for ox in 0..ow {
                 let (mut best, mut best_at) = (T::neg_infinity(), 0);
-                for at in win.taps(oy, ox) {
+                win.for_each_tap(oy, ox, |at| {
                     let v = plane[at];
                     if v > best || v.is_nan() {
                         (best, best_at) = (v, at);
                     }
-                }
+                });
                 out[oy * ow + ox] = best;
                 arg[oy * ow + ox] = best_at;
             }
@@ -288,7 +288,8 @@ pub fn avg_pool2d<T: Float>(x: &[T], win: &Window) -> Vec<T> {
         let plane = &x[p * plane_len..][..plane_len];
         for oy in 0..oh {
             for ox in 0..ow {
-                let total: T = win.taps(oy, ox).map(|at| plane[at]).sum();
+                let mut total = T::zero();
+                win.for_each_tap(oy, ox, |at| total += plane[at]);
                 out[oy * ow + ox] = total * scale;
             }
         }
@@ -308,9 +309,7 @@ pub fn avg_pool2d_backward<T: Float>(grad_output: &[T], win: &Window) -> Vec<T> 
         for oy in 0..oh {
             for ox in 0..ow {
                 let share = grads[oy * ow + ox] * scale;
-                for at in win.taps(oy, ox) {
-                    plane[at] += share;
-                }
+                win.for_each_tap(oy, ox, |at| plane[at] += share);
             }
         }
     });
