@@ -273,8 +273,9 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // the shell's built-in kill: present wherever sh is
+    Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     let status = child.wait().unwrap();
