@@ -71,20 +71,29 @@ pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulat
     }
     assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
     crate::threads::ensure_init();
+    // matrixmultiply shares its threads out along the rows of C, so give it the longer
+    // side: for a wide C compute Cᵀ = Bᵀ·Aᵀ, written through transposed strides
+    // (measured: 95 → 125 GFLOP/s for the MLP's 128×784·784×256 on 2 threads).
+    let (lhs, rhs, rows, cols, c_strides) = if n > m {
+        (b.t(), a.t(), n, m, (1, n as isize))
+    } else {
+        (a, b, m, n, (n as isize, 1))
+    };
     // SAFETY: the asserts above check that the largest strided index of a, b and c
-    // lies inside its slice, and `c` is borrowed mutably so nothing else aliases it.
+    // lies inside its slice (transposing swaps strides, not extents), and `c` is
+    // borrowed mutably so nothing else aliases it.
     unsafe {
         T::gemm_raw(
-            m,
+            rows,
             k,
-            n,
-            a.data.as_ptr(),
-            (a.row_stride as isize, a.col_stride as isize),
-            b.data.as_ptr(),
-            (b.row_stride as isize, b.col_stride as isize),
+            cols,
+            lhs.data.as_ptr(),
+            (lhs.row_stride as isize, lhs.col_stride as isize),
+            rhs.data.as_ptr(),
+            (rhs.row_stride as isize, rhs.col_stride as isize),
             accumulate,
             c.as_mut_ptr(),
-            (n as isize, 1),
+            c_strides,
         );
     }
 }
