@@ -19,7 +19,9 @@ use crate::tensor::Tensor;
 
 /// Tensors read from a file, in file order, plus its string metadata.
 pub struct Loaded<T: Float> {
+    /// The tensors, in file order, converted to `T`.
     pub tensors: Vec<(String, Tensor<T>)>,
+    /// The file's string metadata (epoch, step, …).
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -15,8 +15,10 @@ pub enum Error {
     /// A file that could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// A file whose contents are not what they should be.

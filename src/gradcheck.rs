@@ -26,6 +26,7 @@ pub struct InputReport {
     pub worst_element: usize,
     /// Analytic and numerical gradient at that element.
     pub analytic: f64,
+    /// The central-difference gradient at that element.
     pub numerical: f64,
     /// How many elements were checked.
     pub checked: usize,
@@ -34,6 +35,7 @@ pub struct InputReport {
 /// The result of a [`gradcheck`]: one [`InputReport`] per input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradcheckReport {
+    /// One report per checked input, in order.
     pub inputs: Vec<InputReport>,
 }
 

@@ -41,6 +41,7 @@ pub fn top_k_accuracy<T: Float>(logits: &Tensor<T>, labels: &[usize], k: usize) 
 /// Counts of (actual, predicted) class pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfusionMatrix {
+    /// The number of classes.
     pub classes: usize,
     /// `counts[actual * classes + predicted]`.
     pub counts: Vec<u64>,

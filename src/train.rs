@@ -20,14 +20,17 @@ pub type LossFn<'a> = &'a dyn Fn(&Tensor<f32>, &[usize]) -> Tensor<f32>;
 pub struct FitOptions {
     /// Train epochs `start_epoch..epochs` (so a resumed run continues where it stopped).
     pub epochs: usize,
+    /// The first epoch to run, counting from 0.
     pub start_epoch: usize,
     /// Steps of `start_epoch` already done (a run resumed mid-epoch), and the running
     /// sums of that epoch so far.
     pub start_step: usize,
+    /// Running sums of `start_epoch` from before an interruption.
     pub carried: EpochProgress,
     /// Learning rate as a function of the epoch (or, with `schedule_per_step`, of the
     /// global step), scaling the optimizer's base rate.
     pub schedule: Schedule,
+    /// Advance the schedule every step instead of every epoch.
     pub schedule_per_step: bool,
     /// The rate the schedule scales; `None` takes the optimizer's rate when `fit`
     /// starts (give it explicitly when resuming, as a restored optimizer holds the
@@ -58,7 +61,9 @@ impl Default for FitOptions {
 /// Early stopping on the test (validation) loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EarlyStopping {
+    /// Epochs without improvement tolerated before stopping.
     pub patience: usize,
+    /// The smallest decrease of the test loss that counts as an improvement.
     pub min_delta: f64,
 }
 
@@ -67,12 +72,17 @@ pub struct EarlyStopping {
 pub struct EpochMetrics {
     /// Counting from 1.
     pub epoch: usize,
+    /// Mean training loss over the epoch's samples.
     pub train_loss: f64,
+    /// Fraction of training samples classified right during the epoch.
     pub train_accuracy: f64,
+    /// Mean loss on the test data after the epoch (none without test data).
     pub test_loss: Option<f64>,
+    /// Accuracy on the test data after the epoch.
     pub test_accuracy: Option<f64>,
     /// Training time of the epoch (no evaluation).
     pub seconds: f64,
+    /// The learning rate of the epoch's first step.
     pub lr: f64,
 }
 
@@ -81,7 +91,9 @@ pub struct EpochMetrics {
 pub struct EpochProgress {
     /// Σ batch loss × batch size.
     pub loss_sum: f64,
+    /// Samples classified right so far.
     pub correct: usize,
+    /// Samples seen so far.
     pub seen: usize,
     /// Training seconds spent in this epoch.
     pub seconds: f64,
@@ -90,23 +102,37 @@ pub struct EpochProgress {
 /// What the loop reports as it runs, for progress bars, loggers and checkpointing
 /// (the optimizer is lent so its state can be saved).
 pub enum Event<'a> {
+    /// An epoch is about to start.
     EpochStart {
+        /// The epoch, counting from 1.
         epoch: usize,
+        /// Steps per epoch.
         batches: usize,
     },
     /// After each optimizer step: running means over the epoch so far.
     BatchEnd {
+        /// The epoch, counting from 1.
         epoch: usize,
+        /// The step just taken, counting from 1.
         batch: usize,
+        /// Steps per epoch.
         batches: usize,
+        /// Mean training loss over the epoch so far.
         loss: f64,
+        /// Training accuracy over the epoch so far.
         accuracy: f64,
+        /// Samples seen in the epoch so far.
         samples: usize,
+        /// The running sums, for a mid-epoch checkpoint.
         progress: EpochProgress,
+        /// The optimizer, lent so its state can be saved.
         optimizer: &'a dyn Optimizer<f32>,
     },
+    /// An epoch ended (after evaluation).
     EpochEnd {
+        /// The epoch's results.
         metrics: &'a EpochMetrics,
+        /// The optimizer, lent so its state can be saved.
         optimizer: &'a dyn Optimizer<f32>,
     },
 }
@@ -114,7 +140,9 @@ pub enum Event<'a> {
 /// What a callback wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
+    /// Keep training.
     Continue,
+    /// Stop: after this step, or after this epoch at its end.
     Stop,
 }
 

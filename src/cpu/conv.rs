@@ -11,13 +11,21 @@ use crate::element::Float;
 /// Sizes of a 2-D sliding-window op (convolution or pooling) on NCHW input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Images in the batch (N).
     pub batch: usize,
+    /// Channels per image (C).
     pub channels: usize,
+    /// Input height (H).
     pub height: usize,
+    /// Input width (W).
     pub width: usize,
+    /// Window size, (rows, columns).
     pub kernel: (usize, usize),
+    /// Step between windows, (rows, columns).
     pub stride: (usize, usize),
+    /// Zeros added on each side, (rows, columns).
     pub padding: (usize, usize),
+    /// Spacing between window taps, (rows, columns).
     pub dilation: (usize, usize),
 }
 

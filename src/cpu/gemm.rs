@@ -10,10 +10,15 @@ use crate::element::Float;
 /// A read-only matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
+    /// The elements.
     pub data: &'a [T],
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Distance in `data` between consecutive rows.
     pub row_stride: usize,
+    /// Distance in `data` between consecutive columns.
     pub col_stride: usize,
 }
 

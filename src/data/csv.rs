@@ -29,7 +29,9 @@ pub struct TableDataset {
 /// every split (so no test statistics leak into training).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Standardizer {
+    /// Each feature's mean over the fitted rows.
     pub mean: Vec<f32>,
+    /// Each feature's standard deviation over the fitted rows.
     pub std: Vec<f32>,
 }
 

@@ -16,7 +16,9 @@ const MAX_DECOMPRESSED: u64 = 1 << 30;
 /// An IDX array of unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The size of each dimension, from the header.
     pub dims: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<u8>,
 }
 
@@ -127,7 +129,9 @@ pub struct ImageDataset {
     labels: Vec<u8>,
     shape: [usize; 3],
     flat: bool,
+    /// Subtracted after scaling pixels to [0, 1].
     pub mean: f32,
+    /// Divided by after subtracting the mean.
     pub std: f32,
     classes: usize,
 }

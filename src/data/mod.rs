@@ -44,7 +44,9 @@ pub trait Dataset {
 
 /// One batch: inputs `[batch, feature_shape…]` and their class labels.
 pub struct Batch {
+    /// The features, `[batch, feature_shape…]`.
     pub inputs: Tensor<f32>,
+    /// Each sample's class.
     pub labels: Vec<usize>,
 }
 

@@ -42,6 +42,7 @@ activation_layer!(
 /// `x` for positive inputs, `slope · x` otherwise (PyTorch's default slope: 0.01).
 #[derive(Clone, Copy, Debug)]
 pub struct LeakyRelu {
+    /// The slope for negative inputs.
     pub slope: f64,
 }
 
@@ -63,6 +64,7 @@ impl<T: Float> Module<T> for LeakyRelu {
 /// GELU, exact (`x·Φ(x)`) or with the tanh approximation.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gelu {
+    /// Use the tanh approximation instead of the exact erf form.
     pub tanh_approximation: bool,
 }
 
@@ -87,6 +89,7 @@ impl<T: Float> Module<T> for Gelu {
 /// Softmax along an axis (default: the last).
 #[derive(Clone, Copy, Debug)]
 pub struct Softmax {
+    /// The axis that sums to one (negative counts from the end).
     pub axis: isize,
 }
 

@@ -10,8 +10,11 @@ use crate::tensor::Tensor;
 
 /// A 2-D convolution layer with weight `[out, in/groups, k, k]` and bias `[out]`.
 pub struct Conv2d<T: Float = f32> {
+    /// `[out_channels, in_channels/groups, kh, kw]`.
     pub weight: Tensor<T>,
+    /// `[out_channels]`, if any.
     pub bias: Option<Tensor<T>>,
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
 }
 
@@ -103,8 +106,11 @@ impl<T: Float> Module<T> for Conv2d<T> {
 /// Max pooling over `kernel × kernel` windows (stride defaults to the kernel, as PyTorch).
 #[derive(Clone, Copy, Debug)]
 pub struct MaxPool2d {
+    /// Window size, (rows, columns).
     pub kernel: (usize, usize),
+    /// Step between windows, (rows, columns).
     pub stride: (usize, usize),
+    /// Padding on each side, (rows, columns).
     pub padding: (usize, usize),
 }
 
@@ -135,8 +141,11 @@ impl<T: Float> Module<T> for MaxPool2d {
 /// Average pooling over `kernel × kernel` windows (stride defaults to the kernel).
 #[derive(Clone, Copy, Debug)]
 pub struct AvgPool2d {
+    /// Window size, (rows, columns).
     pub kernel: (usize, usize),
+    /// Step between windows, (rows, columns).
     pub stride: (usize, usize),
+    /// Padding on each side, (rows, columns).
     pub padding: (usize, usize),
 }
 

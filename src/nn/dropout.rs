@@ -12,6 +12,7 @@ use crate::tensor::Tensor;
 
 /// Randomly zeroes inputs in training mode (seeded, so runs repeat exactly).
 pub struct Dropout {
+    /// The probability of zeroing each input.
     pub p: f64,
     training: Cell<bool>,
     rng: RefCell<StdRng>,

@@ -10,6 +10,7 @@ use crate::tensor::Tensor;
 /// The input holds indices (as whole numbers in a float tensor of any shape);
 /// the output appends an axis of size `dim`.
 pub struct Embedding<T: Float = f32> {
+    /// `[num_embeddings, dim]`: row i is the vector of index i.
     pub weight: Tensor<T>,
 }
 

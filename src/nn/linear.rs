@@ -19,7 +19,9 @@ use crate::tensor::Tensor;
 /// assert_eq!(layer.num_parameters(), 784 * 10 + 10);
 /// ```
 pub struct Linear<T: Float = f32> {
+    /// `[out_features, in_features]`, PyTorch's layout.
     pub weight: Tensor<T>,
+    /// `[out_features]`, if any.
     pub bias: Option<Tensor<T>>,
 }
 

@@ -152,8 +152,11 @@ batch_norm_layer!(
 /// Normalises each sample over its last axes (`normalized_shape`), then scales and
 /// shifts elementwise: `y = γ ⊙ (x − μ)/√(σ² + ε) + β`.
 pub struct LayerNorm<T: Float = f32> {
+    /// γ, the per-element scale (starts at 1).
     pub weight: Tensor<T>,
+    /// β, the per-element shift (starts at 0).
     pub bias: Tensor<T>,
+    /// Added to the variance before the square root.
     pub eps: f64,
 }
 

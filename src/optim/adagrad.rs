@@ -14,10 +14,15 @@ use crate::tensor::Tensor;
 /// ```
 pub struct Adagrad<T: Float = f32> {
     params: Vec<(String, Tensor<T>)>,
+    /// The base learning rate.
     pub lr: f64,
+    /// lrₜ = lr / (1 + (t − 1)·lr_decay).
     pub lr_decay: f64,
+    /// Added to √s for stability.
     pub eps: f64,
+    /// L2 penalty added to the gradient.
     pub weight_decay: f64,
+    /// The starting value of the sum of squares.
     pub initial_accumulator_value: f64,
     steps: Vec<u64>,
     sums: Buffers<T>,

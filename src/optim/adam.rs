@@ -15,9 +15,13 @@ use crate::tensor::Tensor;
 /// ```
 pub struct Adam<T: Float = f32> {
     params: Vec<(String, Tensor<T>)>,
+    /// The learning rate.
     pub lr: f64,
+    /// (β₁, β₂): decay rates of the first and second moment estimates.
     pub betas: (f64, f64),
+    /// Added to the denominator for stability.
     pub eps: f64,
+    /// L2 penalty (Adam) or decoupled decay (AdamW).
     pub weight_decay: f64,
     /// AdamW: decoupled weight decay, `w ← w·(1 − lr·weight_decay)` before the step.
     decoupled: bool,

@@ -14,11 +14,17 @@ use crate::tensor::Tensor;
 /// ```
 pub struct RmsProp<T: Float = f32> {
     params: Vec<(String, Tensor<T>)>,
+    /// The learning rate.
     pub lr: f64,
+    /// Smoothing constant of the squared-gradient average.
     pub alpha: f64,
+    /// Added to the denominator for stability.
     pub eps: f64,
+    /// L2 penalty added to the gradient.
     pub weight_decay: f64,
+    /// Momentum of the update (0: none).
     pub momentum: f64,
+    /// Normalise by the estimated variance instead of the raw second moment.
     pub centered: bool,
     square_avg: Buffers<T>,
     grad_avg: Buffers<T>,

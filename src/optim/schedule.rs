@@ -20,10 +20,15 @@ pub enum Schedule {
     /// OneCycleLR (cosine): from `max_lr/div_factor` up to `max_lr` over the first
     /// `pct_start` of `total_steps`, then down to `max_lr/(div_factor·final_div_factor)`.
     OneCycle {
+        /// The peak learning rate.
         max_lr: f64,
+        /// Steps in the whole run.
         total_steps: usize,
+        /// Fraction of the steps spent rising.
         pct_start: f64,
+        /// The starting rate is max_lr / div_factor.
         div_factor: f64,
+        /// The final rate is the starting rate / final_div_factor.
         final_div_factor: f64,
     },
 }
@@ -85,10 +90,15 @@ impl Schedule {
 /// relative threshold.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReduceLrOnPlateau {
+    /// Multiplies the rate on a plateau.
     pub factor: f64,
+    /// Epochs without improvement before lowering the rate.
     pub patience: usize,
+    /// Relative improvement that counts as better.
     pub threshold: f64,
+    /// Epochs to wait after a reduction before counting again.
     pub cooldown: usize,
+    /// The rate never goes below this.
     pub min_lr: f64,
     best: f64,
     bad_epochs: usize,

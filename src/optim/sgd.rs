@@ -15,10 +15,15 @@ use crate::tensor::Tensor;
 /// ```
 pub struct Sgd<T: Float = f32> {
     params: Vec<(String, Tensor<T>)>,
+    /// The learning rate.
     pub lr: f64,
+    /// Momentum factor μ (0: plain SGD).
     pub momentum: f64,
+    /// Dampening of the gradient in the momentum update.
     pub dampening: f64,
+    /// Use Nesterov momentum.
     pub nesterov: bool,
+    /// L2 penalty added to the gradient.
     pub weight_decay: f64,
     velocity: Buffers<T>,
 }
