@@ -150,7 +150,7 @@ fn softmax_cross_entropy<T: Float>(
             "cross_entropy: target {bad} at position {i} is not below the class count {classes}"
         );
     }
-    let probabilities = crate::cpu::reduce::softmax_axis(&logits.data(), batch, classes, 1, false);
+    // one stable log-softmax pass; the backward rule needs only its exponential
     let log_probabilities =
         crate::cpu::reduce::softmax_axis(&logits.data(), batch, classes, 1, true);
     let total: T = targets
@@ -171,7 +171,10 @@ fn softmax_cross_entropy<T: Float>(
         &[logits],
         move |ctx| {
             let factor = ctx.grad_output.item() * scale;
-            let mut grad: Vec<T> = probabilities.iter().map(|&p| p * factor).collect();
+            let mut grad: Vec<T> = log_probabilities
+                .iter()
+                .map(|&lp| lp.exp() * factor)
+                .collect();
             for (row, &t) in targets.iter().enumerate() {
                 grad[row * classes + t] -= factor;
             }

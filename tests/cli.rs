@@ -558,3 +558,29 @@ fn bad_configs_get_clear_errors() {
         );
     }
 }
+
+/// CSV rows are standardised with the training split's statistics before predicting.
+#[test]
+fn predict_csv_rows() {
+    let dir = temp_dir("predict-csv");
+    let run = dir.join("xor");
+    let out = nabla(&["train", "examples/xor.toml", "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, "a,b,label\n1,0,1\n0,0,0\n1,1,0\n0,1,1\n").unwrap();
+    let out = nabla(&[
+        "predict",
+        run.to_str().unwrap(),
+        rows.to_str().unwrap(),
+        "--top",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    let predicted: Vec<&str> = printed
+        .lines()
+        .map(|l| l.split(": ").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    // x XOR y for the four corners
+    assert_eq!(predicted, ["1", "0", "0", "1"], "{printed}");
+}

@@ -210,8 +210,8 @@ fn read_inputs(
             }
             names.push(format!("{display} row {}", row + 1));
         }
-        if trained.config.data.normalize {
-            return standardized_rows(trained, values, names, &batch_shape);
+        if let Some(standardizer) = &trained.data.standardizer {
+            standardizer.apply(&mut values);
         }
         batch_shape[0] = names.len();
         return Ok((names, Tensor::from_vec(values, &batch_shape)));
@@ -274,46 +274,6 @@ fn read_inputs(
     batch_shape[0] = count;
     let names = (0..count).map(|i| format!("{display} image {i}")).collect();
     Ok((names, Tensor::from_vec(values, &batch_shape)))
-}
-
-/// CSV rows standardised with the statistics of the training split (recomputed
-/// from the config's data, which the split is a deterministic function of).
-fn standardized_rows(
-    trained: &Trained,
-    values: Vec<f32>,
-    names: Vec<String>,
-    batch_shape: &[usize],
-) -> Result<(Vec<String>, Tensor)> {
-    let mut raw = trained.config.clone();
-    raw.data.normalize = false;
-    let data = setup::load_data(&raw)?;
-    let train = data.train.as_ref();
-    let width = train.feature_len();
-    let mut sums = vec![0.0f64; width];
-    let mut squares = vec![0.0f64; width];
-    let mut row = vec![0.0f32; width];
-    for i in 0..train.len() {
-        train.write_features(i, &mut row);
-        for (j, &v) in row.iter().enumerate() {
-            sums[j] += v as f64;
-            squares[j] += (v as f64) * (v as f64);
-        }
-    }
-    let n = train.len().max(1) as f64;
-    let mean: Vec<f32> = sums.iter().map(|s| (s / n) as f32).collect();
-    let std: Vec<f32> = squares
-        .iter()
-        .zip(&sums)
-        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(1e-12)) as f32)
-        .collect();
-    let standardized: Vec<f32> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v - mean[i % width]) / std[i % width])
-        .collect();
-    let mut shape = batch_shape.to_vec();
-    shape[0] = names.len();
-    Ok((names, Tensor::from_vec(standardized, &shape)))
 }
 
 /// `nabla gradcheck`: builds the config's model in f64 and compares analytic and

@@ -4,6 +4,7 @@
 use rand::Rng;
 
 use super::config::{Config, DataKind, InitKind, LayerConfig, OptimizerConfig, ScheduleConfig};
+use crate::data::csv::Standardizer;
 use crate::data::{CsvOptions, Dataset, load_mnist, read_csv, train_validation_split};
 use crate::element::Float;
 use crate::error::{Error, Result};
@@ -18,6 +19,8 @@ pub struct Data {
     pub test: Box<dyn Dataset>,
     /// Class names, for printing predictions.
     pub class_names: Vec<String>,
+    /// CSV: the training split's feature statistics, applied to new rows too.
+    pub standardizer: Option<Standardizer>,
 }
 
 /// Loads the data a config describes. Images are fed flat when the model starts
@@ -49,6 +52,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 train: Box::new(train),
                 test: Box::new(test),
                 class_names,
+                standardizer: None,
             })
         }
         DataKind::Csv => {
@@ -58,11 +62,12 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 train_validation_split(table.len(), data.test_fraction, config.train.seed);
             let mut train = table.select(&train_rows);
             let mut test = table.select(&test_rows);
-            if data.normalize {
+            let standardizer = data.normalize.then(|| {
                 let standardizer = train.fit_standardizer(&(0..train.len()).collect::<Vec<_>>());
                 train.standardize(&standardizer);
                 test.standardize(&standardizer);
-            }
+                standardizer
+            });
             if let Some(limit) = data.train_limit {
                 train = train.select(&(0..limit.min(train.len())).collect::<Vec<_>>());
             }
@@ -71,6 +76,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 train: Box::new(train),
                 test: Box::new(test),
                 class_names,
+                standardizer,
             })
         }
     }

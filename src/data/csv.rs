@@ -35,6 +35,18 @@ pub struct Standardizer {
     pub std: Vec<f32>,
 }
 
+impl Standardizer {
+    /// `(x − mean)/std` for every feature of the rows in `rows` (row-major, one
+    /// feature per mean/std entry).
+    pub fn apply(&self, rows: &mut [f32]) {
+        for row in rows.chunks_mut(self.mean.len().max(1)) {
+            for ((v, mean), std) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - mean) / std;
+            }
+        }
+    }
+}
+
 /// Reads a CSV file with a header; every column but the label column must be numeric.
 pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<TableDataset> {
     let path = path.as_ref();
@@ -238,12 +250,7 @@ impl TableDataset {
 
     /// Applies `(x − mean)/std` to every row.
     pub fn standardize(&mut self, standardizer: &Standardizer) {
-        let width = self.shape[0];
-        for row in self.features.chunks_mut(width.max(1)) {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = (*v - standardizer.mean[j]) / standardizer.std[j];
-            }
-        }
+        standardizer.apply(&mut self.features);
     }
 }
 
