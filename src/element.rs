@@ -21,6 +21,7 @@ pub trait Float:
     + SubAssign
     + MulAssign
     + DivAssign
+    + crate::cpu::buffer::Recycle
     + 'static
 {
     /// The name PyTorch and safetensors use for this type (`"F32"`, `"F64"`).

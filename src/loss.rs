@@ -1,6 +1,7 @@
 //! Loss functions: how far the prediction is from the target, as one number whose
 //! gradient starts backpropagation. Definitions and reductions match PyTorch's.
 
+use crate::cpu::buffer::{self, Recycled};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -151,8 +152,13 @@ fn softmax_cross_entropy<T: Float>(
         );
     }
     // one stable log-softmax pass; the backward rule needs only its exponential
-    let log_probabilities =
-        crate::cpu::reduce::softmax_axis(&logits.data(), batch, classes, 1, true);
+    let log_probabilities = Recycled::new(crate::cpu::reduce::softmax_axis(
+        &logits.data(),
+        batch,
+        classes,
+        1,
+        true,
+    ));
     let total: T = targets
         .iter()
         .enumerate()
@@ -165,16 +171,16 @@ fn softmax_cross_entropy<T: Float>(
     let targets = targets.to_vec();
     // dL/dz = (softmax(z) − onehot(y)) · scale · dL/dloss
     Tensor::from_op(
-        vec![total * scale],
+        buffer::filled(1, total * scale),
         &[],
         "cross_entropy",
         &[logits],
         move |ctx| {
             let factor = ctx.grad_output.item() * scale;
-            let mut grad: Vec<T> = log_probabilities
-                .iter()
-                .map(|&lp| lp.exp() * factor)
-                .collect();
+            let mut grad = buffer::take(batch * classes);
+            for (g, &lp) in grad.iter_mut().zip(log_probabilities.iter()) {
+                *g = lp.exp() * factor;
+            }
             for (row, &t) in targets.iter().enumerate() {
                 grad[row * classes + t] -= factor;
             }

@@ -91,6 +91,33 @@ impl Window {
         self.output_size().expect("window checked by the op")
     }
 
+    /// The input row that output row `oy`, kernel row `i` reads, or `None` in the padding.
+    #[inline]
+    fn source_row(&self, oy: usize, i: usize) -> Option<usize> {
+        let (stride, pad, dilation) = (self.stride.0, self.padding.0, self.dilation.0);
+        Window::source(oy, i, stride, pad, dilation, self.height)
+    }
+
+    /// The input column that output column `ox`, kernel column `j` reads; only for
+    /// `ox` inside [`Window::inside_columns`].
+    #[inline]
+    fn source_column(&self, ox: usize, j: usize) -> usize {
+        ox * self.stride.1 + j * self.dilation.1 - self.padding.1
+    }
+
+    /// The output columns whose kernel column `j` lands inside the input (not in the
+    /// padding): one contiguous range, so rows can be copied instead of tested pixel by pixel.
+    fn inside_columns(&self, j: usize, ow: usize) -> std::ops::Range<usize> {
+        let (stride, pad, offset) = (self.stride.1, self.padding.1, j * self.dilation.1);
+        // ix = ox·stride + offset − pad must satisfy 0 ≤ ix < width.
+        let first = pad.saturating_sub(offset).div_ceil(stride);
+        let end = (self.width + pad)
+            .checked_sub(offset + 1)
+            .map_or(0, |last| last / stride + 1)
+            .min(ow);
+        first.min(end)..end
+    }
+
     /// The input coordinate that output position `o`, kernel tap `k` reads on one
     /// axis, or `None` if it falls in the padding.
     #[inline]
@@ -135,38 +162,32 @@ pub fn im2col<T: Float>(x: &[T], win: &Window, first_channel: usize, channels: u
     let (oh, ow) = win.out();
     let (kh, kw) = win.kernel;
     let row_len = win.batch * oh * ow;
-    let mut cols = vec![T::zero(); channels * kh * kw * row_len];
+    // Every element is written below (copied or zeroed), so no need to clear it first.
+    let mut cols = super::buffer::take(channels * kh * kw * row_len);
     let parallel = cols.len() >= PARALLEL_MIN_ELEMENTS;
     for_each_chunk(&mut cols, row_len, parallel, |row, out| {
         let c = first_channel + row / (kh * kw);
         let (i, j) = ((row / kw) % kh, row % kw);
+        let inside = win.inside_columns(j, ow);
         for n in 0..win.batch {
             let plane =
                 &x[(n * win.channels + c) * win.height * win.width..][..win.height * win.width];
             for oy in 0..oh {
-                let Some(iy) = Window::source(
-                    oy,
-                    i,
-                    win.stride.0,
-                    win.padding.0,
-                    win.dilation.0,
-                    win.height,
-                ) else {
+                let dst = &mut out[(n * oh + oy) * ow..][..ow];
+                let Some(iy) = win.source_row(oy, i) else {
+                    dst.fill(T::zero());
                     continue;
                 };
-                let dst = &mut out[(n * oh + oy) * ow..][..ow];
                 let src = &plane[iy * win.width..][..win.width];
-                for (ox, slot) in dst.iter_mut().enumerate() {
-                    if let Some(ix) = Window::source(
-                        ox,
-                        j,
-                        win.stride.1,
-                        win.padding.1,
-                        win.dilation.1,
-                        win.width,
-                    ) {
-                        *slot = src[ix];
-                    }
+                dst[..inside.start].fill(T::zero());
+                dst[inside.end..].fill(T::zero());
+                let first_ix = win.source_column(inside.start, j);
+                let dst = &mut dst[inside.clone()];
+                if win.stride.1 == 1 {
+                    dst.copy_from_slice(&src[first_ix..][..dst.len()]);
+                } else {
+                    let taps = src[first_ix..].iter().step_by(win.stride.1);
+                    dst.iter_mut().zip(taps).for_each(|(slot, &v)| *slot = v);
                 }
             }
         }
@@ -197,29 +218,21 @@ pub fn col2im_add<T: Float>(
         for i in 0..kh {
             for j in 0..kw {
                 let row = &cols[((c * kh + i) * kw + j) * row_len..][..row_len];
+                let inside = win.inside_columns(j, ow);
+                if inside.is_empty() {
+                    continue;
+                }
+                let first_ix = win.source_column(inside.start, j);
                 for oy in 0..oh {
-                    let Some(iy) = Window::source(
-                        oy,
-                        i,
-                        win.stride.0,
-                        win.padding.0,
-                        win.dilation.0,
-                        win.height,
-                    ) else {
+                    let Some(iy) = win.source_row(oy, i) else {
                         continue;
                     };
-                    for ox in 0..ow {
-                        if let Some(ix) = Window::source(
-                            ox,
-                            j,
-                            win.stride.1,
-                            win.padding.1,
-                            win.dilation.1,
-                            win.width,
-                        ) {
-                            plane[iy * win.width + ix] += row[(n * oh + oy) * ow + ox];
-                        }
-                    }
+                    let grads = &row[(n * oh + oy) * ow..][inside.clone()];
+                    let pixels = plane[iy * win.width + first_ix..].iter_mut();
+                    pixels
+                        .step_by(win.stride.1)
+                        .zip(grads)
+                        .for_each(|(pixel, &g)| *pixel += g);
                 }
             }
         }
@@ -232,8 +245,8 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
     let (oh, ow) = win.out();
     let planes = win.batch * win.channels;
     let plane_len = win.height * win.width;
-    let mut out = vec![T::zero(); planes * oh * ow];
-    let mut arg = vec![0usize; planes * oh * ow];
+    let mut out = super::buffer::take(planes * oh * ow);
+    let mut arg = super::buffer::take(planes * oh * ow);
     let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
     let body = |p: usize, out: &mut [T], arg: &mut [usize]| {
         let plane = &x[p * plane_len..][..plane_len];
@@ -273,7 +286,7 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
 pub fn max_pool2d_backward<T: Float>(grad_output: &[T], arg: &[usize], win: &Window) -> Vec<T> {
     let (oh, ow) = win.out();
     let plane_len = win.height * win.width;
-    let mut dx = vec![T::zero(); win.batch * win.channels * plane_len];
+    let mut dx = super::buffer::zeroed(win.batch * win.channels * plane_len);
     let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
     for_each_chunk(&mut dx, plane_len, parallel, |p, plane| {
         let range = p * oh * ow..(p + 1) * oh * ow;
@@ -290,7 +303,7 @@ pub fn avg_pool2d<T: Float>(x: &[T], win: &Window) -> Vec<T> {
     let (oh, ow) = win.out();
     let plane_len = win.height * win.width;
     let scale = T::one() / T::cast((win.kernel.0 * win.kernel.1) as f64);
-    let mut out = vec![T::zero(); win.batch * win.channels * oh * ow];
+    let mut out = super::buffer::take(win.batch * win.channels * oh * ow);
     let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
     for_each_chunk(&mut out, oh * ow, parallel, |p, out| {
         let plane = &x[p * plane_len..][..plane_len];
@@ -310,7 +323,7 @@ pub fn avg_pool2d_backward<T: Float>(grad_output: &[T], win: &Window) -> Vec<T> 
     let (oh, ow) = win.out();
     let plane_len = win.height * win.width;
     let scale = T::one() / T::cast((win.kernel.0 * win.kernel.1) as f64);
-    let mut dx = vec![T::zero(); win.batch * win.channels * plane_len];
+    let mut dx = super::buffer::zeroed(win.batch * win.channels * plane_len);
     let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
     for_each_chunk(&mut dx, plane_len, parallel, |p, plane| {
         let grads = &grad_output[p * oh * ow..][..oh * ow];

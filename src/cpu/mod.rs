@@ -4,11 +4,13 @@
 //! gradients flow; the functions here decide *how* to loop, when to use threads and
 //! which GEMM to call. A GPU backend would add a sibling of this module.
 
+pub mod buffer;
 pub mod conv;
 pub mod gemm;
 pub mod reduce;
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use crate::element::Float;
 use crate::tensor::shape;
@@ -23,11 +25,14 @@ pub const CHUNK: usize = 1 << 13;
 
 /// `f(x)` for every element.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = buffer::take(x.len());
     if x.len() < PARALLEL_MIN_ELEMENTS {
-        return x.iter().map(|&v| f(v)).collect();
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+        return out;
     }
     crate::threads::ensure_init();
-    let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(out, x)| {
@@ -41,11 +46,14 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `f(a, b)` for every pair of elements of two equally long slices.
 pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
+    let mut out = buffer::take(a.len());
     if a.len() < PARALLEL_MIN_ELEMENTS {
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+        return out;
     }
     crate::threads::ensure_init();
-    let mut out = vec![T::zero(); a.len()];
     out.par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(out, (a, b))| {
@@ -60,16 +68,14 @@ pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
 /// shape of most elementwise backward rules: `grad_output · f'(input, output)`.
 pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
     debug_assert!(a.len() == b.len() && b.len() == c.len());
+    let mut out = buffer::take(a.len());
     if a.len() < PARALLEL_MIN_ELEMENTS {
-        return a
-            .iter()
-            .zip(b)
-            .zip(c)
-            .map(|((&x, &y), &z)| f(x, y, z))
-            .collect();
+        for (((o, &x), &y), &z) in out.iter_mut().zip(a).zip(b).zip(c) {
+            *o = f(x, y, z);
+        }
+        return out;
     }
     crate::threads::ensure_init();
-    let mut out = vec![T::zero(); a.len()];
     out.par_chunks_mut(CHUNK)
         .zip(
             a.par_chunks(CHUNK)
@@ -147,7 +153,7 @@ pub fn zip_broadcast<T: Float>(
         }
     };
     let total = shape::numel(out_shape);
-    let mut out = vec![T::zero(); total];
+    let mut out = buffer::take(total);
     if total < PARALLEL_MIN_ELEMENTS || row_len == 0 {
         fill_rows(0, &mut out);
     } else {
@@ -166,19 +172,25 @@ pub fn zip_broadcast<T: Float>(
 pub fn gather_strided<T: Float>(src: &[T], strides: &[usize], out_shape: &[usize]) -> Vec<T> {
     let total = shape::numel(out_shape);
     let ndim = out_shape.len();
+    let mut out = buffer::take(total);
     if ndim == 0 {
-        return vec![src[0]; total];
+        out.fill(src[0]);
+        return out;
     }
     let row_len = out_shape[ndim - 1];
     let step = strides[ndim - 1];
-    let mut out = Vec::with_capacity(total);
-    let mut index = vec![0usize; ndim - 1];
+    let mut index: SmallVec<[usize; 4]> = smallvec::smallvec![0; ndim - 1];
     let mut start = 0usize;
-    for _ in 0..total.checked_div(row_len).unwrap_or(0) {
+    for out_row in out
+        .chunks_exact_mut(row_len.max(1))
+        .take(total.checked_div(row_len).unwrap_or(0))
+    {
         if step == 1 {
-            out.extend_from_slice(&src[start..start + row_len]);
+            out_row.copy_from_slice(&src[start..start + row_len]);
         } else {
-            out.extend((0..row_len).map(|i| src[start + i * step]));
+            for (i, o) in out_row.iter_mut().enumerate() {
+                *o = src[start + i * step];
+            }
         }
         // Advance the multi-index over all but the last axis, like an odometer.
         for axis in (0..ndim - 1).rev() {
@@ -215,7 +227,7 @@ pub fn extract_box<T: Float>(
     offset: &[usize],
     box_shape: &[usize],
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); shape::numel(box_shape)];
+    let mut out = buffer::take(shape::numel(box_shape));
     for_each_row(box_shape, src_shape, offset, |box_at, src_at, len| {
         out[box_at..box_at + len].copy_from_slice(&src[src_at..src_at + len]);
     });

@@ -7,7 +7,7 @@ use crate::element::Float;
 
 /// `out[o, i] = Σₖ x[o, k, i]`.
 pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); outer * inner];
+    let mut out = super::buffer::zeroed(outer * inner);
     if inner == 1 {
         // Reducing the contiguous axis: each output is a dot with ones.
         let body = |(o, slot): (usize, &mut T)| *slot = sum_slice(&x[o * len..(o + 1) * len]);
@@ -61,8 +61,9 @@ fn sum_serial<T: Float>(x: &[T]) -> T {
 
 /// `(max over k of x[o, k, i], the first k where it occurs)`.
 pub fn max_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> (Vec<T>, Vec<usize>) {
-    let mut values = vec![T::neg_infinity(); outer * inner];
-    let mut arg = vec![0usize; outer * inner];
+    let mut values = super::buffer::take(outer * inner);
+    values.fill(T::neg_infinity());
+    let mut arg = super::buffer::zeroed(outer * inner);
     for o in 0..outer {
         for k in 0..len {
             for i in 0..inner {
@@ -88,7 +89,7 @@ pub fn softmax_axis<T: Float>(
     inner: usize,
     log: bool,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = super::buffer::take(x.len());
     let block = len * inner;
     let body = |(o, out): (usize, &mut [T])| {
         let x = &x[o * block..(o + 1) * block];
@@ -137,7 +138,7 @@ pub fn softmax_axis_backward<T: Float>(
     inner: usize,
     log: bool,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); y.len()];
+    let mut out = super::buffer::take(y.len());
     let block = len * inner;
     if block == 0 {
         return out;

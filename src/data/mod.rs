@@ -141,7 +141,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
 /// Gathers the given samples into one batch.
 pub fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch {
     let width = dataset.feature_len();
-    let mut values = vec![0.0f32; indices.len() * width];
+    let mut values = crate::cpu::buffer::zeroed(indices.len() * width);
     for (row, &index) in values.chunks_mut(width.max(1)).zip(indices) {
         dataset.write_features(index, row);
     }

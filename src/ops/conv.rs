@@ -6,8 +6,10 @@
 //! matmul rule: `dW = G · colsᵀ` and `dcols = Wᵀ · G`, whose columns are added back
 //! onto the pixels they were copied from (`col2im`).
 
+use crate::cpu::buffer::{self, Recycled};
 use crate::cpu::conv::{Window, col2im_add, im2col};
 use crate::cpu::gemm::{MatRef, gemm};
+use crate::cpu::reduce;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -79,32 +81,65 @@ impl<T: Float> Tensor<T> {
         options: Conv2dOptions,
     ) -> Tensor<T> {
         let geometry = ConvGeometry::new(self.shape(), weight.shape(), options);
-        let values = conv_forward(&self.data(), &weight.data(), &geometry);
-        let out_shape = geometry.output_shape();
-        let out = Tensor::from_op(values, &out_shape, "conv2d", &[self, weight], move |ctx| {
-            let (x, w) = (ctx.input(0), ctx.input(1));
-            let g = ctx.grad_output.data();
-            let grad_x = ctx
-                .needs_grad(0)
-                .then(|| Tensor::from_vec(conv_grad_input(&g, &w.data(), &geometry), x.shape()));
-            let grad_w = ctx
-                .needs_grad(1)
-                .then(|| Tensor::from_vec(conv_grad_weight(&g, &x.data(), &geometry), w.shape()));
-            vec![grad_x, grad_w]
-        });
-        match bias {
-            Some(bias) => {
-                assert_eq!(
-                    bias.shape(),
-                    &[geometry.out_channels],
-                    "conv2d: bias of shape {:?} for {} output channels",
-                    bias.shape(),
-                    geometry.out_channels
-                );
-                out + bias.reshape(&[1, geometry.out_channels, 1, 1])
-            }
-            None => out,
+        if let Some(bias) = bias {
+            assert_eq!(
+                bias.shape(),
+                &[geometry.out_channels],
+                "conv2d: bias of shape {:?} for {} output channels",
+                bias.shape(),
+                geometry.out_channels
+            );
         }
+        let (values, cols) = conv_forward(
+            &self.data(),
+            &weight.data(),
+            bias.map(|b| b.data()).as_deref(),
+            &geometry,
+        );
+        // dW needs the columns again; keep them rather than rebuild them in backward.
+        let weight_learns = weight.tracks_grad() && crate::autograd::is_grad_enabled();
+        let saved_cols = weight_learns.then_some(cols);
+        let inputs: Vec<&Tensor<T>> = match bias {
+            Some(b) => vec![self, weight, b],
+            None => vec![self, weight],
+        };
+        Tensor::from_op(
+            values,
+            &geometry.output_shape(),
+            "conv2d",
+            &inputs,
+            move |ctx| {
+                let (x, w) = (ctx.input(0), ctx.input(1));
+                let g = grouped_grad(&ctx.grad_output.data(), &geometry);
+                let grad_x = ctx.needs_grad(0).then(|| {
+                    Tensor::from_vec(conv_grad_input(&g, &w.data(), &geometry), x.shape())
+                });
+                let grad_w = ctx.needs_grad(1).then(|| {
+                    let grad_w = match &saved_cols {
+                        Some(cols) => conv_grad_weight(&g, cols, &geometry),
+                        None => conv_grad_weight(&g, &all_columns(&x.data(), &geometry), &geometry),
+                    };
+                    Tensor::from_vec(grad_w, w.shape())
+                });
+                let mut grads = vec![grad_x, grad_w];
+                if ctx.inputs.len() == 3 {
+                    // dL/db[o] = Σ over images and pixels of G[n, o, p]
+                    let channels = geometry.out_channels;
+                    let sums = reduce::sum_axis(
+                        &g,
+                        channels,
+                        geometry.window.batch * geometry.pixels(),
+                        1,
+                    );
+                    grads.push(
+                        ctx.needs_grad(2)
+                            .then(|| Tensor::from_vec(sums, &[channels])),
+                    );
+                }
+                buffer::give(g);
+                grads
+            },
+        )
     }
 }
 
@@ -182,47 +217,64 @@ impl ConvGeometry {
     }
 }
 
-/// out[n, g·og + o, p] = Σ_t W_g[o, t] · cols_g[t, (n, p)]
-fn conv_forward<T: Float>(x: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
-    let (in_channels, group_out, taps) = geo.per_group();
+/// The columns of every group, one `[taps, N·P]` matrix after another.
+fn all_columns<T: Float>(x: &[T], geo: &ConvGeometry) -> Recycled<T> {
+    let (in_channels, _, _) = geo.per_group();
+    Recycled::new(im2col(x, &geo.window, 0, in_channels * geo.groups))
+}
+
+/// out[n, g·og + o, p] = b[g·og + o] + Σ_t W_g[o, t] · cols_g[t, (n, p)];
+/// also returns the columns, for dW.
+fn conv_forward<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    geo: &ConvGeometry,
+) -> (Vec<T>, Recycled<T>) {
+    let (_, group_out, taps) = geo.per_group();
     let (batch, pixels) = (geo.window.batch, geo.pixels());
-    let mut out = vec![T::zero(); batch * geo.out_channels * pixels];
-    let mut product = vec![T::zero(); group_out * batch * pixels];
+    let cols = all_columns(x, geo);
+    let columns = batch * pixels;
+    let mut out = buffer::take(batch * geo.out_channels * pixels);
+    let mut product = buffer::take(group_out * columns);
     for group in 0..geo.groups {
-        let cols = im2col(x, &geo.window, group * in_channels, in_channels);
-        let w_group = MatRef::row_major(
-            &w[group * group_out * taps..][..group_out * taps],
-            group_out,
-            taps,
-        );
         gemm(
-            w_group,
-            MatRef::row_major(&cols, taps, batch * pixels),
+            MatRef::row_major(
+                &w[group * group_out * taps..][..group_out * taps],
+                group_out,
+                taps,
+            ),
+            MatRef::row_major(
+                &cols[group * taps * columns..][..taps * columns],
+                taps,
+                columns,
+            ),
             &mut product,
             false,
         );
-        // [og, N, P] → [N, O, P]
+        // [og, N, P] → [N, O, P], adding the bias on the way
         for o in 0..group_out {
+            let channel = group * group_out + o;
+            let b = bias.map_or(T::zero(), |b| b[channel]);
             for n in 0..batch {
-                let channel = group * group_out + o;
-                out[(n * geo.out_channels + channel) * pixels..][..pixels]
-                    .copy_from_slice(&product[(o * batch + n) * pixels..][..pixels]);
+                let src = &product[(o * batch + n) * pixels..][..pixels];
+                let dst = &mut out[(n * geo.out_channels + channel) * pixels..][..pixels];
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
             }
         }
     }
-    out
+    buffer::give(product);
+    (out, cols)
 }
 
-/// The output gradient of one group rearranged from `[N, O, P]` to `[og, N·P]`,
-/// the layout of the forward product.
-fn group_grad<T: Float>(grad_output: &[T], geo: &ConvGeometry, group: usize) -> Vec<T> {
-    let (_, group_out, _) = geo.per_group();
+/// The output gradient rearranged from `[N, O, P]` to `[O, N·P]`: for each group an
+/// `[og, N·P]` block, the layout of the forward product.
+fn grouped_grad<T: Float>(grad_output: &[T], geo: &ConvGeometry) -> Vec<T> {
     let (batch, pixels) = (geo.window.batch, geo.pixels());
-    let mut out = Vec::with_capacity(group_out * batch * pixels);
-    for o in 0..group_out {
+    let mut out = buffer::take(grad_output.len());
+    for channel in 0..geo.out_channels {
         for n in 0..batch {
-            let channel = group * group_out + o;
-            out.extend_from_slice(
+            out[(channel * batch + n) * pixels..][..pixels].copy_from_slice(
                 &grad_output[(n * geo.out_channels + channel) * pixels..][..pixels],
             );
         }
@@ -231,27 +283,25 @@ fn group_grad<T: Float>(grad_output: &[T], geo: &ConvGeometry, group: usize) -> 
 }
 
 /// dL/dx: dcols = W_gᵀ · G_g, then each column is added back onto its pixels.
-fn conv_grad_input<T: Float>(grad_output: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
+fn conv_grad_input<T: Float>(g: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
     let (in_channels, group_out, taps) = geo.per_group();
     let columns = geo.window.batch * geo.pixels();
-    let mut dx = vec![
-        T::zero();
-        geo.window.batch * geo.window.channels * geo.window.height * geo.window.width
-    ];
-    let mut dcols = vec![T::zero(); taps * columns];
+    let mut dx = buffer::zeroed(
+        geo.window.batch * geo.window.channels * geo.window.height * geo.window.width,
+    );
+    let mut dcols = buffer::take(taps * columns);
     for group in 0..geo.groups {
-        let g = group_grad(grad_output, geo, group);
         let w_group = MatRef::row_major(
             &w[group * group_out * taps..][..group_out * taps],
             group_out,
             taps,
         );
-        gemm(
-            w_group.t(),
-            MatRef::row_major(&g, group_out, columns),
-            &mut dcols,
-            false,
+        let g_group = MatRef::row_major(
+            &g[group * group_out * columns..][..group_out * columns],
+            group_out,
+            columns,
         );
+        gemm(w_group.t(), g_group, &mut dcols, false);
         col2im_add(
             &dcols,
             &geo.window,
@@ -260,20 +310,28 @@ fn conv_grad_input<T: Float>(grad_output: &[T], w: &[T], geo: &ConvGeometry) -> 
             &mut dx,
         );
     }
+    buffer::give(dcols);
     dx
 }
 
 /// dL/dW: dW_g = G_g · cols_gᵀ, summing over every pixel of every image in one GEMM.
-fn conv_grad_weight<T: Float>(grad_output: &[T], x: &[T], geo: &ConvGeometry) -> Vec<T> {
-    let (in_channels, group_out, taps) = geo.per_group();
+fn conv_grad_weight<T: Float>(g: &[T], cols: &[T], geo: &ConvGeometry) -> Vec<T> {
+    let (_, group_out, taps) = geo.per_group();
     let columns = geo.window.batch * geo.pixels();
-    let mut dw = vec![T::zero(); geo.out_channels * taps];
+    let mut dw = buffer::take(geo.out_channels * taps);
     for group in 0..geo.groups {
-        let g = group_grad(grad_output, geo, group);
-        let cols = im2col(x, &geo.window, group * in_channels, in_channels);
         gemm(
-            MatRef::row_major(&g, group_out, columns),
-            MatRef::row_major(&cols, taps, columns).t(),
+            MatRef::row_major(
+                &g[group * group_out * columns..][..group_out * columns],
+                group_out,
+                columns,
+            ),
+            MatRef::row_major(
+                &cols[group * taps * columns..][..taps * columns],
+                taps,
+                columns,
+            )
+            .t(),
             &mut dw[group * group_out * taps..][..group_out * taps],
             false,
         );

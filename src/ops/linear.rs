@@ -3,6 +3,7 @@
 //! buffer). Its gradients are those of matmul plus the bias's row sum:
 //! dL/dx = G·W, dL/dW = Gᵀ·x, dL/db = Σ_rows G.
 
+use crate::cpu::buffer;
 use crate::cpu::gemm::{MatRef, gemm};
 use crate::cpu::reduce;
 use crate::element::Float;
@@ -35,11 +36,13 @@ impl<T: Float> Tensor<T> {
                     b.shape()
                 );
                 let row = b.data();
-                let mut values = Vec::with_capacity(batch * out);
-                (0..batch).for_each(|_| values.extend_from_slice(&row));
+                let mut values = buffer::take(batch * out);
+                for values_row in values.chunks_exact_mut(out) {
+                    values_row.copy_from_slice(&row);
+                }
                 values
             }
-            None => vec![T::zero(); batch * out],
+            None => buffer::zeroed(batch * out),
         };
         // y = b (broadcast over rows), then y += x·Wᵀ
         gemm(
@@ -57,7 +60,7 @@ impl<T: Float> Tensor<T> {
             let grad_rows = MatRef::row_major(&g, batch, out);
             // dL/dx = G·W
             let grad_x = ctx.needs_grad(0).then(|| {
-                let mut values = vec![T::zero(); batch * features];
+                let mut values = buffer::take(batch * features);
                 gemm(
                     grad_rows,
                     MatRef::row_major(&w.data(), out, features),
@@ -68,7 +71,7 @@ impl<T: Float> Tensor<T> {
             });
             // dL/dW = Gᵀ·x
             let grad_w = ctx.needs_grad(1).then(|| {
-                let mut values = vec![T::zero(); out * features];
+                let mut values = buffer::take(out * features);
                 gemm(
                     grad_rows.t(),
                     MatRef::row_major(&x.data(), batch, features),

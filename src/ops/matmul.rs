@@ -124,7 +124,7 @@ fn product<T: Float>(
         let rhs = MatRef::row_major(&b_data[b_at..b_at + b_size], b_rows, b_cols).t_if(transpose_b);
         gemm(lhs, rhs, out, false);
     };
-    let mut out = vec![T::zero(); batches * m * n];
+    let mut out = crate::cpu::buffer::take(batches * m * n);
     let small_matrices = m * n * k < 64 * 64 * 64;
     if batches > 1 && small_matrices && out.len() >= crate::cpu::PARALLEL_MIN_ELEMENTS && m * n > 0
     {

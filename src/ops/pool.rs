@@ -15,6 +15,7 @@ impl<T: Float> Tensor<T> {
     ) -> Tensor<T> {
         let window = pool_window(self.shape(), kernel, stride, padding, "max_pool2d");
         let (values, arg_max) = kernels::max_pool2d(&self.data(), &window);
+        let arg_max = crate::cpu::buffer::Recycled::new(arg_max);
         let out_shape = pooled_shape(&window);
         // d max/dxᵢ = 1 for the window's arg-max, 0 elsewhere: route each gradient there
         Tensor::from_op(values, &out_shape, "max_pool2d", &[self], move |ctx| {

@@ -12,9 +12,13 @@ impl<T: Float> Tensor<T> {
     pub fn sum(&self) -> Tensor<T> {
         let total = reduce::sum_slice(&self.data());
         // d/dxᵢ Σ x = 1: every element receives the output's gradient
-        Tensor::from_op(vec![total], &[], "sum", &[self], |ctx| {
-            vec![Some(ctx.grad_output.broadcast_to(ctx.input(0).shape()))]
-        })
+        Tensor::from_op(
+            crate::cpu::buffer::filled(1, total),
+            &[],
+            "sum",
+            &[self],
+            |ctx| vec![Some(ctx.grad_output.broadcast_to(ctx.input(0).shape()))],
+        )
     }
 
     /// Sum along one axis, keeping it with size 1.
@@ -74,13 +78,20 @@ impl<T: Float> Tensor<T> {
             self.shape()
         );
         let (values, arg_max) = reduce::max_axis(&self.data(), outer, len, inner);
+        let arg_max = crate::cpu::buffer::Recycled::new(arg_max);
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = 1;
         // d max/dxₖ = 1 for the (first) arg-max k, 0 for the others
         Tensor::from_op(values, &out_shape, "max_axis", &[self], move |ctx| {
             let input_shape = ctx.input(0).shape();
-            let mut grad = vec![T::zero(); shape::numel(input_shape)];
-            for (slot, (&g, &k)) in ctx.grad_output.data().iter().zip(&arg_max).enumerate() {
+            let mut grad = crate::cpu::buffer::zeroed(shape::numel(input_shape));
+            for (slot, (&g, &k)) in ctx
+                .grad_output
+                .data()
+                .iter()
+                .zip(arg_max.iter())
+                .enumerate()
+            {
                 let (o, i) = (slot / inner, slot % inner);
                 grad[(o * len + k) * inner + i] = g;
             }

@@ -58,6 +58,16 @@ pub(crate) struct TensorInner<T: Float> {
     pub(crate) topo_index: Cell<usize>,
 }
 
+impl<T: Float> Drop for TensorInner<T> {
+    /// The last tensor using a buffer gives it back to the pool for the next step's
+    /// tensors of the same size (see [`crate::cpu::buffer`]).
+    fn drop(&mut self) {
+        if let Some(storage) = Rc::get_mut(&mut self.storage) {
+            crate::cpu::buffer::give(std::mem::take(storage.get_mut()));
+        }
+    }
+}
+
 impl<T: Float> Clone for Tensor<T> {
     fn clone(&self) -> Self {
         Tensor {
@@ -112,12 +122,15 @@ impl<T: Float> Tensor<T> {
 
     /// A 0-dimensional tensor (shape `[]`) holding one value.
     pub fn scalar(value: T) -> Self {
-        Self::from_vec(vec![value], &[])
+        Self::from_vec(crate::cpu::buffer::filled(1, value), &[])
     }
 
     /// A tensor of the given shape with every element equal to `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
-        Self::from_vec(vec![value; shape::numel(shape)], shape)
+        Self::from_vec(
+            crate::cpu::buffer::filled(shape::numel(shape), value),
+            shape,
+        )
     }
 
     /// A tensor of zeros.

@@ -1,0 +1,37 @@
+//! Runs a fixed number of training steps of the `mlp` or `cnn` benchmark workload on
+//! random inputs, for profilers (callgrind, perf) that need a short, steady run.
+//!
+//! Run: `cargo run --release --example profile_steps -- cnn 50`
+
+use nabla::loss::{CrossEntropyOptions, cross_entropy};
+use nabla::nn::Module;
+use nabla::optim::{Adam, Optimizer, Sgd};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let workload = args.get(1).map(String::as_str).unwrap_or("cnn");
+    let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50);
+    let mut rng = nabla::rng(0);
+    let (model, mut optimizer, input_shape): (_, Box<dyn Optimizer<f32>>, Vec<usize>) =
+        if workload == "mlp" {
+            let model = nabla::nn::zoo::mnist_mlp::<f32>(&mut rng);
+            let sgd = Sgd::new(model.named_parameters(), 0.05).momentum(0.9);
+            (model, Box::new(sgd), vec![128, 784])
+        } else {
+            let model = nabla::nn::zoo::lenet5::<f32>(&mut rng);
+            let adam = Adam::new(model.named_parameters(), 1e-3);
+            (model, Box::new(adam), vec![64, 1, 28, 28])
+        };
+    let inputs = nabla::Tensor::rand_uniform(&input_shape, 0.0, 1.0, &mut rng);
+    let labels: Vec<usize> = (0..input_shape[0]).map(|i| i % 10).collect();
+    let options = CrossEntropyOptions::default();
+    let started = std::time::Instant::now();
+    for _ in 0..steps {
+        optimizer.zero_grad();
+        let loss = cross_entropy(&model.forward(&inputs), &labels, &options);
+        loss.backward();
+        optimizer.step();
+    }
+    let per_step = started.elapsed().as_secs_f64() / steps as f64;
+    println!("{workload}: {:.3} ms/step", per_step * 1e3);
+}

@@ -1,0 +1,306 @@
+//! Recycled buffers for tensor data.
+//!
+//! A training step makes the same tensors, of the same sizes, every time. Rather
+//! than asking the allocator for each one and giving it back moments later, a
+//! tensor's buffer goes into a per-thread pool when the tensor is dropped, and the
+//! kernels take their output buffers from there: after the first step or two a step
+//! allocates no tensor memory at all (and skips the page faults and zeroing that a
+//! fresh allocation brings).
+//!
+//! Buffers are matched by exact length. A recycled buffer still holds its old
+//! values: [`take`] is for kernels that write every element, [`zeroed`] for ones
+//! that accumulate.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+/// Most bytes one thread keeps pooled per element type; buffers given back beyond
+/// this are freed (so a one-off large tensor doesn't stay resident for ever).
+const MAX_POOLED_BYTES: usize = 256 << 20;
+
+/// Most buffers of one length kept pooled.
+const MAX_PER_LENGTH: usize = 64;
+
+/// Every this many buffers given back, the pool frees what nobody asked for since
+/// the last trim: lengths that stopped being used (the last, smaller batch of an
+/// epoch; an evaluation batch size) and surplus buffers of lengths that are used.
+/// Much longer than a training step, so a step's buffers always survive it.
+const TRIM_PERIOD: u32 = 1024;
+
+/// Element types whose buffers are pooled (each has its own pool per thread).
+pub trait Recycle: Copy + Default + 'static {
+    /// This type's pool on the current thread.
+    #[doc(hidden)]
+    fn pool() -> &'static LocalKey<RefCell<Pool<Self>>>;
+}
+
+macro_rules! recycle {
+    ($($t:ty),*) => {$(
+        impl Recycle for $t {
+            fn pool() -> &'static LocalKey<RefCell<Pool<Self>>> {
+                thread_local! {
+                    static POOL: RefCell<Pool<$t>> = RefCell::new(Pool::default());
+                }
+                &POOL
+            }
+        }
+    )*};
+}
+recycle!(f32, f64, usize);
+
+/// Free buffers of one element type, grouped by length.
+#[doc(hidden)]
+pub struct Pool<T> {
+    /// A step uses few distinct lengths, so a short list searched in order beats hashing.
+    buckets: Vec<Bucket<T>>,
+    bytes: usize,
+    gives_since_trim: u32,
+    stats: BufferStats,
+}
+
+/// The free buffers of one length.
+struct Bucket<T> {
+    len: usize,
+    free: Vec<Vec<T>>,
+    /// Buffers of this length asked for since the last trim.
+    takes: usize,
+}
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool {
+            buckets: Vec::new(),
+            bytes: 0,
+            gives_since_trim: 0,
+            stats: BufferStats::default(),
+        }
+    }
+}
+
+impl<T> Pool<T> {
+    /// Keeps at most as many free buffers of each length as were asked for since
+    /// the last trim.
+    fn trim(&mut self) {
+        for bucket in &mut self.buckets {
+            let surplus = bucket.free.len().saturating_sub(bucket.takes);
+            bucket.free.truncate(bucket.free.len() - surplus);
+            self.bytes -= surplus * bucket.len * size_of::<T>();
+            bucket.takes = 0;
+        }
+        self.buckets.retain(|bucket| !bucket.free.is_empty());
+        self.gives_since_trim = 0;
+    }
+}
+
+/// How the calling thread's buffer pool has been used (all element types together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Buffers handed out from the pool.
+    pub reused: u64,
+    /// Buffers that had to be allocated because none of that length was free.
+    pub allocated: u64,
+    /// Bytes allocated for those.
+    pub allocated_bytes: u64,
+    /// Buffers given back (by dropped tensors), pooled or not. In a steady state
+    /// this equals `reused`: every buffer that goes back came from the pool.
+    pub returned: u64,
+    /// Bytes held in the pool now, ready for reuse.
+    pub pooled_bytes: u64,
+}
+
+/// A buffer of `len` elements whose values are unspecified (old data or defaults):
+/// for kernels that overwrite every element.
+pub fn take<T: Recycle>(len: usize) -> Vec<T> {
+    let recycled = T::pool()
+        .try_with(|pool| {
+            let mut pool = pool.try_borrow_mut().ok()?;
+            let pool = &mut *pool;
+            let bucket = pool.buckets.iter_mut().find(|bucket| bucket.len == len);
+            let found = bucket.and_then(|bucket| {
+                bucket.takes += 1;
+                bucket.free.pop()
+            });
+            match found {
+                Some(buffer) => {
+                    pool.bytes -= len * size_of::<T>();
+                    pool.stats.reused += 1;
+                    Some(buffer)
+                }
+                None => {
+                    pool.stats.allocated += 1;
+                    pool.stats.allocated_bytes += (len * size_of::<T>()) as u64;
+                    None
+                }
+            }
+        })
+        .ok()
+        .flatten();
+    recycled.unwrap_or_else(|| vec![T::default(); len])
+}
+
+/// A buffer of `len` zeros (defaults).
+pub fn zeroed<T: Recycle>(len: usize) -> Vec<T> {
+    let mut buffer = take(len);
+    buffer.fill(T::default());
+    buffer
+}
+
+/// A buffer of `len` copies of `value`.
+pub fn filled<T: Recycle>(len: usize, value: T) -> Vec<T> {
+    let mut buffer = take(len);
+    buffer.fill(value);
+    buffer
+}
+
+/// A buffer holding a copy of `values`.
+pub fn copied<T: Recycle>(values: &[T]) -> Vec<T> {
+    let mut buffer = take(values.len());
+    buffer.copy_from_slice(values);
+    buffer
+}
+
+/// Gives `buffer` back for reuse (or frees it if the pool is full).
+pub fn give<T: Recycle>(buffer: Vec<T>) {
+    let len = buffer.len();
+    if len == 0 {
+        return;
+    }
+    let _ = T::pool().try_with(|pool| {
+        let Ok(mut pool) = pool.try_borrow_mut() else {
+            return;
+        };
+        pool.stats.returned += 1;
+        let bytes = len * size_of::<T>();
+        // Only exactly sized buffers: `take` hands them out by length.
+        if buffer.capacity() != len || pool.bytes + bytes > MAX_POOLED_BYTES {
+            return;
+        }
+        let at = match pool.buckets.iter().position(|bucket| bucket.len == len) {
+            Some(at) => at,
+            None => {
+                pool.buckets.push(Bucket {
+                    len,
+                    free: Vec::new(),
+                    takes: 0,
+                });
+                pool.buckets.len() - 1
+            }
+        };
+        let free = &mut pool.buckets[at].free;
+        if free.len() < MAX_PER_LENGTH {
+            free.push(buffer);
+            pool.bytes += bytes;
+        }
+        pool.gives_since_trim += 1;
+        if pool.gives_since_trim >= TRIM_PERIOD {
+            pool.trim();
+        }
+    });
+}
+
+/// A buffer that goes back to the pool when dropped: for scratch data kept outside
+/// a tensor, such as the positions of the maxima that max pooling keeps for backward.
+pub struct Recycled<T: Recycle>(Vec<T>);
+
+impl<T: Recycle> Recycled<T> {
+    /// Wraps `buffer`.
+    pub fn new(buffer: Vec<T>) -> Self {
+        Recycled(buffer)
+    }
+}
+
+impl<T: Recycle> std::ops::Deref for Recycled<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: Recycle> Drop for Recycled<T> {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}
+
+/// How this thread's pool has been used so far.
+pub fn stats() -> BufferStats {
+    fn of<T: Recycle>() -> BufferStats {
+        T::pool()
+            .try_with(|pool| {
+                let pool = pool.borrow();
+                BufferStats {
+                    pooled_bytes: pool.bytes as u64,
+                    ..pool.stats
+                }
+            })
+            .unwrap_or_default()
+    }
+    [of::<f32>(), of::<f64>(), of::<usize>()].into_iter().fold(
+        BufferStats::default(),
+        |total, s| BufferStats {
+            reused: total.reused + s.reused,
+            allocated: total.allocated + s.allocated,
+            allocated_bytes: total.allocated_bytes + s.allocated_bytes,
+            returned: total.returned + s.returned,
+            pooled_bytes: total.pooled_bytes + s.pooled_bytes,
+        },
+    )
+}
+
+/// Frees every pooled buffer of this thread (for example after evaluating with a
+/// batch size that training will not use again).
+pub fn release() {
+    fn of<T: Recycle>() {
+        let _ = T::pool().try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                pool.buckets.clear();
+                pool.bytes = 0;
+            }
+        });
+    }
+    of::<f32>();
+    of::<f64>();
+    of::<usize>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_buffer_is_taken_again_by_length() {
+        release();
+        let before = stats();
+        let buffer: Vec<f64> = zeroed(1000);
+        let address = buffer.as_ptr();
+        give(buffer);
+        assert_eq!(stats().pooled_bytes, 8000);
+        let again: Vec<f64> = take(1000);
+        assert_eq!(again.as_ptr(), address, "the same allocation comes back");
+        let after = stats();
+        assert_eq!(after.allocated - before.allocated, 1);
+        assert_eq!(after.reused - before.reused, 1);
+        let other: Vec<f64> = take(999);
+        assert_eq!(other.len(), 999);
+        assert_eq!(
+            stats().allocated - before.allocated,
+            2,
+            "no buffer of length 999"
+        );
+    }
+
+    #[test]
+    fn zeroed_clears_old_values() {
+        give(vec![7.0f32; 64]);
+        assert!(zeroed::<f32>(64).iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn over_allocated_buffers_are_not_pooled() {
+        release();
+        let mut buffer = Vec::<f32>::with_capacity(100);
+        buffer.extend([1.0; 10]);
+        give(buffer);
+        assert_eq!(stats().pooled_bytes, 0);
+    }
+}
