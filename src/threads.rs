@@ -1,10 +1,9 @@
 //! How many threads the kernels use.
 //!
-//! Elementwise, reduction, im2col and pooling kernels run on rayon's global pool,
-//! sized by `NABLA_THREADS` (default: all cores) or by [`set_num_threads`] before the
-//! first parallel kernel runs. Matrix products run on `matrixmultiply`'s own pool,
-//! sized by `MATMUL_NUM_THREADS` (default: physical cores, at most 4); the `nabla`
-//! command sets both from `--threads`.
+//! Every kernel — elementwise, reduction, im2col, pooling and matrix products —
+//! runs on rayon's global pool, sized by `NABLA_THREADS` (default: all cores) or by
+//! [`set_num_threads`] before the first parallel kernel runs; the `nabla` command
+//! sets it from `--threads`. One pool, so no two sets of threads compete for the cores.
 
 use std::sync::Once;
 

@@ -251,11 +251,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sizes rayon's pool and the GEMM's threads. Runs first thing in `main`, before
-/// any other thread exists, which is what makes setting the environment sound.
+/// Sizes the kernels' thread pool (matrix products included). Runs first thing in
+/// `main`, before any tensor work.
 fn configure_threads(threads: usize) {
-    // SAFETY: called at the top of main before any thread is spawned, so no other
-    // thread can be reading the environment concurrently.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
     let _ = crate::threads::set_num_threads(threads);
 }

@@ -5,6 +5,8 @@
 //! (`matrixmultiply` was measured against `gemm` on this project's shapes; see the
 //! README's Performance notes.)
 
+use rayon::prelude::*;
+
 use crate::element::Float;
 
 /// A read-only matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
@@ -55,8 +57,23 @@ impl<'a, T: Float> MatRef<'a, T> {
     }
 }
 
+/// Below this many multiply-adds a product runs on the calling thread: handing it
+/// to the pool would cost more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// A product whose output has at most this many elements but whose inner dimension
+/// is long (a convolution's weight gradient: `[16, 150]` summed over 6,400 pixels
+/// per image) is split along `k` instead, in chunks of [`K_CHUNK`].
+const SMALL_OUTPUT: usize = 64 * 64;
+const K_CHUNK: usize = 4096;
+
 /// `c = a · b` (or `c += a · b` when `accumulate`), with `c` contiguous row-major
 /// `a.rows × b.cols`.
+///
+/// Threads: the rows of the output are shared out among the pool's threads, each
+/// running a single-threaded GEMM on its block (the result does not depend on how
+/// many threads there are). A small output with a long inner dimension is instead
+/// summed from fixed-size chunks of `k`, in order — again the same for any thread count.
 pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
     assert_eq!(
         a.cols, b.rows,
@@ -75,30 +92,99 @@ pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulat
         return;
     }
     assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
-    crate::threads::ensure_init();
-    // matrixmultiply shares its threads out along the rows of C, so give it the longer
-    // side: for a wide C compute Cᵀ = Bᵀ·Aᵀ, written through transposed strides
-    // (measured: 95 → 125 GFLOP/s for the MLP's 128×784·784×256 on 2 threads).
-    let (lhs, rhs, rows, cols, c_strides) = if n > m {
-        (b.t(), a.t(), n, m, (1, n as isize))
+    if m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
+        return gemm_split_k(a, b, c, accumulate);
+    }
+    let threads = if m * n * k >= PARALLEL_MIN_WORK {
+        crate::threads::ensure_init();
+        rayon::current_num_threads()
     } else {
-        (a, b, m, n, (n as isize, 1))
+        1
     };
-    // SAFETY: the asserts above check that the largest strided index of a, b and c
-    // lies inside its slice (transposing swaps strides, not extents), and `c` is
-    // borrowed mutably so nothing else aliases it.
-    unsafe {
-        T::gemm_raw(
-            rows,
-            k,
-            cols,
-            lhs.data.as_ptr(),
-            (lhs.row_stride as isize, lhs.col_stride as isize),
-            rhs.data.as_ptr(),
-            (rhs.row_stride as isize, rhs.col_stride as isize),
-            accumulate,
-            c.as_mut_ptr(),
-            c_strides,
-        );
+    // Share out the longer side of C: for a wide C that is its columns, i.e. the
+    // rows of Cᵀ = Bᵀ·Aᵀ, written through transposed strides.
+    let (lhs, rhs, rows, cols, c_strides) = if n > m {
+        (b.t(), a.t(), n, m, (1, n))
+    } else {
+        (a, b, m, n, (n, 1))
+    };
+    let block = rows.div_ceil(threads).next_multiple_of(16).min(rows);
+    let c_ptr = SharedOut(c.as_mut_ptr());
+    let multiply_block = |first_row: usize| {
+        let block_rows = block.min(rows - first_row);
+        // SAFETY: the asserts above check that the largest strided index of a, b and
+        // c lies inside its slice (transposing swaps strides, not extents); `c` is
+        // borrowed mutably for the whole call, and each block writes only its own
+        // rows `first_row..first_row + block_rows` of the (possibly transposed)
+        // output, so no two blocks touch the same element.
+        unsafe {
+            T::gemm_raw(
+                block_rows,
+                k,
+                cols,
+                lhs.data.as_ptr().add(first_row * lhs.row_stride),
+                (lhs.row_stride as isize, lhs.col_stride as isize),
+                rhs.data.as_ptr(),
+                (rhs.row_stride as isize, rhs.col_stride as isize),
+                accumulate,
+                c_ptr.get().add(first_row * c_strides.0),
+                (c_strides.0 as isize, c_strides.1 as isize),
+            );
+        }
+    };
+    if block >= rows {
+        multiply_block(0);
+    } else {
+        (0..rows.div_ceil(block))
+            .into_par_iter()
+            .for_each(|index| multiply_block(index * block));
     }
 }
+
+/// `c (+)= a · b` as the sum over fixed chunks of the inner dimension, computed in
+/// parallel and added up in chunk order.
+fn gemm_split_k<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let chunks = k.div_ceil(K_CHUNK);
+    let mut partials = super::buffer::take(chunks * m * n);
+    crate::threads::ensure_init();
+    partials
+        .par_chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(chunk, partial)| {
+            let inner = chunk * K_CHUNK..((chunk + 1) * K_CHUNK).min(k);
+            let a_part = MatRef {
+                data: &a.data[inner.start * a.col_stride..],
+                cols: inner.len(),
+                ..a
+            };
+            let b_part = MatRef {
+                data: &b.data[inner.start * b.row_stride..],
+                rows: inner.len(),
+                ..b
+            };
+            gemm(a_part, b_part, partial, false);
+        });
+    if !accumulate {
+        c.fill(T::zero());
+    }
+    for partial in partials.chunks_exact(m * n) {
+        c.iter_mut().zip(partial).for_each(|(out, &p)| *out += p);
+    }
+    super::buffer::give(partials);
+}
+
+/// The output pointer, shared by the tasks that each write their own block of it.
+#[derive(Clone, Copy)]
+struct SharedOut<T>(*mut T);
+
+impl<T> SharedOut<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the pointer is only used by `gemm`, whose tasks write disjoint blocks of
+// an output that `gemm` borrows mutably until they have all finished.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
