@@ -89,6 +89,71 @@ pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync
     out
 }
 
+/// An optimizer's update, `f(&mut weight, gradient)` for every weight in place.
+pub fn update<T: Float>(weights: &mut [T], grad: &[T], f: impl Fn(&mut T, T) + Sync) {
+    let body = |weights: &mut [T], grad: &[T]| {
+        for (w, &g) in weights.iter_mut().zip(grad) {
+            f(w, g);
+        }
+    };
+    if weights.len() < PARALLEL_MIN_ELEMENTS {
+        return body(weights, grad);
+    }
+    crate::threads::ensure_init();
+    weights
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(weights, grad)| body(weights, grad));
+}
+
+/// An optimizer's update with one state value per weight (momentum, running
+/// square): `f(&mut weight, &mut state, gradient)` for every weight in place.
+pub fn update_with_state<T: Float>(
+    weights: &mut [T],
+    state: &mut [T],
+    grad: &[T],
+    f: impl Fn(&mut T, &mut T, T) + Sync,
+) {
+    let body = |weights: &mut [T], state: &mut [T], grad: &[T]| {
+        for ((w, s), &g) in weights.iter_mut().zip(state).zip(grad) {
+            f(w, s, g);
+        }
+    };
+    if weights.len() < PARALLEL_MIN_ELEMENTS {
+        return body(weights, state, grad);
+    }
+    crate::threads::ensure_init();
+    weights
+        .par_chunks_mut(CHUNK)
+        .zip(state.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)))
+        .for_each(|(weights, (state, grad))| body(weights, state, grad));
+}
+
+/// An optimizer's update with two state values per weight (Adam's moments):
+/// `f(&mut weight, &mut first, &mut second, gradient)` for every weight in place.
+pub fn update_with_states<T: Float>(
+    weights: &mut [T],
+    first: &mut [T],
+    second: &mut [T],
+    grad: &[T],
+    f: impl Fn(&mut T, &mut T, &mut T, T) + Sync,
+) {
+    let body = |weights: &mut [T], first: &mut [T], second: &mut [T], grad: &[T]| {
+        for (((w, m), v), &g) in weights.iter_mut().zip(first).zip(second).zip(grad) {
+            f(w, m, v, g);
+        }
+    };
+    if weights.len() < PARALLEL_MIN_ELEMENTS {
+        return body(weights, first, second, grad);
+    }
+    crate::threads::ensure_init();
+    weights
+        .par_chunks_mut(CHUNK)
+        .zip(first.par_chunks_mut(CHUNK))
+        .zip(second.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)))
+        .for_each(|((weights, first), (second, grad))| body(weights, first, second, grad));
+}
+
 /// `f(a, b)` with NumPy broadcasting into `out_shape`.
 pub fn zip_broadcast<T: Float>(
     a: &[T],

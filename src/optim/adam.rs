@@ -2,6 +2,7 @@
 //! first and second moments, with bias correction for the early steps.
 
 use super::{Buffers, Optimizer, export_steps, for_each_with_grad, import_step, unknown_state};
+use crate::cpu;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -101,20 +102,19 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             let decay_factor = T::cast(1.0 - lr * weight_decay);
             let m = m_all[index].get_or_insert_with(|| vec![T::zero(); weights.len()]);
             let v = v_all[index].get_or_insert_with(|| vec![T::zero(); weights.len()]);
-            for i in 0..weights.len() {
-                let mut g = grad[i];
+            cpu::update_with_states(weights, m, v, grad, |w, m, v, mut g| {
                 if weight_decay != 0.0 {
                     if decoupled {
-                        weights[i] *= decay_factor;
+                        *w *= decay_factor;
                     } else {
-                        g += decay * weights[i];
+                        g += decay * *w;
                     }
                 }
-                m[i] = m[i] + one_minus_beta1 * (g - m[i]);
-                v[i] = v[i] * beta2_t + one_minus_beta2 * g * g;
-                let denom = v[i].sqrt() / bias_correction2_sqrt + eps;
-                weights[i] -= step_size * (m[i] / denom);
-            }
+                *m = *m + one_minus_beta1 * (g - *m);
+                *v = *v * beta2_t + one_minus_beta2 * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                *w -= step_size * (*m / denom);
+            });
         });
     }
 

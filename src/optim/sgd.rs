@@ -1,6 +1,7 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
 use super::{Buffers, Optimizer, for_each_with_grad, unknown_state};
+use crate::cpu;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -84,21 +85,27 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             if first_step && use_momentum {
                 buffer.resize(weights.len(), T::zero());
             }
-            for (i, w) in weights.iter_mut().enumerate() {
-                let mut g = grad[i];
+            // d = g + λ·w;  v ← μ·v + (1 − dampening)·d (v = d on the first step);
+            // w ← w − lr · (Nesterov ? d + μ·v : v)
+            let decayed = |w: T, g: T| {
                 if weight_decay != T::zero() {
-                    g += weight_decay * *w;
+                    g + weight_decay * w
+                } else {
+                    g
                 }
-                if use_momentum {
-                    let v = &mut buffer[i];
+            };
+            if use_momentum {
+                cpu::update_with_state(weights, buffer, grad, |w, v, g| {
+                    let g = decayed(*w, g);
                     *v = if first_step {
                         g
                     } else {
                         momentum * *v + one_minus_dampening * g
                     };
-                    g = if nesterov { g + momentum * *v } else { *v };
-                }
-                *w -= lr * g;
+                    *w -= lr * if nesterov { g + momentum * *v } else { *v };
+                });
+            } else {
+                cpu::update(weights, grad, |w, g| *w -= lr * decayed(*w, g));
             }
             if !use_momentum {
                 velocity[index] = None;
