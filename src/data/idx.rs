@@ -129,10 +129,10 @@ pub struct ImageDataset {
     labels: Vec<u8>,
     shape: [usize; 3],
     flat: bool,
-    /// Subtracted after scaling pixels to [0, 1].
-    pub mean: f32,
-    /// Divided by after subtracting the mean.
-    pub std: f32,
+    mean: f32,
+    std: f32,
+    /// The feature of each byte value: a lookup per pixel instead of two divisions.
+    features_of_byte: [f32; 256],
     classes: usize,
 }
 
@@ -180,17 +180,28 @@ impl ImageDataset {
             labels: labels.data,
             shape: [1, rows, cols],
             flat: false,
-            mean: 0.1307,
-            std: 0.3081,
+            mean: 0.0,
+            std: 1.0,
+            features_of_byte: [0.0; 256],
             classes,
-        })
+        }
+        .with_normalization(0.1307, 0.3081))
     }
 
     /// Sets the normalisation `(pixel/255 − mean)/std`.
     pub fn with_normalization(mut self, mean: f32, std: f32) -> Self {
         self.mean = mean;
         self.std = std;
+        // the same three steps, in the same f32 order, as the PyTorch reference
+        for (byte, feature) in self.features_of_byte.iter_mut().enumerate() {
+            *feature = (byte as f32 / 255.0 - mean) / std;
+        }
         self
+    }
+
+    /// The normalisation `(mean, std)`: features are `(pixel/255 − mean)/std`.
+    pub fn normalization(&self) -> (f32, f32) {
+        (self.mean, self.std)
     }
 
     /// Presents each image as a flat vector (`[rows·cols]`), for models that start
@@ -234,9 +245,8 @@ impl Dataset for ImageDataset {
     }
 
     fn write_features(&self, index: usize, out: &mut [f32]) {
-        // the same three steps, in the same f32 order, as the PyTorch reference
         for (o, &p) in out.iter_mut().zip(self.pixels(index)) {
-            *o = (p as f32 / 255.0 - self.mean) / self.std;
+            *o = self.features_of_byte[p as usize];
         }
     }
 

@@ -30,7 +30,7 @@ pub trait Dataset {
     /// The number of classes.
     fn num_classes(&self) -> usize;
 
-    /// Writes sample `index`'s (normalised) features into `out`.
+    /// Writes sample `index`'s (normalised) features into `out`, every element of it.
     fn write_features(&self, index: usize, out: &mut [f32]);
 
     /// Sample `index`'s class.
@@ -141,7 +141,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
 /// Gathers the given samples into one batch.
 pub fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch {
     let width = dataset.feature_len();
-    let mut values = crate::cpu::buffer::zeroed(indices.len() * width);
+    let mut values = crate::cpu::buffer::take(indices.len() * width);
     for (row, &index) in values.chunks_mut(width.max(1)).zip(indices) {
         dataset.write_features(index, row);
     }
