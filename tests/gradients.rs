@@ -222,7 +222,18 @@ fn conv_case(
 
 #[test]
 fn conv2d_plain() {
+    // 3·3·3 = 27 taps per output: the direct path
     conv_case("conv2d", [2, 3, 5, 5], 4, (3, 3), Conv2dOptions::default());
+    // 4·3·3 = 36 taps: im2col + GEMM
+    conv_case(
+        "conv2d im2col",
+        [2, 4, 5, 5],
+        3,
+        (3, 3),
+        Conv2dOptions::default(),
+    );
+    let padded = Conv2dOptions::default().padding(1);
+    conv_case("conv2d im2col padded", [1, 5, 4, 4], 2, (3, 3), padded);
 }
 
 #[test]

@@ -239,6 +239,172 @@ pub fn col2im_add<T: Float>(
     });
 }
 
+/// Planes zero-padded on every side and stored flat with the padded row length, so
+/// that (with stride 1) a kernel tap (i, j) is just a shift of the whole plane by
+/// `i·dilation·width + j·dilation`: each tap becomes one long, vectorisable run
+/// instead of many short rows. Outputs are computed in the same "wide" layout (rows
+/// of `width`, of which the first `ow` are real).
+struct Padded {
+    /// Row length of a padded plane (`W + 2·pad`).
+    width: usize,
+    /// Elements per padded plane, including slack so every shifted run stays inside.
+    plane_len: usize,
+    /// Elements of an output plane in the wide layout (`oh · width`).
+    wide_len: usize,
+}
+
+impl Padded {
+    fn new(win: &Window) -> Self {
+        let (oh, _) = win.out();
+        let width = win.width + 2 * win.padding.1;
+        let height = win.height + 2 * win.padding.0;
+        let slack = (win.kernel.1 - 1) * win.dilation.1;
+        Padded {
+            width,
+            plane_len: height * width + slack,
+            wide_len: oh * width,
+        }
+    }
+
+    /// How far tap (i, j) shifts a plane.
+    fn shift(&self, win: &Window, i: usize, j: usize) -> usize {
+        i * win.dilation.0 * self.width + j * win.dilation.1
+    }
+
+    /// Every input plane of `x`, zero-padded.
+    fn planes<T: Float>(&self, x: &[T], win: &Window) -> Vec<T> {
+        let planes = win.batch * win.channels;
+        let mut out = super::buffer::zeroed(planes * self.plane_len);
+        let in_len = win.height * win.width;
+        for (padded, plane) in out
+            .chunks_exact_mut(self.plane_len)
+            .zip(x.chunks_exact(in_len))
+        {
+            for (y, row) in plane.chunks_exact(win.width).enumerate() {
+                let at = (y + win.padding.0) * self.width + win.padding.1;
+                padded[at..at + win.width].copy_from_slice(row);
+            }
+        }
+        out
+    }
+}
+
+/// Outputs computed per task in the wide layout: enough to keep the accumulators of
+/// one block in registers across all taps.
+const DIRECT_BLOCK: usize = 64;
+
+/// Direct convolution with stride 1: each output plane is its bias plus, for every
+/// tap, that tap's weight times the (padded) input plane shifted by the tap —
+/// `out[n, o] = b[o] + Σ_c Σ_(i,j) w[o, c, i, j] · x[n, c] shifted by (i, j)`.
+/// For convolutions with few taps per output (a first layer on greyscale images),
+/// where im2col would copy far more than the arithmetic costs.
+pub fn conv_direct<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    win: &Window,
+    out_channels: usize,
+    groups: usize,
+) -> Vec<T> {
+    assert_eq!(win.stride, (1, 1), "conv_direct: stride 1 only");
+    let (oh, ow) = win.out();
+    let (kh, kw) = win.kernel;
+    let (group_in, group_out) = (win.channels / groups, out_channels / groups);
+    let padded = Padded::new(win);
+    let xp = padded.planes(x, win);
+    let mut out = super::buffer::take(win.batch * out_channels * oh * ow);
+    let parallel = out.len() * group_in * kh * kw >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut out, oh * ow, parallel, |plane_index, out| {
+        let (n, o) = (plane_index / out_channels, plane_index % out_channels);
+        let first_channel = (o / group_out) * group_in;
+        let b = bias.map_or(T::zero(), |b| b[o]);
+        for start in (0..padded.wide_len).step_by(DIRECT_BLOCK) {
+            let len = DIRECT_BLOCK.min(padded.wide_len - start);
+            let mut acc = [b; DIRECT_BLOCK];
+            for c in 0..group_in {
+                let plane = &xp[(n * win.channels + first_channel + c) * padded.plane_len..]
+                    [..padded.plane_len];
+                let taps = &w[(o * group_in + c) * kh * kw..][..kh * kw];
+                for (tap, &weight) in taps.iter().enumerate() {
+                    let src = &plane[start + padded.shift(win, tap / kw, tap % kw)..][..len];
+                    if let Ok(src) = <&[T; DIRECT_BLOCK]>::try_from(src) {
+                        // a full block: a fixed-length loop the compiler turns into SIMD
+                        for k in 0..DIRECT_BLOCK {
+                            acc[k] += weight * src[k];
+                        }
+                    } else {
+                        acc.iter_mut().zip(src).for_each(|(a, &v)| *a += weight * v);
+                    }
+                }
+            }
+            // keep the real columns of the wide rows, a run at a time
+            let mut q = start;
+            while q < start + len {
+                let (oy, ox) = (q / padded.width, q % padded.width);
+                let run_end = (q - ox + padded.width).min(start + len);
+                if ox < ow {
+                    let real = (ow - ox).min(run_end - q);
+                    out[oy * ow + ox..][..real].copy_from_slice(&acc[q - start..][..real]);
+                }
+                q = run_end;
+            }
+        }
+    });
+    super::buffer::give(xp);
+    out
+}
+
+/// The weight gradient of [`conv_direct`]: `dw[o, c, i, j] = Σ_n Σ_(oy, ox)
+/// g[n, o, oy, ox] · x[n, c, oy + i·d − pad, ox + j·d − pad]`, as long dot products
+/// of the gradient (widened, zeros in the extra columns) with shifted padded planes;
+/// one `[kh, kw]` block per (output, input) channel pair, summed in a fixed order.
+pub fn conv_direct_grad_weight<T: Float>(
+    grad_output: &[T],
+    x: &[T],
+    win: &Window,
+    out_channels: usize,
+    groups: usize,
+) -> Vec<T> {
+    let (oh, ow) = win.out();
+    let (kh, kw) = win.kernel;
+    let (group_in, group_out) = (win.channels / groups, out_channels / groups);
+    let padded = Padded::new(win);
+    let xp = padded.planes(x, win);
+    let mut grad_wide = super::buffer::zeroed(win.batch * out_channels * padded.wide_len);
+    for (wide, plane) in grad_wide
+        .chunks_exact_mut(padded.wide_len)
+        .zip(grad_output.chunks_exact(oh * ow))
+    {
+        for (wide_row, row) in wide
+            .chunks_exact_mut(padded.width)
+            .zip(plane.chunks_exact(ow))
+        {
+            wide_row[..ow].copy_from_slice(row);
+        }
+    }
+    let mut dw = super::buffer::take(out_channels * group_in * kh * kw);
+    let parallel = grad_output.len() * group_in * kh * kw >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut dw, kh * kw, parallel, |pair, dw| {
+        let (o, c) = (pair / group_in, pair % group_in);
+        let channel = (o / group_out) * group_in + c;
+        for (tap, slot) in dw.iter_mut().enumerate() {
+            let shift = padded.shift(win, tap / kw, tap % kw);
+            *slot = (0..win.batch)
+                .map(|n| {
+                    let grads =
+                        &grad_wide[(n * out_channels + o) * padded.wide_len..][..padded.wide_len];
+                    let plane = &xp[(n * win.channels + channel) * padded.plane_len + shift..]
+                        [..padded.wide_len];
+                    super::reduce::dot(grads, plane)
+                })
+                .fold(T::zero(), |total, d| total + d);
+        }
+    });
+    super::buffer::give(xp);
+    super::buffer::give(grad_wide);
+    dw
+}
+
 /// Max pooling: the largest value in each window, and where it was (an index
 /// into its input plane) for the backward pass.
 pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
@@ -248,17 +414,28 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
     let mut out = super::buffer::take(planes * oh * ow);
     let mut arg = super::buffer::take(planes * oh * ow);
     let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
+    let unpadded = win.padding == (0, 0) && win.dilation == (1, 1);
     let body = |p: usize, out: &mut [T], arg: &mut [usize]| {
         let plane = &x[p * plane_len..][..plane_len];
         for oy in 0..oh {
             for ox in 0..ow {
                 let (mut best, mut best_at) = (T::neg_infinity(), 0);
-                win.for_each_tap(oy, ox, |at| {
+                let mut visit = |at: usize| {
                     let v = plane[at];
                     if v > best || v.is_nan() {
                         (best, best_at) = (v, at);
                     }
-                });
+                };
+                if unpadded {
+                    // every tap is inside the plane: plain index arithmetic
+                    let corner = oy * win.stride.0 * win.width + ox * win.stride.1;
+                    for i in 0..win.kernel.0 {
+                        let row = corner + i * win.width;
+                        (row..row + win.kernel.1).for_each(&mut visit);
+                    }
+                } else {
+                    win.for_each_tap(oy, ox, visit);
+                }
                 out[oy * ow + ox] = best;
                 arg[oy * ow + ox] = best_at;
             }

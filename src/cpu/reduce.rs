@@ -47,6 +47,25 @@ pub fn sum_slice<T: Float>(x: &[T]) -> T {
     sum_serial(x)
 }
 
+/// `Σᵢ aᵢ·bᵢ`, with 32 accumulators so the loop vectorises and several vector
+/// multiply-adds are in flight at once.
+pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::zero(); 32];
+    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
+    for (a32, b32) in (&mut a_chunks).zip(&mut b_chunks) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(a32).zip(b32) {
+            *lane += x * y;
+        }
+    }
+    let tail: T = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&x, &y)| x * y)
+        .sum();
+    lanes.iter().copied().sum::<T>() + tail
+}
+
 fn sum_serial<T: Float>(x: &[T]) -> T {
     let mut lanes = [T::zero(); 8];
     let mut chunks = x.chunks_exact(8);

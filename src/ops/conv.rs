@@ -7,7 +7,7 @@
 //! onto the pixels they were copied from (`col2im`).
 
 use crate::cpu::buffer::{self, Recycled};
-use crate::cpu::conv::{Window, col2im_add, im2col};
+use crate::cpu::conv::{Window, col2im_add, conv_direct, conv_direct_grad_weight, im2col};
 use crate::cpu::gemm::{MatRef, gemm};
 use crate::cpu::reduce;
 use crate::element::Float;
@@ -90,15 +90,25 @@ impl<T: Float> Tensor<T> {
                 geometry.out_channels
             );
         }
-        let (values, cols) = conv_forward(
-            &self.data(),
-            &weight.data(),
-            bias.map(|b| b.data()).as_deref(),
-            &geometry,
-        );
-        // dW needs the columns again; keep them rather than rebuild them in backward.
-        let weight_learns = weight.tracks_grad() && crate::autograd::is_grad_enabled();
-        let saved_cols = weight_learns.then_some(cols);
+        let (x_data, w_data) = (self.data(), weight.data());
+        let bias_data = bias.map(|b| b.data());
+        let (values, saved_cols) = if geometry.direct() {
+            let values = conv_direct(
+                &x_data,
+                &w_data,
+                bias_data.as_deref(),
+                &geometry.window,
+                geometry.out_channels,
+                geometry.groups,
+            );
+            (values, None)
+        } else {
+            let (values, cols) = conv_forward(&x_data, &w_data, bias_data.as_deref(), &geometry);
+            // dW needs the columns again; keep them rather than rebuild them in backward.
+            let weight_learns = weight.tracks_grad() && crate::autograd::is_grad_enabled();
+            (values, weight_learns.then_some(cols))
+        };
+        drop((x_data, w_data, bias_data));
         let inputs: Vec<&Tensor<T>> = match bias {
             Some(b) => vec![self, weight, b],
             None => vec![self, weight],
@@ -110,14 +120,29 @@ impl<T: Float> Tensor<T> {
             &inputs,
             move |ctx| {
                 let (x, w) = (ctx.input(0), ctx.input(1));
-                let g = grouped_grad(&ctx.grad_output.data(), &geometry);
+                let grad_output = ctx.grad_output.data();
+                // im2col's products want the gradient as [O, N·P]
+                let im2col_weight = ctx.needs_grad(1) && !geometry.direct();
+                let g = (ctx.needs_grad(0) || im2col_weight)
+                    .then(|| grouped_grad(&grad_output, &geometry));
                 let grad_x = ctx.needs_grad(0).then(|| {
-                    Tensor::from_vec(conv_grad_input(&g, &w.data(), &geometry), x.shape())
+                    let g = g.as_deref().expect("grouped above");
+                    Tensor::from_vec(conv_grad_input(g, &w.data(), &geometry), x.shape())
                 });
                 let grad_w = ctx.needs_grad(1).then(|| {
-                    let grad_w = match &saved_cols {
-                        Some(cols) => conv_grad_weight(&g, cols, &geometry),
-                        None => conv_grad_weight(&g, &all_columns(&x.data(), &geometry), &geometry),
+                    let grad_w = match (&g, &saved_cols) {
+                        _ if geometry.direct() => conv_direct_grad_weight(
+                            &grad_output,
+                            &x.data(),
+                            &geometry.window,
+                            geometry.out_channels,
+                            geometry.groups,
+                        ),
+                        (Some(g), Some(cols)) => conv_grad_weight(g, cols, &geometry),
+                        (Some(g), None) => {
+                            conv_grad_weight(g, &all_columns(&x.data(), &geometry), &geometry)
+                        }
+                        (None, _) => unreachable!("grouped above"),
                     };
                     Tensor::from_vec(grad_w, w.shape())
                 });
@@ -125,23 +150,24 @@ impl<T: Float> Tensor<T> {
                 if ctx.inputs.len() == 3 {
                     // dL/db[o] = Σ over images and pixels of G[n, o, p]
                     let channels = geometry.out_channels;
-                    let sums = reduce::sum_axis(
-                        &g,
-                        channels,
-                        geometry.window.batch * geometry.pixels(),
-                        1,
-                    );
+                    let sums = channel_sums(&grad_output, &geometry);
                     grads.push(
                         ctx.needs_grad(2)
                             .then(|| Tensor::from_vec(sums, &[channels])),
                     );
                 }
-                buffer::give(g);
+                if let Some(g) = g {
+                    buffer::give(g);
+                }
                 grads
             },
         )
     }
 }
+
+/// The most taps (`C/groups · kh · kw`) for which [`ConvGeometry::direct`] holds:
+/// LeNet's first layer (1 channel, 5×5) is direct, its second (6 × 5×5 = 150) is not.
+const DIRECT_MAX_TAPS: usize = 32;
 
 /// Everything about a convolution's sizes, checked once.
 #[derive(Clone, Copy, Debug)]
@@ -211,6 +237,13 @@ impl ConvGeometry {
         (in_channels, self.out_channels / self.groups, taps)
     }
 
+    /// Whether to convolve directly rather than through im2col + GEMM: with stride 1
+    /// and at most [`DIRECT_MAX_TAPS`] taps per output, copying every receptive
+    /// field costs more than the multiply-adds themselves.
+    fn direct(&self) -> bool {
+        self.window.stride == (1, 1) && self.per_group().2 <= DIRECT_MAX_TAPS
+    }
+
     /// Output pixels per image.
     fn pixels(&self) -> usize {
         self.out_size.0 * self.out_size.1
@@ -265,6 +298,21 @@ fn conv_forward<T: Float>(
     }
     buffer::give(product);
     (out, cols)
+}
+
+/// `Σ_n Σ_p g[n, o, p]` for each channel `o` of an `[N, O, P]` gradient.
+fn channel_sums<T: Float>(g: &[T], geo: &ConvGeometry) -> Vec<T> {
+    let (channels, pixels) = (geo.out_channels, geo.pixels());
+    let mut sums = buffer::zeroed(channels);
+    if channels * pixels == 0 {
+        return sums;
+    }
+    for image in g.chunks_exact(channels * pixels) {
+        for (sum, plane) in sums.iter_mut().zip(image.chunks_exact(pixels)) {
+            *sum += reduce::sum_slice(plane);
+        }
+    }
+    sums
 }
 
 /// The output gradient rearranged from `[N, O, P]` to `[O, N·P]`: for each group an
@@ -337,4 +385,66 @@ fn conv_grad_weight<T: Float>(g: &[T], cols: &[T], geo: &ConvGeometry) -> Vec<T>
         );
     }
     dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct path and im2col + GEMM compute the same forward values and weight
+    /// gradients (they only sum in a different order).
+    #[test]
+    fn direct_convolution_matches_im2col() {
+        let cases = [
+            (
+                [2, 1, 6, 7],
+                [3, 1, 5, 5],
+                Conv2dOptions::default().padding(2),
+            ),
+            ([1, 2, 5, 5], [4, 2, 3, 3], Conv2dOptions::default()),
+            (
+                [2, 4, 5, 6],
+                [4, 2, 2, 3],
+                Conv2dOptions::default().groups(2).padding(1),
+            ),
+            (
+                [1, 3, 7, 7],
+                [2, 3, 3, 3],
+                Conv2dOptions::default().dilation(2).padding(1),
+            ),
+            (
+                [1, 1, 3, 3],
+                [1, 1, 5, 5],
+                Conv2dOptions::default().padding(2),
+            ),
+        ];
+        let mut rng = crate::rng(7);
+        for (input, weight, options) in cases {
+            let geometry = ConvGeometry::new(&input, &weight, options);
+            assert!(
+                geometry.direct(),
+                "{input:?} {weight:?} should be a direct case"
+            );
+            let x = Tensor::<f64>::randn(&input, 0.0, 1.0, &mut rng).to_vec();
+            let w = Tensor::<f64>::randn(&weight, 0.0, 1.0, &mut rng).to_vec();
+            let b = Tensor::<f64>::randn(&[weight[0]], 0.0, 1.0, &mut rng).to_vec();
+            let (via_gemm, cols) = conv_forward(&x, &w, Some(&b), &geometry);
+            let (window, out_channels, groups) =
+                (&geometry.window, geometry.out_channels, geometry.groups);
+            let direct = conv_direct(&x, &w, Some(&b), window, out_channels, groups);
+            assert_close(&direct, &via_gemm, "forward", &input);
+
+            let g = Tensor::<f64>::randn(&geometry.output_shape(), 0.0, 1.0, &mut rng).to_vec();
+            let via_gemm = conv_grad_weight(&grouped_grad(&g, &geometry), &cols, &geometry);
+            let direct = conv_direct_grad_weight(&g, &x, window, out_channels, groups);
+            assert_close(&direct, &via_gemm, "weight gradient", &input);
+        }
+    }
+
+    fn assert_close(a: &[f64], b: &[f64], what: &str, input: &[usize]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-12, "{what} {input:?}[{i}]: {x} vs {y}");
+        }
+    }
 }
