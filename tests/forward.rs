@@ -250,6 +250,17 @@ fn pooling_by_hand() {
     assert_close(&avg[..1], &[(1.0 + 2.0 + 5.0 + 6.0) / 9.0], 1e-15);
     let max = x.max_pool2d((3, 3), (2, 2), (1, 1)).to_vec();
     assert_eq!(max, vec![6.0, 8.0, 14.0, 16.0]);
+    // unpadded 3×3 stride 1: the four windows' maxima are 11, 12, 15, 16
+    let max = x.max_pool2d((3, 3), (1, 1), (0, 0)).to_vec();
+    assert_eq!(max, vec![11.0, 12.0, 15.0, 16.0]);
+    // a NaN in a window makes its max NaN (as in PyTorch), in any tap position
+    for nan_at in [0, 1, 4, 5] {
+        let mut with_nan = values.clone();
+        with_nan[nan_at] = f64::NAN;
+        let max = t(&with_nan, &[1, 1, 4, 4]).max_pool2d((2, 2), (2, 2), (0, 0));
+        let max = max.to_vec();
+        assert!(max[0].is_nan() && max[1..] == [8.0, 14.0, 16.0], "{max:?}");
+    }
 }
 
 #[test]

@@ -295,6 +295,11 @@ fn pooling() {
         &x,
     );
     assert_gradients(
+        "max_pool2d unpadded 3x2 stride (1, 2)",
+        |t| t[0].max_pool2d((3, 2), (1, 2), (0, 0)),
+        &x,
+    );
+    assert_gradients(
         "avg_pool2d 2x2",
         |t| t[0].avg_pool2d((2, 2), (2, 2), (0, 0)),
         &x,

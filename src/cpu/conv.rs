@@ -228,11 +228,14 @@ pub fn col2im_add<T: Float>(
                         continue;
                     };
                     let grads = &row[(n * oh + oy) * ow..][inside.clone()];
-                    let pixels = plane[iy * win.width + first_ix..].iter_mut();
-                    pixels
-                        .step_by(win.stride.1)
-                        .zip(grads)
-                        .for_each(|(pixel, &g)| *pixel += g);
+                    let pixels = &mut plane[iy * win.width + first_ix..];
+                    if win.stride.1 == 1 {
+                        let pixels = &mut pixels[..grads.len()];
+                        pixels.iter_mut().zip(grads).for_each(|(p, &g)| *p += g);
+                    } else {
+                        let pixels = pixels.iter_mut().step_by(win.stride.1);
+                        pixels.zip(grads).for_each(|(p, &g)| *p += g);
+                    }
                 }
             }
         }
@@ -415,8 +418,32 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
     let mut arg = super::buffer::take(planes * oh * ow);
     let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
     let unpadded = win.padding == (0, 0) && win.dilation == (1, 1);
+    let two_by_two = unpadded && win.kernel == (2, 2) && win.stride == (2, 2);
     let body = |p: usize, out: &mut [T], arg: &mut [usize]| {
         let plane = &x[p * plane_len..][..plane_len];
+        if two_by_two {
+            // the common case, unrolled: taps in the same order as the general loop
+            for oy in 0..oh {
+                let top = 2 * oy * win.width;
+                let (upper, lower) = (&plane[top..][..2 * ow], &plane[top + win.width..][..2 * ow]);
+                let (out, arg) = (&mut out[oy * ow..][..ow], &mut arg[oy * ow..][..ow]);
+                for ox in 0..ow {
+                    let (mut best, mut best_at) = (upper[2 * ox], top + 2 * ox);
+                    for (v, at) in [
+                        (upper[2 * ox + 1], top + 2 * ox + 1),
+                        (lower[2 * ox], top + win.width + 2 * ox),
+                        (lower[2 * ox + 1], top + win.width + 2 * ox + 1),
+                    ] {
+                        if v > best || v.is_nan() {
+                            (best, best_at) = (v, at);
+                        }
+                    }
+                    out[ox] = best;
+                    arg[ox] = best_at;
+                }
+            }
+            return;
+        }
         for oy in 0..oh {
             for ox in 0..ow {
                 let (mut best, mut best_at) = (T::neg_infinity(), 0);

@@ -50,11 +50,15 @@ pub fn sum_slice<T: Float>(x: &[T]) -> T {
 /// `Σᵢ aᵢ·bᵢ`, with 32 accumulators so the loop vectorises and several vector
 /// multiply-adds are in flight at once.
 pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut lanes = [T::zero(); 32];
-    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
-    for (a32, b32) in (&mut a_chunks).zip(&mut b_chunks) {
-        for ((lane, &x), &y) in lanes.iter_mut().zip(a32).zip(b32) {
-            *lane += x * y;
+    const LANES: usize = 32;
+    let mut lanes = [T::zero(); LANES];
+    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
+        // fixed-length arrays: the compiler sees the trip count and emits SIMD
+        let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
+            (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
+        for k in 0..LANES {
+            lanes[k] += a_chunk[k] * b_chunk[k];
         }
     }
     let tail: T = a_chunks
@@ -67,11 +71,13 @@ pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 }
 
 fn sum_serial<T: Float>(x: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let mut chunks = x.chunks_exact(8);
+    const LANES: usize = 8;
+    let mut lanes = [T::zero(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
+        let chunk: &[T; LANES] = chunk.try_into().unwrap();
+        for k in 0..LANES {
+            lanes[k] += chunk[k];
         }
     }
     let tail: T = chunks.remainder().iter().copied().sum();
