@@ -11,6 +11,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workload = args.get(1).map(String::as_str).unwrap_or("cnn");
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50);
+    nabla::threads::set_num_threads_using_this_thread(None).unwrap();
     let mut rng = nabla::rng(0);
     let (model, mut optimizer, input_shape): (_, Box<dyn Optimizer<f32>>, Vec<usize>) =
         if workload == "mlp" {

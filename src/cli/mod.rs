@@ -157,9 +157,8 @@ enum DataAction {
 /// Runs the command line; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
-        configure_threads(threads as usize);
-    }
+    // The main thread trains, so it joins the kernels' pool (see `threads`).
+    let _ = crate::threads::set_num_threads_using_this_thread(cli.threads.map(|n| n as usize));
     let result = match cli.command {
         Command::Train {
             config,
@@ -249,10 +248,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Sizes the kernels' thread pool (matrix products included). Runs first thing in
-/// `main`, before any tensor work.
-fn configure_threads(threads: usize) {
-    let _ = crate::threads::set_num_threads(threads);
 }
