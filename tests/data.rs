@@ -45,6 +45,25 @@ fn committed_mnist_has_the_standard_sizes() {
     train.write_features(0, &mut features);
     assert!((features[0] - (-0.1307f32 / 0.3081)).abs() < 1e-6);
     assert_eq!(train.label(0), 5);
+
+    // A shuffled batch (gathered in parallel, rows touched ahead) holds exactly
+    // each sample's features, in order; also for the flattened view.
+    let train = train.flattened();
+    let order = DataLoader::new(&train, 300).shuffle(3).order(0);
+    let indices = &order[..300];
+    let batch = nabla::data::make_batch(&train, indices);
+    assert_eq!(batch.inputs.shape(), &[300, 784]);
+    let values = batch.inputs.to_vec();
+    for (row, &index) in values.chunks(784).zip(indices) {
+        train.write_features(index, &mut features);
+        assert_eq!(row, &features[..], "sample {index}");
+    }
+    let exact: Vec<f32> = train
+        .pixels(indices[7])
+        .iter()
+        .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
+        .collect();
+    assert_eq!(&values[7 * 784..8 * 784], &exact[..]);
 }
 
 #[test]

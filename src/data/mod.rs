@@ -40,6 +40,15 @@ pub trait Dataset {
     fn feature_len(&self) -> usize {
         self.feature_shape().iter().product()
     }
+
+    /// Writes the features of `indices`, one row each, into `out`. The default
+    /// calls [`Dataset::write_features`] per sample; a dataset can do better.
+    fn write_batch(&self, indices: &[usize], out: &mut [f32]) {
+        let width = self.feature_len();
+        for (row, &index) in out.chunks_mut(width.max(1)).zip(indices) {
+            self.write_features(index, row);
+        }
+    }
 }
 
 /// One batch: inputs `[batch, feature_shape…]` and their class labels.
@@ -142,9 +151,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
 pub fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch {
     let width = dataset.feature_len();
     let mut values = crate::cpu::buffer::take(indices.len() * width);
-    for (row, &index) in values.chunks_mut(width.max(1)).zip(indices) {
-        dataset.write_features(index, row);
-    }
+    dataset.write_batch(indices, &mut values);
     let mut shape = vec![indices.len()];
     shape.extend_from_slice(dataset.feature_shape());
     Batch {
