@@ -296,28 +296,38 @@ impl Padded {
 /// one block in registers across all taps.
 const DIRECT_BLOCK: usize = 64;
 
-/// Direct convolution with stride 1: each output plane is its bias plus, for every
-/// tap, that tap's weight times the (padded) input plane shifted by the tap —
-/// `out[n, o] = b[o] + Σ_c Σ_(i,j) w[o, c, i, j] · x[n, c] shifted by (i, j)`.
-/// For convolutions with few taps per output (a first layer on greyscale images),
-/// where im2col would copy far more than the arithmetic costs.
-pub fn conv_direct<T: Float>(
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    win: &Window,
+/// One output plane of [`conv_direct`]: everything it reads, and the plane it writes.
+struct DirectPlane<'a, T> {
+    xp: &'a [T],
+    w: &'a [T],
+    bias: Option<&'a [T]>,
+    win: &'a Window,
+    padded: &'a Padded,
     out_channels: usize,
     groups: usize,
-) -> Vec<T> {
-    assert_eq!(win.stride, (1, 1), "conv_direct: stride 1 only");
-    let (oh, ow) = win.out();
-    let (kh, kw) = win.kernel;
-    let (group_in, group_out) = (win.channels / groups, out_channels / groups);
-    let padded = Padded::new(win);
-    let xp = padded.planes(x, win);
-    let mut out = super::buffer::take(win.batch * out_channels * oh * ow);
-    let parallel = out.len() * group_in * kh * kw >= PARALLEL_MIN_ELEMENTS;
-    for_each_chunk(&mut out, oh * ow, parallel, |plane_index, out| {
+    plane_index: usize,
+    out: &'a mut [T],
+}
+
+impl<T: Float> super::SimdKernel for DirectPlane<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let DirectPlane {
+            xp,
+            w,
+            bias,
+            win,
+            padded,
+            out_channels,
+            groups,
+            plane_index,
+            out,
+        } = self;
+        let (_, ow) = win.out();
+        let (kh, kw) = win.kernel;
+        let (group_in, group_out) = (win.channels / groups, out_channels / groups);
         let (n, o) = (plane_index / out_channels, plane_index % out_channels);
         let first_channel = (o / group_out) * group_in;
         let b = bias.map_or(T::zero(), |b| b[o]);
@@ -352,6 +362,47 @@ pub fn conv_direct<T: Float>(
                 q = run_end;
             }
         }
+    }
+}
+
+/// Direct convolution with stride 1: each output plane is its bias plus, for every
+/// tap, that tap's weight times the (padded) input plane shifted by the tap —
+/// `out[n, o] = b[o] + Σ_c Σ_(i,j) w[o, c, i, j] · x[n, c] shifted by (i, j)`.
+/// For convolutions with few taps per output (a first layer on greyscale images),
+/// where im2col would copy far more than the arithmetic costs.
+pub fn conv_direct<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    win: &Window,
+    out_channels: usize,
+    groups: usize,
+) -> Vec<T> {
+    assert_eq!(win.stride, (1, 1), "conv_direct: stride 1 only");
+    let (oh, ow) = win.out();
+    let (kh, kw) = win.kernel;
+    let group_in = win.channels / groups;
+    let padded = Padded::new(win);
+    let xp = padded.planes(x, win);
+    let mut out = super::buffer::take(win.batch * out_channels * oh * ow);
+    let parallel = out.len() * group_in * kh * kw >= PARALLEL_MIN_ELEMENTS;
+    let plane = DirectPlane {
+        xp: &xp,
+        w,
+        bias,
+        win,
+        padded: &padded,
+        out_channels,
+        groups,
+        plane_index: 0,
+        out: &mut [],
+    };
+    for_each_chunk(&mut out, oh * ow, parallel, |plane_index, out| {
+        super::wide_simd(DirectPlane {
+            plane_index,
+            out,
+            ..plane
+        })
     });
     super::buffer::give(xp);
     out

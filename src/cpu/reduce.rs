@@ -48,26 +48,38 @@ pub fn sum_slice<T: Float>(x: &[T]) -> T {
 }
 
 /// `Σᵢ aᵢ·bᵢ`, with 32 accumulators so the loop vectorises and several vector
-/// multiply-adds are in flight at once.
+/// multiply-adds are in flight at once (8 floats wide where the CPU has AVX2).
 pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    const LANES: usize = 32;
-    let mut lanes = [T::zero(); LANES];
-    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
-        // fixed-length arrays: the compiler sees the trip count and emits SIMD
-        let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
-            (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
-        for k in 0..LANES {
-            lanes[k] += a_chunk[k] * b_chunk[k];
+    super::wide_simd(Dot(a, b))
+}
+
+struct Dot<'a, T>(&'a [T], &'a [T]);
+
+impl<T: Float> super::SimdKernel for Dot<'_, T> {
+    type Output = T;
+
+    #[inline(always)]
+    fn run(self) -> T {
+        const LANES: usize = 32;
+        let Dot(a, b) = self;
+        let mut lanes = [T::zero(); LANES];
+        let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
+            // fixed-length arrays: the compiler sees the trip count and emits SIMD
+            let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
+                (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
+            for k in 0..LANES {
+                lanes[k] += a_chunk[k] * b_chunk[k];
+            }
         }
+        let tail: T = a_chunks
+            .remainder()
+            .iter()
+            .zip(b_chunks.remainder())
+            .map(|(&x, &y)| x * y)
+            .sum();
+        lanes.iter().copied().sum::<T>() + tail
     }
-    let tail: T = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(&x, &y)| x * y)
-        .sum();
-    lanes.iter().copied().sum::<T>() + tail
 }
 
 fn sum_serial<T: Float>(x: &[T]) -> T {
