@@ -271,20 +271,9 @@ fn conv_forward<T: Float>(
     let mut out = buffer::take(batch * geo.out_channels * pixels);
     let mut product = buffer::take(group_out * columns);
     for group in 0..geo.groups {
-        gemm(
-            MatRef::row_major(
-                &w[group * group_out * taps..][..group_out * taps],
-                group_out,
-                taps,
-            ),
-            MatRef::row_major(
-                &cols[group * taps * columns..][..taps * columns],
-                taps,
-                columns,
-            ),
-            &mut product,
-            false,
-        );
+        let w_group = block(w, group, group_out, taps);
+        let cols_group = block(&cols, group, taps, columns);
+        gemm(w_group, cols_group, &mut product, false);
         // [og, N, P] → [N, O, P], adding the bias on the way
         for o in 0..group_out {
             let channel = group * group_out + o;
@@ -330,6 +319,12 @@ fn grouped_grad<T: Float>(grad_output: &[T], geo: &ConvGeometry) -> Vec<T> {
     out
 }
 
+/// Matrix `index` of `data` viewed as consecutive row-major `rows × cols` matrices
+/// (one per group).
+fn block<T: Float>(data: &[T], index: usize, rows: usize, cols: usize) -> MatRef<'_, T> {
+    MatRef::row_major(&data[index * rows * cols..][..rows * cols], rows, cols)
+}
+
 /// dL/dx: dcols = W_gᵀ · G_g, then each column is added back onto its pixels.
 fn conv_grad_input<T: Float>(g: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
     let (in_channels, group_out, taps) = geo.per_group();
@@ -339,15 +334,9 @@ fn conv_grad_input<T: Float>(g: &[T], w: &[T], geo: &ConvGeometry) -> Vec<T> {
     );
     let mut dcols = buffer::take(taps * columns);
     for group in 0..geo.groups {
-        let w_group = MatRef::row_major(
-            &w[group * group_out * taps..][..group_out * taps],
-            group_out,
-            taps,
-        );
-        let g_group = MatRef::row_major(
-            &g[group * group_out * columns..][..group_out * columns],
-            group_out,
-            columns,
+        let (w_group, g_group) = (
+            block(w, group, group_out, taps),
+            block(g, group, group_out, columns),
         );
         gemm(w_group.t(), g_group, &mut dcols, false);
         col2im_add(
@@ -368,21 +357,12 @@ fn conv_grad_weight<T: Float>(g: &[T], cols: &[T], geo: &ConvGeometry) -> Vec<T>
     let columns = geo.window.batch * geo.pixels();
     let mut dw = buffer::take(geo.out_channels * taps);
     for group in 0..geo.groups {
-        gemm(
-            MatRef::row_major(
-                &g[group * group_out * columns..][..group_out * columns],
-                group_out,
-                columns,
-            ),
-            MatRef::row_major(
-                &cols[group * taps * columns..][..taps * columns],
-                taps,
-                columns,
-            )
-            .t(),
-            &mut dw[group * group_out * taps..][..group_out * taps],
-            false,
+        let (g_group, cols_group) = (
+            block(g, group, group_out, columns),
+            block(cols, group, taps, columns),
         );
+        let dw_group = &mut dw[group * group_out * taps..][..group_out * taps];
+        gemm(g_group, cols_group.t(), dw_group, false);
     }
     dw
 }
