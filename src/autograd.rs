@@ -1,6 +1,6 @@
 //! The graph walk: reverse-mode automatic differentiation.
 //!
-//! Every op records a [`Node`]: its inputs and a closure that turns the gradient of
+//! Every op records a `Node`: its inputs and a closure that turns the gradient of
 //! the loss with respect to the op's output into gradients with respect to its
 //! inputs (a vector–Jacobian product). `backward` visits the nodes once, outputs
 //! before inputs, and adds up the gradients of tensors used more than once. This

@@ -32,8 +32,10 @@ pub(crate) fn ensure_init() {
 /// Sets the number of threads the kernels use. Call it once, before any tensor
 /// work; returns an error if the pool was already started.
 ///
-/// ```
-/// // In a program's main(): nabla::set_num_threads(2).unwrap();
+/// ```no_run
+/// fn main() {
+///     nabla::set_num_threads(2).unwrap(); // before any tensor work
+/// }
 /// ```
 pub fn set_num_threads(threads: usize) -> crate::Result<()> {
     if threads == 0 {
