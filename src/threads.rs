@@ -33,9 +33,8 @@ pub(crate) fn ensure_init() {
 /// work; returns an error if the pool was already started.
 ///
 /// ```no_run
-/// fn main() {
-///     nabla::set_num_threads(2).unwrap(); // before any tensor work
-/// }
+/// // first thing in a program's main(), before any tensor work:
+/// nabla::set_num_threads(2).unwrap();
 /// ```
 pub fn set_num_threads(threads: usize) -> crate::Result<()> {
     if threads == 0 {
