@@ -168,9 +168,13 @@ pub fn update_with_states<T: Float>(
     f: impl Fn(&mut T, &mut T, &mut T, T) + Sync,
 ) {
     let body = |weights: &mut [T], first: &mut [T], second: &mut [T], grad: &[T]| {
-        for (((w, m), v), &g) in weights.iter_mut().zip(first).zip(second).zip(grad) {
-            f(w, m, v, g);
-        }
+        wide_simd(UpdateWithStates {
+            weights,
+            first,
+            second,
+            grad,
+            f: &f,
+        })
     };
     if weights.len() < PARALLEL_MIN_ELEMENTS {
         return body(weights, first, second, grad);
@@ -181,6 +185,28 @@ pub fn update_with_states<T: Float>(
         .zip(first.par_chunks_mut(CHUNK))
         .zip(second.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)))
         .for_each(|((weights, first), (second, grad))| body(weights, first, second, grad));
+}
+
+/// One chunk of [`update_with_states`] (Adam's square roots and divisions are
+/// worth the wider vectors).
+struct UpdateWithStates<'a, T, F> {
+    weights: &'a mut [T],
+    first: &'a mut [T],
+    second: &'a mut [T],
+    grad: &'a [T],
+    f: &'a F,
+}
+
+impl<T: Float, F: Fn(&mut T, &mut T, &mut T, T)> SimdKernel for UpdateWithStates<'_, T, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let moments = self.first.iter_mut().zip(self.second.iter_mut());
+        for ((w, (m, v)), &g) in self.weights.iter_mut().zip(moments).zip(self.grad) {
+            (self.f)(w, m, v, g);
+        }
+    }
 }
 
 /// `f(a, b)` with NumPy broadcasting into `out_shape`.
