@@ -263,17 +263,25 @@ pub fn load_optimizer<T: Float>(
 ) -> Result<BTreeMap<String, String>> {
     let path = path.as_ref();
     let loaded = load_tensors::<T>(path)?;
+    restore_optimizer(path, optimizer, &loaded.tensors, &loaded.metadata)?;
+    Ok(loaded.metadata)
+}
+
+/// Loads `state` into `optimizer` and sets its learning rate from the `"lr"`
+/// metadata, if saved; errors name `path`.
+fn restore_optimizer<T: Float>(
+    path: &Path,
+    optimizer: &mut dyn Optimizer<T>,
+    state: &[(String, Tensor<T>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     optimizer
-        .load_state(&loaded.tensors)
+        .load_state(state)
         .map_err(|e| Error::format(path, e.to_string()))?;
-    if let Some(lr) = loaded
-        .metadata
-        .get("lr")
-        .and_then(|v| v.parse::<f64>().ok())
-    {
+    if let Some(lr) = metadata.get("lr").and_then(|v| v.parse::<f64>().ok()) {
         optimizer.set_lr(lr);
     }
-    Ok(loaded.metadata)
+    Ok(())
 }
 
 /// Saves everything needed to resume training — the model's state (under `model.`),
@@ -325,15 +333,6 @@ pub fn load_training_state<T: Float>(
         }
     }
     assign_state(path, model, &model_tensors)?;
-    optimizer
-        .load_state(&optimizer_tensors)
-        .map_err(|e| Error::format(path, e.to_string()))?;
-    if let Some(lr) = loaded
-        .metadata
-        .get("lr")
-        .and_then(|v| v.parse::<f64>().ok())
-    {
-        optimizer.set_lr(lr);
-    }
+    restore_optimizer(path, optimizer, &optimizer_tensors, &loaded.metadata)?;
     Ok(loaded.metadata)
 }

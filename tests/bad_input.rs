@@ -3,9 +3,11 @@
 //! what was expected and what was found — never a panic.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{gzip, idx_bytes};
 use nabla::Tensor;
 use nabla::checkpoint::{load_model, load_tensors, save_tensors};
 use nabla::cli::config::Config;
@@ -22,19 +24,6 @@ fn write(name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir().join(name);
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 8, dims.len() as u8];
-    dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
-    bytes.extend(data);
-    bytes
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
 }
 
 /// Asserts the error names the file and contains every expected fragment.
@@ -58,7 +47,7 @@ fn expect_error<T>(case: &str, path: &Path, result: nabla::Result<T>, fragments:
 
 #[test]
 fn idx_files() {
-    let cut_gzip = gzip(&idx(&[50], &[1; 50]));
+    let cut_gzip = gzip(&idx_bytes(&[50], &[1; 50]));
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
         (
             "wrong magic",
@@ -93,22 +82,22 @@ fn idx_files() {
         ),
         (
             "truncated data",
-            idx(&[3, 2], &[1, 2, 3]),
+            idx_bytes(&[3, 2], &[1, 2, 3]),
             vec!["promise 6 values", "holds 3"],
         ),
         (
             "extra data",
-            idx(&[2], &[1, 2, 3]),
+            idx_bytes(&[2], &[1, 2, 3]),
             vec!["promise 2 values", "holds 3"],
         ),
         (
             "dimensions overflow",
-            idx(&[u32::MAX, u32::MAX, u32::MAX, u32::MAX], &[]),
+            idx_bytes(&[u32::MAX, u32::MAX, u32::MAX, u32::MAX], &[]),
             vec!["more than usize::MAX"],
         ),
         (
             "huge count, tiny file",
-            idx(&[4_000_000_000], &[7]),
+            idx_bytes(&[4_000_000_000], &[7]),
             vec!["promise 4000000000 values", "holds 1"],
         ),
         (
@@ -127,22 +116,22 @@ fn idx_files() {
         expect_error(case, &path, read_idx(&path), fragments);
     }
     // images and labels that do not belong together
-    let images = write("pair-images.idx", &idx(&[3, 2, 2], &[0; 12]));
-    let labels = write("pair-labels.idx", &idx(&[4], &[0; 4]));
+    let images = write("pair-images.idx", &idx_bytes(&[3, 2, 2], &[0; 12]));
+    let labels = write("pair-labels.idx", &idx_bytes(&[4], &[0; 4]));
     expect_error(
         "count mismatch",
         &labels,
         ImageDataset::from_idx(&images, &labels),
         &["holds 4 labels", "3 images"],
     );
-    let flat = write("flat-images.idx", &idx(&[12], &[0; 12]));
+    let flat = write("flat-images.idx", &idx_bytes(&[12], &[0; 12]));
     expect_error(
         "images not 3-D",
         &flat,
         ImageDataset::from_idx(&flat, &labels),
         &["expected 3 dimensions", "[12]"],
     );
-    let grid = write("grid-labels.idx", &idx(&[3, 1], &[0; 3]));
+    let grid = write("grid-labels.idx", &idx_bytes(&[3, 1], &[0; 3]));
     expect_error(
         "labels not 1-D",
         &grid,

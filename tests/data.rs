@@ -1,32 +1,13 @@
 //! Readers and the loader: MNIST IDX (gz and raw), CSV tables, batching, shuffling.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{gzip, idx_bytes, temp_dir};
 use nabla::data::{
     CsvOptions, DataLoader, Dataset, ImageDataset, read_csv, read_idx, train_validation_split,
 };
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-data-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        bytes.extend(d.to_be_bytes());
-    }
-    bytes.extend(data);
-    bytes
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);

@@ -1,8 +1,11 @@
 //! Training end to end: a small MNIST run learns, checkpoints round-trip, and a
 //! resumed run ends with exactly the weights of an uninterrupted one.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::temp_dir;
 use nabla::checkpoint::{load_model, load_optimizer, save_model, save_optimizer, save_tensors};
 use nabla::data::{DataLoader, ImageDataset, load_mnist};
 use nabla::loss::{CrossEntropyOptions, cross_entropy};
@@ -31,12 +34,6 @@ fn mlp(seed: u64) -> Sequential {
 
 fn ce(logits: &Tensor, labels: &[usize]) -> Tensor {
     cross_entropy(logits, labels, &CrossEntropyOptions::default())
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -152,48 +149,46 @@ fn broken_checkpoints_get_clear_errors() {
     );
 }
 
+/// Trains `epochs` (a range, so a resumed run can start past 0) with no test set.
+fn train_epochs(
+    model: &Sequential,
+    optimizer: &mut dyn Optimizer<f32>,
+    loader: &DataLoader<'_, ImageDataset>,
+    epochs: std::ops::Range<usize>,
+) {
+    let options = FitOptions {
+        start_epoch: epochs.start,
+        epochs: epochs.end,
+        ..Default::default()
+    };
+    let no_test = None::<&DataLoader<'_, ImageDataset>>;
+    fit(
+        model,
+        optimizer,
+        loader,
+        no_test,
+        &ce,
+        &options,
+        &mut |_| Control::Continue,
+    )
+    .unwrap();
+}
+
 /// Two epochs in one go, or one epoch, a checkpoint, a fresh process-like restart
 /// from the files and one more epoch: the same weights, bit for bit.
 #[test]
 fn resuming_from_a_checkpoint_matches_not_stopping() {
     let (train, _) = mnist(1500, 0);
     let loader = DataLoader::new(&train, 100).shuffle(7);
-    let no_test: Option<&DataLoader<'_, ImageDataset>> = None;
 
     let straight = mlp(5);
     let mut optimizer = Adam::new(straight.named_parameters(), 1e-3);
-    let options = FitOptions {
-        epochs: 2,
-        ..Default::default()
-    };
-    fit(
-        &straight,
-        &mut optimizer,
-        &loader,
-        no_test,
-        &ce,
-        &options,
-        &mut |_| Control::Continue,
-    )
-    .unwrap();
+    train_epochs(&straight, &mut optimizer, &loader, 0..2);
 
     let dir = temp_dir("resume");
     let first = mlp(5);
     let mut optimizer = Adam::new(first.named_parameters(), 1e-3);
-    let options = FitOptions {
-        epochs: 1,
-        ..Default::default()
-    };
-    fit(
-        &first,
-        &mut optimizer,
-        &loader,
-        no_test,
-        &ce,
-        &options,
-        &mut |_| Control::Continue,
-    )
-    .unwrap();
+    train_epochs(&first, &mut optimizer, &loader, 0..1);
     save_model(dir.join("model.safetensors"), &first, &BTreeMap::new()).unwrap();
     save_optimizer(
         dir.join("optimizer.safetensors"),
@@ -207,21 +202,7 @@ fn resuming_from_a_checkpoint_matches_not_stopping() {
     let mut optimizer = Adam::new(resumed.named_parameters(), 1e-3);
     load_optimizer(dir.join("optimizer.safetensors"), &mut optimizer).unwrap();
     assert!(!optimizer.state().is_empty());
-    let options = FitOptions {
-        epochs: 2,
-        start_epoch: 1,
-        ..Default::default()
-    };
-    fit(
-        &resumed,
-        &mut optimizer,
-        &loader,
-        no_test,
-        &ce,
-        &options,
-        &mut |_| Control::Continue,
-    )
-    .unwrap();
+    train_epochs(&resumed, &mut optimizer, &loader, 1..2);
 
     for ((name, a), (_, b)) in straight.state_dict().iter().zip(resumed.state_dict()) {
         assert_eq!(a.to_vec(), b.to_vec(), "{name} differs after resuming");
