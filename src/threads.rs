@@ -37,21 +37,7 @@ pub(crate) fn ensure_init() {
 /// nabla::set_num_threads(2).unwrap();
 /// ```
 pub fn set_num_threads(threads: usize) -> crate::Result<()> {
-    if threads == 0 {
-        return Err(crate::Error::Config(
-            "the thread count must be at least 1".into(),
-        ));
-    }
-    let mut result = Err(crate::Error::Config(
-        "set_num_threads must be called before the first parallel kernel runs".into(),
-    ));
-    INIT.call_once(|| {
-        result = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()
-            .map_err(|err| crate::Error::Config(format!("cannot size the thread pool: {err}")));
-    });
-    result
+    build_pool(threads, false, "set_num_threads")
 }
 
 /// Like [`set_num_threads`], but the calling thread becomes one of the pool's
@@ -67,19 +53,28 @@ pub fn set_num_threads_using_this_thread(threads: Option<usize>) -> crate::Resul
     let threads = threads
         .or_else(threads_from_env)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    build_pool(threads, true, "set_num_threads_using_this_thread")
+}
+
+/// Builds the global pool with `threads` workers, the calling thread one of them if
+/// `include_caller`; `caller` names the public function in errors.
+fn build_pool(threads: usize, include_caller: bool, caller: &str) -> crate::Result<()> {
     if threads == 0 {
         return Err(crate::Error::Config(
             "the thread count must be at least 1".into(),
         ));
     }
-    let mut result = Err(crate::Error::Config(
-        "set_num_threads_using_this_thread must be called before the first parallel kernel runs"
-            .into(),
-    ));
+    let mut result = Err(crate::Error::Config(format!(
+        "{caller} must be called before the first parallel kernel runs"
+    )));
     INIT.call_once(|| {
-        result = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .use_current_thread()
+        let builder = rayon::ThreadPoolBuilder::new().num_threads(threads);
+        let builder = if include_caller {
+            builder.use_current_thread()
+        } else {
+            builder
+        };
+        result = builder
             .build_global()
             .map_err(|err| crate::Error::Config(format!("cannot size the thread pool: {err}")));
     });

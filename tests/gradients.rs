@@ -145,6 +145,10 @@ proptest! {
         for (a, b) in fused.iter().zip(&composed) {
             prop_assert!((a - b).abs() < 1e-12);
         }
+        // without a bias too: its output buffer comes back from the pool holding the
+        // values just computed above, which must not leak in
+        let fused = inputs[0].linear(&inputs[1], None).to_vec();
+        prop_assert_eq!(fused, inputs[0].matmul_t(&inputs[1]).to_vec());
     }
 
     #[test]

@@ -42,14 +42,14 @@ impl<T: Float> Tensor<T> {
                 }
                 values
             }
-            None => buffer::zeroed(batch * out),
+            None => buffer::take(batch * out),
         };
-        // y = b (broadcast over rows), then y += x·Wᵀ
+        // y = b (broadcast over rows), then y += x·Wᵀ; without a bias, y = x·Wᵀ
         gemm(
             MatRef::row_major(&self.data(), batch, features),
             MatRef::row_major(&weight.data(), out, features).t(),
             &mut values,
-            true,
+            bias.is_some(),
         );
         let inputs: Vec<&Tensor<T>> = match bias {
             Some(b) => vec![self, weight, b],
