@@ -82,13 +82,30 @@ pub fn save_tensors<T: Float>(
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::format(path, format!("cannot encode tensors: {e}")))?;
-    let metadata: HashMap<String, String> = metadata
+    let unordered: HashMap<String, String> = metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let bytes = safetensors::serialize(views, Some(metadata))
+    let mut bytes = safetensors::serialize(views, Some(unordered))
         .map_err(|e| Error::format(path, format!("cannot encode: {e}")))?;
+    sort_metadata(&mut bytes, metadata);
     write_atomically(path, &bytes)
+}
+
+/// safetensors writes the metadata map in hash order, so two saves of the same
+/// model would differ in their header. The map is the header's first entry and its
+/// sorted form has exactly the same length, so it is rewritten in place: the same
+/// model always gives the same bytes, and a file's checksum identifies it.
+fn sort_metadata(bytes: &mut [u8], metadata: &BTreeMap<String, String>) {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
+    let start = 8 + PREFIX.len();
+    let sorted = serde_json::to_vec(metadata).expect("strings serialise");
+    let fits = bytes.len() >= start + sorted.len() && bytes[8..start] == *PREFIX;
+    assert!(
+        fits,
+        "safetensors header layout changed: metadata is not first"
+    );
+    bytes[start..start + sorted.len()].copy_from_slice(&sorted);
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over

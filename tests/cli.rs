@@ -302,6 +302,30 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
     );
 }
 
+/// The same config and seed give the same trained model, so the same file bytes:
+/// a model's checksum identifies it (the metadata header is written sorted).
+#[test]
+fn two_runs_with_one_seed_write_identical_model_files() {
+    let dir = temp_dir("reproducible");
+    let body = SMALL_MLP
+        .replace("train_limit = 5000", "train_limit = 1000")
+        .replace("epochs = 2", "epochs = 1");
+    let config = write_config(&dir, "same.toml", &body);
+    let files: Vec<Vec<u8>> = ["first", "second"]
+        .iter()
+        .map(|name| {
+            let run = dir.join(name);
+            let out = nabla(&["train", &config, "--out", run.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", text(&out));
+            std::fs::read(run.join("model.safetensors")).unwrap()
+        })
+        .collect();
+    assert!(
+        files[0] == files[1],
+        "model.safetensors differs between two identical runs"
+    );
+}
+
 /// PyTorch made `sgd_init.safetensors`, trained 4 plain-SGD steps on the first 256
 /// images in file order, and saved the result (tests/reference/make_sgd_reference.py).
 #[test]

@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod conv;
 pub mod gemm;
 pub mod reduce;
+pub mod update;
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -116,97 +117,6 @@ pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync
             }
         });
     out
-}
-
-/// An optimizer's update, `f(&mut weight, gradient)` for every weight in place.
-pub fn update<T: Float>(weights: &mut [T], grad: &[T], f: impl Fn(&mut T, T) + Sync) {
-    let body = |weights: &mut [T], grad: &[T]| {
-        for (w, &g) in weights.iter_mut().zip(grad) {
-            f(w, g);
-        }
-    };
-    if weights.len() < PARALLEL_MIN_ELEMENTS {
-        return body(weights, grad);
-    }
-    crate::threads::ensure_init();
-    weights
-        .par_chunks_mut(CHUNK)
-        .zip(grad.par_chunks(CHUNK))
-        .for_each(|(weights, grad)| body(weights, grad));
-}
-
-/// An optimizer's update with one state value per weight (momentum, running
-/// square): `f(&mut weight, &mut state, gradient)` for every weight in place.
-pub fn update_with_state<T: Float>(
-    weights: &mut [T],
-    state: &mut [T],
-    grad: &[T],
-    f: impl Fn(&mut T, &mut T, T) + Sync,
-) {
-    let body = |weights: &mut [T], state: &mut [T], grad: &[T]| {
-        for ((w, s), &g) in weights.iter_mut().zip(state).zip(grad) {
-            f(w, s, g);
-        }
-    };
-    if weights.len() < PARALLEL_MIN_ELEMENTS {
-        return body(weights, state, grad);
-    }
-    crate::threads::ensure_init();
-    weights
-        .par_chunks_mut(CHUNK)
-        .zip(state.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)))
-        .for_each(|(weights, (state, grad))| body(weights, state, grad));
-}
-
-/// An optimizer's update with two state values per weight (Adam's moments):
-/// `f(&mut weight, &mut first, &mut second, gradient)` for every weight in place.
-pub fn update_with_states<T: Float>(
-    weights: &mut [T],
-    first: &mut [T],
-    second: &mut [T],
-    grad: &[T],
-    f: impl Fn(&mut T, &mut T, &mut T, T) + Sync,
-) {
-    let body = |weights: &mut [T], first: &mut [T], second: &mut [T], grad: &[T]| {
-        wide_simd(UpdateWithStates {
-            weights,
-            first,
-            second,
-            grad,
-            f: &f,
-        })
-    };
-    if weights.len() < PARALLEL_MIN_ELEMENTS {
-        return body(weights, first, second, grad);
-    }
-    crate::threads::ensure_init();
-    weights
-        .par_chunks_mut(CHUNK)
-        .zip(first.par_chunks_mut(CHUNK))
-        .zip(second.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)))
-        .for_each(|((weights, first), (second, grad))| body(weights, first, second, grad));
-}
-
-/// One chunk of [`update_with_states`] (Adam's square roots and divisions are
-/// worth the wider vectors).
-struct UpdateWithStates<'a, T, F> {
-    weights: &'a mut [T],
-    first: &'a mut [T],
-    second: &'a mut [T],
-    grad: &'a [T],
-    f: &'a F,
-}
-
-impl<T: Float, F: Fn(&mut T, &mut T, &mut T, T)> SimdKernel for UpdateWithStates<'_, T, F> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        let moments = self.first.iter_mut().zip(self.second.iter_mut());
-        for ((w, (m, v)), &g) in self.weights.iter_mut().zip(moments).zip(self.grad) {
-            (self.f)(w, m, v, g);
-        }
-    }
 }
 
 /// `f(a, b)` with NumPy broadcasting into `out_shape`.

@@ -1,6 +1,6 @@
 //! Adagrad: each weight's step shrinks with the sum of its squared gradients.
 
-use super::{Buffers, Optimizer, export_steps, for_each_with_grad, import_step, unknown_state};
+use super::{Optimizer, ParamState};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -13,9 +13,7 @@ use crate::tensor::Tensor;
 /// w ← w − lrₜ · g / (√s + ε)
 /// ```
 pub struct Adagrad<T: Float = f32> {
-    params: Vec<(String, Tensor<T>)>,
-    /// The base learning rate.
-    pub lr: f64,
+    state: ParamState<T>,
     /// lrₜ = lr / (1 + (t − 1)·lr_decay).
     pub lr_decay: f64,
     /// Added to √s for stability.
@@ -24,23 +22,17 @@ pub struct Adagrad<T: Float = f32> {
     pub weight_decay: f64,
     /// The starting value of the sum of squares.
     pub initial_accumulator_value: f64,
-    steps: Vec<u64>,
-    sums: Buffers<T>,
 }
 
 impl<T: Float> Adagrad<T> {
     /// Adagrad with no learning-rate decay and a zero initial accumulator.
     pub fn new(params: Vec<(String, Tensor<T>)>, lr: f64) -> Self {
-        let count = params.len();
         Adagrad {
-            params,
-            lr,
+            state: ParamState::new(params, lr, &["sum"]),
             lr_decay: 0.0,
             eps: 1e-10,
             weight_decay: 0.0,
             initial_accumulator_value: 0.0,
-            steps: vec![0; count],
-            sums: Buffers::new("sum", count),
         }
     }
 
@@ -64,55 +56,26 @@ impl<T: Float> Adagrad<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adagrad<T> {
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
+    }
+
     fn step(&mut self) {
-        let (lr, lr_decay, eps, weight_decay) =
-            (self.lr, self.lr_decay, T::cast(self.eps), self.weight_decay);
+        let (lr, lr_decay) = (self.state.lr(), self.lr_decay);
+        let (eps, decay) = (T::cast(self.eps), T::cast(self.weight_decay));
         let initial = T::cast(self.initial_accumulator_value);
-        let (steps, sums) = (&mut self.steps, &mut self.sums.values);
-        for_each_with_grad(&self.params, |index, weights, grad| {
-            steps[index] += 1;
-            let step_lr = T::cast(lr / (1.0 + (steps[index] - 1) as f64 * lr_decay));
-            let decay = T::cast(weight_decay);
-            let sum = sums[index].get_or_insert_with(|| vec![initial; weights.len()]);
-            for i in 0..weights.len() {
-                let g = if weight_decay != 0.0 {
-                    grad[i] + decay * weights[i]
-                } else {
-                    grad[i]
-                };
-                sum[i] += g * g;
-                weights[i] -= step_lr * (g / (sum[i].sqrt() + eps));
+        self.state.update(["sum"], initial, |t| {
+            // scalars in f64, as PyTorch computes them in Python
+            let step_lr = T::cast(lr / (1.0 + (t - 1) as f64 * lr_decay));
+            move |w: &mut T, [sum]: &mut [T; 1], g: T| {
+                let g = g + decay * *w;
+                *sum += g * g;
+                *w -= step_lr * (g / (sum.sqrt() + eps));
             }
         });
-    }
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn params(&self) -> &[(String, Tensor<T>)] {
-        &self.params
-    }
-
-    fn state(&self) -> Vec<(String, Tensor<T>)> {
-        let mut out = Vec::new();
-        export_steps(&self.params, &self.steps, &mut out);
-        self.sums.export(&self.params, &mut out);
-        out
-    }
-
-    fn load_state(&mut self, state: &[(String, Tensor<T>)]) -> crate::Result<()> {
-        for (key, value) in state {
-            if !(import_step(&self.params, &mut self.steps, key, value)
-                || self.sums.import(&self.params, key, value)?)
-            {
-                return Err(unknown_state(key));
-            }
-        }
-        Ok(())
     }
 }

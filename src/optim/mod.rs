@@ -10,36 +10,56 @@ mod adam;
 mod rmsprop;
 pub mod schedule;
 mod sgd;
+mod state;
 
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use rmsprop::RmsProp;
 pub use schedule::{ReduceLrOnPlateau, Schedule};
 pub use sgd::Sgd;
+pub use state::ParamState;
 
 use crate::element::Float;
 use crate::tensor::Tensor;
 
-/// A parameter update rule.
+/// A parameter update rule. An optimizer states its rule in [`Optimizer::step`];
+/// everything else (parameters, learning rate, step counts, buffers, saving and
+/// restoring) is the shared [`ParamState`] it lends out.
 pub trait Optimizer<T: Float = f32> {
     /// Moves every parameter that has a gradient one step.
     fn step(&mut self);
 
+    /// The parameters and the state kept for them.
+    fn param_state(&self) -> &ParamState<T>;
+
+    /// The same, to change.
+    fn param_state_mut(&mut self) -> &mut ParamState<T>;
+
     /// The learning rate of the next step.
-    fn lr(&self) -> f64;
+    fn lr(&self) -> f64 {
+        self.param_state().lr()
+    }
 
     /// Changes the learning rate (what schedules do).
-    fn set_lr(&mut self, lr: f64);
+    fn set_lr(&mut self, lr: f64) {
+        self.param_state_mut().set_lr(lr);
+    }
 
     /// The parameters, by name.
-    fn params(&self) -> &[(String, Tensor<T>)];
+    fn params(&self) -> &[(String, Tensor<T>)] {
+        self.param_state().params()
+    }
 
-    /// The optimizer's state (momentum buffers, moment estimates, step counts) as
-    /// named tensors: `"<param>.<buffer>"`. Empty buffers (not yet created) are left out.
-    fn state(&self) -> Vec<(String, Tensor<T>)>;
+    /// The optimizer's state (step counts, momentum buffers, moment estimates) as
+    /// named tensors: `"<param>.<buffer>"`. Buffers not yet created are left out.
+    fn state(&self) -> Vec<(String, Tensor<T>)> {
+        self.param_state().export()
+    }
 
     /// Restores state saved by [`Optimizer::state`]; names it does not know are errors.
-    fn load_state(&mut self, state: &[(String, Tensor<T>)]) -> crate::Result<()>;
+    fn load_state(&mut self, state: &[(String, Tensor<T>)]) -> crate::Result<()> {
+        self.param_state_mut().import(state)
+    }
 
     /// Clears every parameter's gradient.
     fn zero_grad(&self) {
@@ -47,95 +67,6 @@ pub trait Optimizer<T: Float = f32> {
             p.zero_grad();
         }
     }
-}
-
-/// Per-parameter buffers (one optional vector per parameter, created on first use),
-/// saved and restored under `"<param>.<name>"`.
-#[derive(Clone, Debug)]
-pub(crate) struct Buffers<T> {
-    pub name: &'static str,
-    pub values: Vec<Option<Vec<T>>>,
-}
-
-impl<T: Float> Buffers<T> {
-    pub fn new(name: &'static str, count: usize) -> Self {
-        Buffers {
-            name,
-            values: vec![None; count],
-        }
-    }
-
-    pub fn export(&self, params: &[(String, Tensor<T>)], out: &mut Vec<(String, Tensor<T>)>) {
-        for ((param_name, param), values) in params.iter().zip(&self.values) {
-            if let Some(values) = values {
-                out.push((
-                    format!("{param_name}.{}", self.name),
-                    Tensor::from_vec(values.clone(), param.shape()),
-                ));
-            }
-        }
-    }
-
-    /// Takes the entry named `"<param>.<self.name>"` if there is one; `Ok(true)` if taken.
-    pub fn import(
-        &mut self,
-        params: &[(String, Tensor<T>)],
-        key: &str,
-        value: &Tensor<T>,
-    ) -> crate::Result<bool> {
-        for (index, (param_name, param)) in params.iter().enumerate() {
-            if key
-                .strip_prefix(param_name.as_str())
-                .and_then(|rest| rest.strip_prefix('.'))
-                == Some(self.name)
-            {
-                if value.shape() != param.shape() {
-                    return Err(crate::Error::Shape(format!(
-                        "optimizer state `{key}` has shape {:?}, but parameter `{param_name}` has shape {:?}",
-                        value.shape(),
-                        param.shape()
-                    )));
-                }
-                self.values[index] = Some(value.to_vec());
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Per-parameter step counts, saved as `"<param>.step"` (a scalar).
-pub(crate) fn export_steps<T: Float>(
-    params: &[(String, Tensor<T>)],
-    steps: &[u64],
-    out: &mut Vec<(String, Tensor<T>)>,
-) {
-    for ((name, _), &step) in params.iter().zip(steps) {
-        if step > 0 {
-            out.push((format!("{name}.step"), Tensor::scalar(T::cast(step as f64))));
-        }
-    }
-}
-
-pub(crate) fn import_step<T: Float>(
-    params: &[(String, Tensor<T>)],
-    steps: &mut [u64],
-    key: &str,
-    value: &Tensor<T>,
-) -> bool {
-    for (index, (name, _)) in params.iter().enumerate() {
-        if key.strip_prefix(name.as_str()) == Some(".step") {
-            steps[index] = value.item().as_f64() as u64;
-            return true;
-        }
-    }
-    false
-}
-
-pub(crate) fn unknown_state(key: &str) -> crate::Error {
-    crate::Error::Shape(format!(
-        "optimizer state `{key}` does not belong to any parameter of this optimizer"
-    ))
 }
 
 /// Rescales all gradients together so their global L2 norm is at most `max_norm`
@@ -167,17 +98,5 @@ pub fn clip_grad_value<T: Float>(params: &[Tensor<T>], clip: f64) {
     let clip = T::cast(clip);
     for g in params.iter().filter_map(Tensor::grad) {
         g.update_data(|values| values.iter_mut().for_each(|v| *v = v.max(-clip).min(clip)));
-    }
-}
-
-/// Calls `update(index, weights, grad)` for every parameter that has a gradient.
-pub(crate) fn for_each_with_grad<T: Float>(
-    params: &[(String, Tensor<T>)],
-    mut update: impl FnMut(usize, &mut [T], &[T]),
-) {
-    for (index, (_, param)) in params.iter().enumerate() {
-        let Some(grad) = param.grad() else { continue };
-        let grad = grad.data();
-        param.update_data(|weights| update(index, weights, &grad));
     }
 }

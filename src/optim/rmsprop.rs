@@ -1,6 +1,6 @@
 //! RMSprop: divide each gradient by a running root-mean-square of its recent values.
 
-use super::{Buffers, Optimizer, for_each_with_grad, unknown_state};
+use super::{Optimizer, ParamState};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -13,9 +13,7 @@ use crate::tensor::Tensor;
 /// w ← w − lr·g/a                        (momentum μ: b ← μ·b + g/a, w ← w − lr·b)
 /// ```
 pub struct RmsProp<T: Float = f32> {
-    params: Vec<(String, Tensor<T>)>,
-    /// The learning rate.
-    pub lr: f64,
+    state: ParamState<T>,
     /// Smoothing constant of the squared-gradient average.
     pub alpha: f64,
     /// Added to the denominator for stability.
@@ -26,26 +24,18 @@ pub struct RmsProp<T: Float = f32> {
     pub momentum: f64,
     /// Normalise by the estimated variance instead of the raw second moment.
     pub centered: bool,
-    square_avg: Buffers<T>,
-    grad_avg: Buffers<T>,
-    momentum_buffer: Buffers<T>,
 }
 
 impl<T: Float> RmsProp<T> {
     /// RMSprop with α = 0.99, ε = 1e-8, no momentum, not centered.
     pub fn new(params: Vec<(String, Tensor<T>)>, lr: f64) -> Self {
-        let count = params.len();
         RmsProp {
-            params,
-            lr,
+            state: ParamState::new(params, lr, &["square_avg", "grad_avg", "momentum_buffer"]),
             alpha: 0.99,
             eps: 1e-8,
             weight_decay: 0.0,
             momentum: 0.0,
             centered: false,
-            square_avg: Buffers::new("square_avg", count),
-            grad_avg: Buffers::new("grad_avg", count),
-            momentum_buffer: Buffers::new("momentum_buffer", count),
         }
     }
 
@@ -75,85 +65,66 @@ impl<T: Float> RmsProp<T> {
 }
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
+    }
+
     fn step(&mut self) {
-        let (lr, alpha, one_minus_alpha) = (
-            T::cast(self.lr),
-            T::cast(self.alpha),
-            T::cast(1.0 - self.alpha),
-        );
+        let lr = T::cast(self.state.lr());
+        let (alpha, one_minus_alpha) = (T::cast(self.alpha), T::cast(1.0 - self.alpha));
         let (eps, decay, momentum) = (
             T::cast(self.eps),
             T::cast(self.weight_decay),
             T::cast(self.momentum),
         );
-        let (centered, use_momentum, use_decay) =
-            (self.centered, self.momentum > 0.0, self.weight_decay != 0.0);
-        let (squares, averages, buffers) = (
-            &mut self.square_avg.values,
-            &mut self.grad_avg.values,
-            &mut self.momentum_buffer.values,
-        );
-        for_each_with_grad(&self.params, |index, weights, grad| {
-            let n = weights.len();
-            let square = squares[index].get_or_insert_with(|| vec![T::zero(); n]);
-            let mut average =
-                centered.then(|| averages[index].get_or_insert_with(|| vec![T::zero(); n]));
-            let mut buffer =
-                use_momentum.then(|| buffers[index].get_or_insert_with(|| vec![T::zero(); n]));
-            for i in 0..n {
-                let g = if use_decay {
-                    grad[i] + decay * weights[i]
-                } else {
-                    grad[i]
-                };
-                square[i] = square[i] * alpha + one_minus_alpha * g * g;
-                let denominator = match average.as_deref_mut() {
-                    Some(average) => {
-                        average[i] = average[i] + one_minus_alpha * (g - average[i]);
-                        (square[i] - average[i] * average[i]).sqrt() + eps
-                    }
-                    None => square[i].sqrt() + eps,
-                };
-                match buffer.as_deref_mut() {
-                    Some(buffer) => {
-                        buffer[i] = buffer[i] * momentum + g / denominator;
-                        weights[i] -= lr * buffer[i];
-                    }
-                    None => weights[i] -= lr * (g / denominator),
+        // s ← α·s + (1 − α)·g², with g ← g + weight_decay·w
+        let decay_and_square = move |w: T, g: T, s: &mut T| {
+            let g = g + decay * w;
+            *s = *s * alpha + one_minus_alpha * g * g;
+            g
+        };
+        // ḡ ← ḡ + (1 − α)(g − ḡ), a = √(s − ḡ²) + ε
+        let centered = move |g: T, s: T, mean: &mut T| {
+            *mean = *mean + one_minus_alpha * (g - *mean);
+            (s - *mean * *mean).sqrt() + eps
+        };
+        let zero = T::zero();
+        match (self.centered, self.momentum > 0.0) {
+            (false, false) => self.state.update(["square_avg"], zero, |_| {
+                move |w: &mut T, [s]: &mut [T; 1], g: T| {
+                    let g = decay_and_square(*w, g, s);
+                    *w -= lr * (g / (s.sqrt() + eps));
                 }
-            }
-        });
-    }
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn params(&self) -> &[(String, Tensor<T>)] {
-        &self.params
-    }
-
-    fn state(&self) -> Vec<(String, Tensor<T>)> {
-        let mut out = Vec::new();
-        self.square_avg.export(&self.params, &mut out);
-        self.grad_avg.export(&self.params, &mut out);
-        self.momentum_buffer.export(&self.params, &mut out);
-        out
-    }
-
-    fn load_state(&mut self, state: &[(String, Tensor<T>)]) -> crate::Result<()> {
-        for (key, value) in state {
-            let taken = self.square_avg.import(&self.params, key, value)?
-                || self.grad_avg.import(&self.params, key, value)?
-                || self.momentum_buffer.import(&self.params, key, value)?;
-            if !taken {
-                return Err(unknown_state(key));
+            }),
+            (true, false) => self.state.update(["square_avg", "grad_avg"], zero, |_| {
+                move |w: &mut T, [s, mean]: &mut [T; 2], g: T| {
+                    let g = decay_and_square(*w, g, s);
+                    *w -= lr * (g / centered(g, *s, mean));
+                }
+            }),
+            (false, true) => self
+                .state
+                .update(["square_avg", "momentum_buffer"], zero, |_| {
+                    move |w: &mut T, [s, b]: &mut [T; 2], g: T| {
+                        let g = decay_and_square(*w, g, s);
+                        *b = *b * momentum + g / (s.sqrt() + eps);
+                        *w -= lr * *b;
+                    }
+                }),
+            (true, true) => {
+                let buffers = ["square_avg", "grad_avg", "momentum_buffer"];
+                self.state.update(buffers, zero, |_| {
+                    move |w: &mut T, [s, mean, b]: &mut [T; 3], g: T| {
+                        let g = decay_and_square(*w, g, s);
+                        *b = *b * momentum + g / centered(g, *s, mean);
+                        *w -= lr * *b;
+                    }
+                })
             }
         }
-        Ok(())
     }
 }

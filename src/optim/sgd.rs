@@ -1,7 +1,6 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
-use super::{Buffers, Optimizer, for_each_with_grad, unknown_state};
-use crate::cpu;
+use super::{Optimizer, ParamState};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -15,9 +14,7 @@ use crate::tensor::Tensor;
 /// w ← w − lr·g
 /// ```
 pub struct Sgd<T: Float = f32> {
-    params: Vec<(String, Tensor<T>)>,
-    /// The learning rate.
-    pub lr: f64,
+    state: ParamState<T>,
     /// Momentum factor μ (0: plain SGD).
     pub momentum: f64,
     /// Dampening of the gradient in the momentum update.
@@ -26,21 +23,17 @@ pub struct Sgd<T: Float = f32> {
     pub nesterov: bool,
     /// L2 penalty added to the gradient.
     pub weight_decay: f64,
-    velocity: Buffers<T>,
 }
 
 impl<T: Float> Sgd<T> {
     /// Plain SGD: `w ← w − lr·g`. Add momentum etc. with the builder methods.
     pub fn new(params: Vec<(String, Tensor<T>)>, lr: f64) -> Self {
-        let count = params.len();
         Sgd {
-            params,
-            lr,
+            state: ParamState::new(params, lr, &["momentum_buffer"]),
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-            velocity: Buffers::new("momentum_buffer", count),
         }
     }
 
@@ -70,73 +63,38 @@ impl<T: Float> Sgd<T> {
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
+    }
+
     fn step(&mut self) {
-        let (lr, momentum, weight_decay) = (
-            T::cast(self.lr),
-            T::cast(self.momentum),
-            T::cast(self.weight_decay),
-        );
+        let lr = T::cast(self.state.lr());
+        let (momentum, weight_decay) = (T::cast(self.momentum), T::cast(self.weight_decay));
         let one_minus_dampening = T::cast(1.0 - self.dampening);
-        let (use_momentum, nesterov) = (self.momentum != 0.0, self.nesterov);
-        let velocity = &mut self.velocity.values;
-        for_each_with_grad(&self.params, |index, weights, grad| {
-            let buffer = velocity[index].get_or_insert_with(Vec::new);
-            let first_step = buffer.is_empty();
-            if first_step && use_momentum {
-                buffer.resize(weights.len(), T::zero());
-            }
-            // d = g + λ·w;  v ← μ·v + (1 − dampening)·d (v = d on the first step);
-            // w ← w − lr · (Nesterov ? d + μ·v : v)
-            let decayed = |w: T, g: T| {
-                if weight_decay != T::zero() {
-                    g + weight_decay * w
+        let nesterov = self.nesterov;
+        // d = g + λ·w
+        let decayed = move |w: T, g: T| g + weight_decay * w;
+        if self.momentum == 0.0 {
+            self.state.update([], T::zero(), |_| {
+                move |w: &mut T, _: &mut [T; 0], g: T| *w -= lr * decayed(*w, g)
+            });
+            return;
+        }
+        self.state.update(["momentum_buffer"], T::zero(), |t| {
+            move |w: &mut T, [v]: &mut [T; 1], g: T| {
+                let d = decayed(*w, g);
+                // v ← μ·v + (1 − dampening)·d, and v = d on the first step
+                *v = if t == 1 {
+                    d
                 } else {
-                    g
-                }
-            };
-            if use_momentum {
-                cpu::update_with_state(weights, buffer, grad, |w, v, g| {
-                    let g = decayed(*w, g);
-                    *v = if first_step {
-                        g
-                    } else {
-                        momentum * *v + one_minus_dampening * g
-                    };
-                    *w -= lr * if nesterov { g + momentum * *v } else { *v };
-                });
-            } else {
-                cpu::update(weights, grad, |w, g| *w -= lr * decayed(*w, g));
-            }
-            if !use_momentum {
-                velocity[index] = None;
+                    momentum * *v + one_minus_dampening * d
+                };
+                *w -= lr * if nesterov { d + momentum * *v } else { *v };
             }
         });
-    }
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn params(&self) -> &[(String, Tensor<T>)] {
-        &self.params
-    }
-
-    fn state(&self) -> Vec<(String, Tensor<T>)> {
-        let mut out = Vec::new();
-        self.velocity.export(&self.params, &mut out);
-        out
-    }
-
-    fn load_state(&mut self, state: &[(String, Tensor<T>)]) -> crate::Result<()> {
-        for (key, value) in state {
-            if !self.velocity.import(&self.params, key, value)? {
-                return Err(unknown_state(key));
-            }
-        }
-        Ok(())
     }
 }
