@@ -91,6 +91,30 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     assert_eq!(names, ["model.safetensors"]);
 }
 
+/// The same tensors and metadata give the same bytes: the metadata map is written
+/// in key order, not in hash order (which changes from process to process and map
+/// to map), so a checksum identifies a model.
+#[test]
+fn saving_twice_gives_identical_bytes_with_sorted_metadata() {
+    let dir = temp_dir("bytes");
+    let model = mlp(1);
+    let metadata: BTreeMap<String, String> = (0..12)
+        .map(|i| (format!("key{i:02}"), i.to_string()))
+        .collect();
+    let files: Vec<Vec<u8>> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.safetensors"));
+            save_model(&path, &model, &metadata).unwrap();
+            std::fs::read(path).unwrap()
+        })
+        .collect();
+    assert!(files[0] == files[1], "two saves of one model differ");
+    let header = String::from_utf8_lossy(&files[0][8..512]);
+    let positions: Vec<usize> = metadata.keys().map(|k| header.find(k.as_str()).unwrap()).collect();
+    assert!(positions.is_sorted(), "metadata keys out of order: {header}");
+}
+
 #[test]
 fn loading_names_the_mismatched_tensor() {
     let dir = temp_dir("mismatch");
