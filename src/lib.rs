@@ -39,6 +39,7 @@ pub mod cpu;
 pub mod data;
 pub mod element;
 pub mod error;
+pub mod experiment;
 pub mod gradcheck;
 pub mod loss;
 pub mod memory;

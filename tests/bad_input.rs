@@ -10,8 +10,8 @@ mod common;
 use common::{gzip, idx_bytes};
 use nabla::Tensor;
 use nabla::checkpoint::{load_model, load_tensors, save_tensors};
-use nabla::cli::config::Config;
 use nabla::data::{CsvOptions, ImageDataset, read_csv, read_idx};
+use nabla::experiment::Config;
 use nabla::nn::{Linear, Module, Relu, Sequential};
 
 fn dir() -> PathBuf {
@@ -405,7 +405,7 @@ fn configs() {
 
 #[test]
 fn layer_stacks_that_cannot_connect() {
-    use nabla::cli::config::LayerConfig as L;
+    use nabla::experiment::LayerConfig as L;
     type Case<'a> = (&'a str, Vec<L>, &'a [usize], Vec<&'a str>);
     let cases: Vec<Case> = vec![
         (
@@ -479,7 +479,7 @@ fn layer_stacks_that_cannot_connect() {
         ),
     ];
     for (case, layers, input, fragments) in cases {
-        let err = nabla::cli::setup::build_model::<f32>(&layers, input, 10, &mut nabla::rng(0))
+        let err = nabla::experiment::build_model::<f32>(&layers, input, 10, &mut nabla::rng(0))
             .err()
             .unwrap_or_else(|| panic!("{case}: accepted"));
         let message = err.to_string();

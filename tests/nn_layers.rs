@@ -241,3 +241,66 @@ fn module_api() {
     assert!(model.layers()[3].parameters()[0].grad().is_some());
     assert!(model.summary(&[2, 4]).contains("Trainable params: 6"));
 }
+
+/// What a layer says its output shape is (`output_shape`, used to build models
+/// from configs) is what its forward pass produces, for every layer kind; and an
+/// input it cannot take is refused with the shape named.
+#[test]
+fn output_shape_agrees_with_forward() {
+    let mut rng = nabla::rng(4);
+    let options = Conv2dOptions::default().stride(2).padding(1).dilation(2);
+    let grouped = Conv2dOptions::default().groups(2);
+    let pool = MaxPool2d {
+        kernel: (3, 3),
+        stride: (2, 2),
+        padding: (1, 1),
+    };
+    let layers: Vec<(Box<dyn Module<f64>>, Vec<usize>)> = vec![
+        (Box::new(Linear::new(6, 3, &mut rng)), vec![6]),
+        (Box::new(Linear::new(6, 3, &mut rng)), vec![4, 6]),
+        (
+            Box::new(Conv2d::new(2, 4, 3, options, &mut rng)),
+            vec![2, 9, 8],
+        ),
+        (
+            Box::new(Conv2d::new(4, 6, 1, grouped, &mut rng)),
+            vec![4, 5, 5],
+        ),
+        (Box::new(pool), vec![3, 7, 6]),
+        (Box::new(AvgPool2d::new(2)), vec![3, 7, 6]),
+        (Box::new(Flatten), vec![3, 4, 5]),
+        (Box::new(BatchNorm2d::new(3)), vec![3, 4, 4]),
+        (Box::new(BatchNorm1d::new(5)), vec![5]),
+        (Box::new(LayerNorm::new(&[4, 5])), vec![4, 5]),
+        (Box::new(Relu), vec![7]),
+        (Box::new(Embedding::new(10, 4, &mut rng)), vec![6]),
+    ];
+    for (layer, sample) in &layers {
+        let batch: Vec<usize> = [&[2][..], sample].concat();
+        let input = if layer.describe().starts_with("Embedding") {
+            Tensor::from_vec(vec![1.0; batch.iter().product()], &batch)
+        } else {
+            randn(&batch, 5)
+        };
+        let output = layer.forward(&input);
+        let expected = layer.output_shape(sample).unwrap();
+        assert_eq!(output.shape()[1..], expected[..], "{}", layer.describe());
+    }
+    let linear: &dyn Module<f64> = &Linear::new(6, 3, &mut rng);
+    let message = linear.output_shape(&[5]).unwrap_err();
+    assert!(
+        message.contains("6 features") && message.contains("[5]"),
+        "{message}"
+    );
+    let conv: &dyn Module<f64> = &Conv2d::new(2, 4, 5, Conv2dOptions::default(), &mut rng);
+    let message = conv.output_shape(&[2, 3, 3]).unwrap_err();
+    assert!(
+        message.contains("does not fit") && message.contains("[2, 3, 3]"),
+        "{message}"
+    );
+    assert!(
+        conv.output_shape(&[3, 8, 8])
+            .unwrap_err()
+            .contains("2 input channels")
+    );
+}

@@ -111,8 +111,14 @@ fn saving_twice_gives_identical_bytes_with_sorted_metadata() {
         .collect();
     assert!(files[0] == files[1], "two saves of one model differ");
     let header = String::from_utf8_lossy(&files[0][8..512]);
-    let positions: Vec<usize> = metadata.keys().map(|k| header.find(k.as_str()).unwrap()).collect();
-    assert!(positions.is_sorted(), "metadata keys out of order: {header}");
+    let positions: Vec<usize> = metadata
+        .keys()
+        .map(|k| header.find(k.as_str()).unwrap())
+        .collect();
+    assert!(
+        positions.is_sorted(),
+        "metadata keys out of order: {header}"
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::config::{Config, LayerConfig};
 use crate::error::{Error, Result};
+use crate::experiment::{Config, LayerConfig};
 use crate::tensor::Tensor;
 
 /// An activation as the explanation names it.
@@ -124,7 +124,7 @@ fn network_from_config(config: &Config, inputs: usize) -> Result<Vec<Dense>> {
             _ => {
                 return Err(Error::Config(format!(
                     "explain works with linear layers and sigmoid/tanh/relu; layer {index} is `{}`",
-                    super::setup::layer_name(layer)
+                    layer.kind()
                 )));
             }
         };

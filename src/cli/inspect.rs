@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::config::Config;
-use super::setup;
 use crate::autograd::no_grad;
 use crate::checkpoint::load_model;
 use crate::data::{DataLoader, read_idx};
 use crate::error::{Error, Result};
+use crate::experiment;
+use crate::experiment::Config;
 use crate::loss::{CrossEntropyOptions, cross_entropy};
 use crate::metrics::ConfusionMatrix;
 use crate::nn::{Module, Sequential};
@@ -18,7 +18,7 @@ use crate::tensor::Tensor;
 pub struct Trained {
     pub config: Config,
     pub model: Sequential,
-    pub data: setup::Data,
+    pub data: experiment::Data,
     /// Where to write outputs such as confusion.png.
     pub dir: PathBuf,
 }
@@ -50,8 +50,8 @@ pub fn open(target: &Path, config: Option<&Path>, data_path: Option<&Path>) -> R
     if let Some(path) = data_path {
         config.data.path = path.to_path_buf();
     }
-    let data = setup::load_data(&config)?;
-    let (model, _) = setup::build_model(
+    let data = experiment::load_data(&config)?;
+    let (model, _) = experiment::build_model(
         &config.model.layers,
         data.train.feature_shape(),
         data.train.num_classes(),
@@ -280,8 +280,8 @@ fn read_inputs(
 /// numerical gradients for every parameter on a small batch. Returns whether all passed.
 pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Result<bool> {
     let config = Config::load(config_path)?;
-    let data = setup::load_data(&config)?;
-    let (model, _) = setup::build_model::<f64>(
+    let data = experiment::load_data(&config)?;
+    let (model, _) = experiment::build_model::<f64>(
         &config.model.layers,
         data.train.feature_shape(),
         data.train.num_classes(),

@@ -2,13 +2,11 @@
 //! gradients, and explain one step of backpropagation number by number.
 
 pub mod bench;
-pub mod config;
 pub mod explain;
 pub mod fetch;
 pub mod inspect;
 pub mod plot;
 pub mod progress;
-pub mod setup;
 pub mod train;
 
 use std::path::PathBuf;

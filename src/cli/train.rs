@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::config::Config;
+use super::plot;
 use super::progress::Progress;
-use super::{plot, setup};
 use crate::autograd::no_grad;
 use crate::checkpoint::{load_model, load_training_state, save_model, save_training_state};
 use crate::data::{DataLoader, Dataset, make_batch};
 use crate::error::{Error, Result};
+use crate::experiment;
+use crate::experiment::Config;
 use crate::loss::{CrossEntropyOptions, cross_entropy};
 use crate::nn::{Module, Sequential};
 use crate::optim::Optimizer;
@@ -58,9 +59,9 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     crate::checkpoint::write_atomically(&out.join("config.toml"), config.to_toml().as_bytes())?;
 
-    let data = setup::load_data(&config)?;
+    let data = experiment::load_data(&config)?;
     let mut rng = crate::rng(config.train.seed);
-    let (model, _) = setup::build_model(
+    let (model, _) = experiment::build_model(
         &config.model.layers,
         data.train.feature_shape(),
         data.train.num_classes(),
@@ -69,13 +70,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     if let Some(init) = &config.train.init {
         load_model(init, &model)?;
     }
-    let mut optimizer = setup::build_optimizer(&config.train.optimizer, &model);
+    let mut optimizer = experiment::build_optimizer(&config.train.optimizer, &model);
     let mut train_loader = DataLoader::new(data.train.as_ref(), config.data.batch_size);
     if config.data.shuffle {
         train_loader = train_loader.shuffle(config.train.seed);
     }
     let test_loader = DataLoader::new(data.test.as_ref(), 1000);
-    let (schedule, schedule_per_step) = setup::build_schedule(
+    let (schedule, schedule_per_step) = experiment::build_schedule(
         config.train.schedule.as_ref(),
         config.train.epochs,
         train_loader.num_batches(),

@@ -4,6 +4,7 @@ use rand::Rng;
 
 use super::Module;
 use super::init::{Init, default_bias, fans};
+use crate::cpu::conv::Window;
 use crate::element::Float;
 use crate::ops::conv::Conv2dOptions;
 use crate::tensor::Tensor;
@@ -70,6 +71,27 @@ impl<T: Float> Module<T> for Conv2d<T> {
         input.conv2d(&self.weight, self.bias.as_ref(), self.options)
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let [out_channels, group_channels, kh, kw] = self.weight.shape()[..] else {
+            unreachable!("a Conv2d weight has 4 axes")
+        };
+        let o = self.options;
+        let channels = group_channels * o.groups;
+        let (c, h, w) = image(input)?;
+        if c != channels {
+            return Err(format!(
+                "expects {channels} input channels, but receives shape {input:?}"
+            ));
+        }
+        let size = window(h, w, (kh, kw), o.stride, o.padding, o.dilation).ok_or_else(|| {
+            format!(
+                "a {kh}×{kw} kernel (dilation {:?}) does not fit the input of shape {input:?}",
+                o.dilation
+            )
+        })?;
+        Ok(vec![out_channels, size.0, size.1])
+    }
+
     fn describe(&self) -> String {
         let s = self.weight.shape();
         let o = self.options;
@@ -130,6 +152,10 @@ impl<T: Float> Module<T> for MaxPool2d {
         input.max_pool2d(self.kernel, self.stride, self.padding)
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        pooled_shape(input, self.kernel, self.stride, self.padding)
+    }
+
     fn describe(&self) -> String {
         format!(
             "MaxPool2d(kernel={:?}, stride={:?}, padding={:?})",
@@ -165,6 +191,10 @@ impl<T: Float> Module<T> for AvgPool2d {
         input.avg_pool2d(self.kernel, self.stride, self.padding)
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        pooled_shape(input, self.kernel, self.stride, self.padding)
+    }
+
     fn describe(&self) -> String {
         format!(
             "AvgPool2d(kernel={:?}, stride={:?}, padding={:?})",
@@ -186,7 +216,60 @@ impl<T: Float> Module<T> for Flatten {
         }
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        Ok(vec![input.iter().product()])
+    }
+
     fn describe(&self) -> String {
         "Flatten()".to_string()
+    }
+}
+
+/// One sample's `[channels, height, width]`, or an error naming the shape received.
+fn image(input: &[usize]) -> Result<(usize, usize, usize), String> {
+    match *input {
+        [c, h, w] => Ok((c, h, w)),
+        _ => Err(format!(
+            "expects an image input [channels, height, width], but receives shape {input:?}"
+        )),
+    }
+}
+
+/// Output height and width of a sliding window, as the kernels compute them.
+fn window(
+    height: usize,
+    width: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+) -> Option<(usize, usize)> {
+    let window = Window {
+        batch: 1,
+        channels: 1,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+        dilation,
+    };
+    window.output_size()
+}
+
+fn pooled_shape(
+    input: &[usize],
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Vec<usize>, String> {
+    let (c, h, w) = image(input)?;
+    let fits = padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1;
+    match window(h, w, kernel, stride, padding, (1, 1)).filter(|_| fits) {
+        Some((out_h, out_w)) => Ok(vec![c, out_h, out_w]),
+        None => Err(format!(
+            "a {}×{} window with padding {padding:?} does not fit the input of shape {input:?}",
+            kernel.0, kernel.1
+        )),
     }
 }

@@ -49,6 +49,10 @@ impl<T: Float> Module<T> for Embedding<T> {
         self.lookup(&indices, input.shape())
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        Ok([input, &[self.weight.shape()[1]]].concat())
+    }
+
     fn describe(&self) -> String {
         format!(
             "Embedding({}, {})",

@@ -84,6 +84,18 @@ impl<T: Float> Module<T> for Linear<T> {
         z.reshape(&out_shape)
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        match input.split_last() {
+            Some((&features, rest)) if features == self.in_features() => {
+                Ok([rest, &[self.out_features()]].concat())
+            }
+            _ => Err(format!(
+                "expects inputs whose last axis has {} features, but receives shape {input:?}",
+                self.in_features()
+            )),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "Linear(in={}, out={}{})",

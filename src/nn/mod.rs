@@ -37,6 +37,20 @@ pub trait Module<T: Float = f32> {
     /// A one-line description, like PyTorch's `repr`: `Linear(in=784, out=256)`.
     fn describe(&self) -> String;
 
+    /// The shape of one sample's output for one sample's input of shape `input`
+    /// (no batch axis), or why the layer cannot take such an input. Model building
+    /// asks every layer in turn, so a stack that cannot connect is reported before
+    /// anything runs. The default keeps the shape, as activations, dropout and
+    /// norms do; layers that change it say how.
+    ///
+    /// ```
+    /// use nabla::nn::{Flatten, Module};
+    /// assert_eq!(Module::<f32>::output_shape(&Flatten, &[16, 5, 5]), Ok(vec![400]));
+    /// ```
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        Ok(input.to_vec())
+    }
+
     /// Trainable tensors with their PyTorch `state_dict` names, relative to this module.
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         Vec::new()

@@ -124,6 +124,18 @@ macro_rules! batch_norm_layer {
                 );
                 self.0.forward(input)
             }
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+                // one sample's shape lacks the batch axis N
+                if $ranks.contains(&(input.len() + 1)) && input[0] == self.0.channels() {
+                    Ok(input.to_vec())
+                } else {
+                    Err(format!(
+                        "expects input {} with C = {}, but receives a batch of shape {input:?}",
+                        $expects,
+                        self.0.channels()
+                    ))
+                }
+            }
             fn describe(&self) -> String {
                 format!("{}({})", stringify!($name), self.0.channels())
             }
@@ -185,6 +197,17 @@ impl<T: Float> Module<T> for LayerNorm<T> {
         let var = x.var_axes(&axes, 0, true);
         let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
         normalized * &self.weight + &self.bias
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        if input.ends_with(self.weight.shape()) {
+            Ok(input.to_vec())
+        } else {
+            Err(format!(
+                "expects inputs ending in {:?}, but receives shape {input:?}",
+                self.weight.shape()
+            ))
+        }
     }
 
     fn describe(&self) -> String {

@@ -117,6 +117,17 @@ impl<T: Float> Module<T> for Sequential<T> {
             .fold(input.clone(), |x, layer| layer.forward(&x))
     }
 
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        self.layers
+            .iter()
+            .enumerate()
+            .try_fold(input.to_vec(), |shape, (index, layer)| {
+                layer
+                    .output_shape(&shape)
+                    .map_err(|message| format!("layer {index} ({}): {message}", layer.describe()))
+            })
+    }
+
     fn describe(&self) -> String {
         let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
         format!("Sequential({})", inner.join(", "))

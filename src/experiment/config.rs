@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::layers::LayerConfig;
 use crate::error::{Error, Result};
 
 /// A whole experiment.
@@ -63,75 +64,6 @@ pub enum DataKind {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub layers: Vec<LayerConfig>,
-}
-
-/// One layer. `type` picks it; the other keys are its settings.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LayerConfig {
-    Linear {
-        out: usize,
-        #[serde(default = "yes")]
-        bias: bool,
-        #[serde(default)]
-        init: Option<InitKind>,
-    },
-    Conv2d {
-        out_channels: usize,
-        kernel: usize,
-        #[serde(default = "one")]
-        stride: usize,
-        #[serde(default)]
-        padding: usize,
-        #[serde(default = "one")]
-        dilation: usize,
-        #[serde(default = "one")]
-        groups: usize,
-    },
-    MaxPool2d {
-        kernel: usize,
-        #[serde(default)]
-        stride: Option<usize>,
-        #[serde(default)]
-        padding: usize,
-    },
-    AvgPool2d {
-        kernel: usize,
-        #[serde(default)]
-        stride: Option<usize>,
-        #[serde(default)]
-        padding: usize,
-    },
-    Flatten,
-    Dropout {
-        p: f64,
-    },
-    BatchNorm,
-    LayerNorm,
-    Relu,
-    LeakyRelu {
-        #[serde(default = "default_slope")]
-        slope: f64,
-    },
-    Sigmoid,
-    Tanh,
-    Gelu {
-        #[serde(default)]
-        tanh_approximation: bool,
-    },
-    Silu,
-}
-
-/// Weight initialisation schemes selectable per Linear layer.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum InitKind {
-    Pytorch,
-    KaimingUniform,
-    KaimingNormal,
-    XavierUniform,
-    XavierNormal,
-    Zeros,
 }
 
 /// How to train.
@@ -280,17 +212,11 @@ pub struct EarlyStoppingConfig {
 fn yes() -> bool {
     true
 }
-fn one() -> usize {
-    1
-}
 fn default_batch_size() -> usize {
     64
 }
 fn default_test_fraction() -> f64 {
     0.2
-}
-fn default_slope() -> f64 {
-    0.01
 }
 fn default_betas() -> (f64, f64) {
     (0.9, 0.999)
@@ -384,41 +310,7 @@ impl Config {
             return fail("layers", "the model needs at least one layer".into());
         }
         for layer in &self.model.layers {
-            match layer {
-                LayerConfig::Dropout { p } if !(0.0..1.0).contains(p) => {
-                    return fail(
-                        "p",
-                        format!("dropout probability must be in [0, 1), found {p}"),
-                    );
-                }
-                LayerConfig::Linear { out: 0, .. } => {
-                    return fail("out", "a linear layer needs at least 1 output".into());
-                }
-                LayerConfig::Conv2d {
-                    out_channels,
-                    kernel,
-                    stride,
-                    dilation,
-                    groups,
-                    ..
-                } if *out_channels == 0
-                    || *kernel == 0
-                    || *stride == 0
-                    || *dilation == 0
-                    || *groups == 0 =>
-                {
-                    return fail(
-                        "conv2d",
-                        "out_channels, kernel, stride, dilation and groups must be at least 1"
-                            .into(),
-                    );
-                }
-                LayerConfig::MaxPool2d { kernel: 0, .. }
-                | LayerConfig::AvgPool2d { kernel: 0, .. } => {
-                    return fail("kernel", "a pooling kernel must be at least 1".into());
-                }
-                _ => {}
-            }
+            layer.check()?;
         }
         Ok(())
     }

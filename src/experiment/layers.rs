@@ -1,0 +1,354 @@
+//! The layer registry: every layer kind a config can name, declared once — its
+//! config keys (the enum variant), the range checks serde cannot express
+//! ([`LayerConfig::check`]) and how it is built for a given input
+//! ([`LayerConfig::build`]). Output shapes are asked of the built module
+//! ([`Module::output_shape`]), never re-derived here.
+//!
+//! Adding a layer: the op in `ops/`, the module in `nn/`, a variant and a `build`
+//! arm here (and a `check` arm if it has settings to range-check).
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::nn::init::Init;
+use crate::nn::*;
+use crate::ops::conv::Conv2dOptions;
+
+/// One layer. `type` picks it; the other keys are its settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerConfig {
+    /// `z = x·Wᵀ + b` over the last axis; `out` features.
+    Linear {
+        /// Output features.
+        out: usize,
+        /// Whether to add a bias.
+        #[serde(default = "yes")]
+        bias: bool,
+        /// Weight initialisation (default: PyTorch's).
+        #[serde(default)]
+        init: Option<InitKind>,
+    },
+    /// A 2-D convolution over `[channels, height, width]` images.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Square kernel size.
+        kernel: usize,
+        /// Step between windows.
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zeros added on each side.
+        #[serde(default)]
+        padding: usize,
+        /// Spacing between kernel taps.
+        #[serde(default = "one")]
+        dilation: usize,
+        /// Channel groups.
+        #[serde(default = "one")]
+        groups: usize,
+    },
+    /// The largest value of each window.
+    MaxPool2d {
+        /// Square window size.
+        kernel: usize,
+        /// Step between windows (default: the kernel).
+        #[serde(default)]
+        stride: Option<usize>,
+        /// Padding on each side (at most half the kernel).
+        #[serde(default)]
+        padding: usize,
+    },
+    /// The mean of each window.
+    AvgPool2d {
+        /// Square window size.
+        kernel: usize,
+        /// Step between windows (default: the kernel).
+        #[serde(default)]
+        stride: Option<usize>,
+        /// Padding on each side (at most half the kernel).
+        #[serde(default)]
+        padding: usize,
+    },
+    /// Every axis of a sample into one.
+    Flatten,
+    /// Zeroes each value with probability `p` while training.
+    Dropout {
+        /// The drop probability, in [0, 1).
+        p: f64,
+    },
+    /// Batch norm: 1-D for features, 2-D for images (chosen by the input).
+    BatchNorm,
+    /// Layer norm over the whole sample.
+    LayerNorm,
+    /// `max(0, x)`.
+    Relu,
+    /// `x` for `x > 0`, else `slope·x`.
+    LeakyRelu {
+        /// The negative slope.
+        #[serde(default = "default_slope")]
+        slope: f64,
+    },
+    /// `1 / (1 + e⁻ˣ)`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+    /// `x·Φ(x)`.
+    Gelu {
+        /// Use the tanh approximation.
+        #[serde(default)]
+        tanh_approximation: bool,
+    },
+    /// `x·σ(x)`.
+    Silu,
+}
+
+/// Weight initialisation schemes selectable per Linear layer.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InitKind {
+    /// Kaiming-uniform with a = √5 (PyTorch's default).
+    Pytorch,
+    /// He, uniform.
+    KaimingUniform,
+    /// He, normal.
+    KaimingNormal,
+    /// Glorot, uniform.
+    XavierUniform,
+    /// Glorot, normal.
+    XavierNormal,
+    /// All zeros.
+    Zeros,
+}
+
+impl LayerConfig {
+    /// The `type` name as written in configs (`"max_pool2d"`).
+    pub fn kind(&self) -> String {
+        // serde owns the spelling: the tag it writes is the name
+        let value = serde_json::to_value(self).expect("a layer config serialises");
+        value["type"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Range checks serde cannot express: `Err((key, message))`.
+    pub fn check(&self) -> std::result::Result<(), (String, String)> {
+        let fail = |key: &str, message: &str| Err((key.to_string(), message.to_string()));
+        match self {
+            LayerConfig::Dropout { p } if !(0.0..1.0).contains(p) => Err((
+                "p".into(),
+                format!("dropout probability must be in [0, 1), found {p}"),
+            )),
+            LayerConfig::Linear { out: 0, .. } => {
+                fail("out", "a linear layer needs at least 1 output")
+            }
+            LayerConfig::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                dilation,
+                groups,
+                ..
+            } if [*out_channels, *kernel, *stride, *dilation, *groups].contains(&0) => fail(
+                "conv2d",
+                "out_channels, kernel, stride, dilation and groups must be at least 1",
+            ),
+            LayerConfig::MaxPool2d { kernel: 0, .. } | LayerConfig::AvgPool2d { kernel: 0, .. } => {
+                fail("kernel", "a pooling kernel must be at least 1")
+            }
+            LayerConfig::MaxPool2d {
+                stride: Some(0), ..
+            }
+            | LayerConfig::AvgPool2d {
+                stride: Some(0), ..
+            } => fail("stride", "a pooling stride must be at least 1"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The module this entry describes, for one sample's input of shape `input`
+    /// (parameters drawn from `rng`), or why it cannot take that input.
+    pub fn build<T: Float>(
+        &self,
+        input: &[usize],
+        rng: &mut impl Rng,
+    ) -> std::result::Result<Box<dyn Module<T>>, String> {
+        let channels = || match *input {
+            [c, _, _] => Ok(c),
+            _ => Err(format!(
+                "expects an image input [channels, height, width], but receives shape {input:?}"
+            )),
+        };
+        Ok(match *self {
+            LayerConfig::Linear { out, bias, init } => {
+                let features = match *input {
+                    [.., features] if input.len() <= 2 => features,
+                    _ => {
+                        return Err(format!(
+                            "expects a flat input [features], but receives shape {input:?}; add {{ type = \"flatten\" }} before it"
+                        ));
+                    }
+                };
+                let init = init.map_or(Init::PyTorchDefault, InitKind::scheme);
+                Box::new(Linear::with_init(features, out, bias, init, rng))
+            }
+            LayerConfig::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+            } => {
+                let c = channels()?;
+                if c % groups != 0 || out_channels % groups != 0 {
+                    return Err(format!(
+                        "{c} input and {out_channels} output channels do not split into {groups} groups"
+                    ));
+                }
+                let options = Conv2dOptions::default()
+                    .stride(stride)
+                    .padding(padding)
+                    .dilation(dilation)
+                    .groups(groups);
+                Box::new(Conv2d::new(c, out_channels, kernel, options, rng))
+            }
+            LayerConfig::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            } => Box::new(MaxPool2d {
+                kernel: (kernel, kernel),
+                stride: square(stride.unwrap_or(kernel)),
+                padding: (padding, padding),
+            }),
+            LayerConfig::AvgPool2d {
+                kernel,
+                stride,
+                padding,
+            } => Box::new(AvgPool2d {
+                kernel: (kernel, kernel),
+                stride: square(stride.unwrap_or(kernel)),
+                padding: (padding, padding),
+            }),
+            LayerConfig::Flatten => Box::new(Flatten),
+            LayerConfig::Dropout { p } => Box::new(Dropout::new(p, rng.next_u64())),
+            LayerConfig::BatchNorm => match *input {
+                [c] | [c, _] => Box::new(BatchNorm1d::new(c)),
+                [c, _, _] => Box::new(BatchNorm2d::new(c)),
+                _ => {
+                    return Err(format!(
+                        "expects [features] or [channels, height, width], but receives shape {input:?}"
+                    ));
+                }
+            },
+            LayerConfig::LayerNorm => Box::new(LayerNorm::new(input)),
+            LayerConfig::Relu => Box::new(Relu),
+            LayerConfig::LeakyRelu { slope } => Box::new(LeakyRelu { slope }),
+            LayerConfig::Sigmoid => Box::new(Sigmoid),
+            LayerConfig::Tanh => Box::new(Tanh),
+            LayerConfig::Gelu { tanh_approximation } => Box::new(Gelu { tanh_approximation }),
+            LayerConfig::Silu => Box::new(Silu),
+        })
+    }
+
+    /// How many parameters the layer would have for `input`, computed before
+    /// anything is allocated (saturating, so absurd configs cannot overflow).
+    fn parameter_count(&self, input: &[usize]) -> u128 {
+        match *self {
+            LayerConfig::Linear { out, .. } => {
+                (input.last().copied().unwrap_or(1) as u128).saturating_mul(out as u128)
+            }
+            LayerConfig::Conv2d {
+                out_channels,
+                kernel,
+                ..
+            } => (input.first().copied().unwrap_or(1) as u128)
+                .saturating_mul(out_channels as u128)
+                .saturating_mul((kernel as u128).pow(2)),
+            _ => 0,
+        }
+    }
+}
+
+impl InitKind {
+    fn scheme(self) -> Init {
+        match self {
+            InitKind::Pytorch => Init::PyTorchDefault,
+            InitKind::KaimingUniform => Init::KaimingUniform,
+            InitKind::KaimingNormal => Init::KaimingNormal,
+            InitKind::XavierUniform => Init::XavierUniform,
+            InitKind::XavierNormal => Init::XavierNormal,
+            InitKind::Zeros => Init::Zeros,
+        }
+    }
+}
+
+fn square(size: usize) -> (usize, usize) {
+    (size, size)
+}
+
+/// The most parameters one layer may have (2³⁰, 4 GiB of f32), and the most values
+/// a layer may output per sample (a quarter of that): a config asking for more is
+/// refused before anything is allocated.
+const MAX_LAYER_PARAMETERS: u128 = 1 << 30;
+
+/// Builds the layers in order, each for the previous one's output shape; a stack
+/// that cannot connect is an error naming the layer and both shapes. Returns the
+/// model and each layer's output shape (without the batch axis).
+///
+/// ```
+/// use nabla::experiment::LayerConfig;
+/// let layers = [LayerConfig::Flatten, LayerConfig::Linear { out: 10, bias: true, init: None }];
+/// let (model, shapes) =
+///     nabla::experiment::build_model::<f32>(&layers, &[1, 28, 28], 10, &mut nabla::rng(0)).unwrap();
+/// assert_eq!(shapes, [vec![784], vec![10]]);
+/// ```
+pub fn build_model<T: Float>(
+    layers: &[LayerConfig],
+    input_shape: &[usize],
+    classes: usize,
+    rng: &mut impl Rng,
+) -> Result<(Sequential<T>, Vec<Vec<usize>>)> {
+    let mut model = Sequential::new();
+    let mut shape = input_shape.to_vec();
+    let mut shapes = Vec::new();
+    for (index, layer) in layers.iter().enumerate() {
+        let fail = |message: String| {
+            Error::Config(format!("layer {index} (`{}`): {message}", layer.kind()))
+        };
+        let parameters = layer.parameter_count(&shape);
+        if parameters > MAX_LAYER_PARAMETERS {
+            return Err(fail(format!(
+                "would have {parameters} parameters for input shape {shape:?}; the limit is {MAX_LAYER_PARAMETERS}"
+            )));
+        }
+        let module = layer.build::<T>(&shape, rng).map_err(fail)?;
+        let next = module.output_shape(&shape).map_err(fail)?;
+        let activations: u128 = next.iter().map(|&s| s as u128).product();
+        if activations > MAX_LAYER_PARAMETERS / 4 {
+            return Err(fail(format!(
+                "its output of shape {next:?} is too large ({activations} values per sample)"
+            )));
+        }
+        model.push(module);
+        shapes.push(next.clone());
+        shape = next;
+    }
+    if shape != [classes] {
+        return Err(Error::Config(format!(
+            "the last layer outputs shape {shape:?}, but the data has {classes} classes: end the model with {{ type = \"linear\", out = {classes} }}"
+        )));
+    }
+    Ok((model, shapes))
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn default_slope() -> f64 {
+    0.01
+}
