@@ -34,6 +34,7 @@
 
 pub mod autograd;
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod cpu;
 pub mod data;

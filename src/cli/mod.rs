@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod explain;
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod inspect;
 pub mod plot;
@@ -130,12 +131,14 @@ enum Command {
         data_dir: PathBuf,
     },
     /// Download a dataset and verify its checksums.
+    #[cfg(feature = "fetch")]
     Data {
         #[command(subcommand)]
         action: DataAction,
     },
 }
 
+#[cfg(feature = "fetch")]
 #[derive(Subcommand, Debug)]
 enum DataAction {
     /// Download MNIST or Fashion-MNIST (four IDX files), checking SHA-256 sums.
@@ -230,6 +233,7 @@ pub fn main() -> ExitCode {
             &data_dir,
         )
         .map(|_| ExitCode::SUCCESS),
+        #[cfg(feature = "fetch")]
         Command::Data {
             action:
                 DataAction::Fetch {

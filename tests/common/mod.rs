@@ -66,9 +66,13 @@ pub fn config() -> ProptestConfig {
 /// The crate root, where the binary's relative paths (data/mnist, examples/) resolve.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Runs the `nabla` binary from the crate root.
+/// Runs the `nabla` binary from the crate root (the tests that call it need the
+/// `cli` feature, which builds the binary).
 pub fn nabla(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
+    let Some(binary) = option_env!("CARGO_BIN_EXE_nabla") else {
+        panic!("this test needs the nabla binary: build with the `cli` feature")
+    };
+    std::process::Command::new(binary)
         .args(args)
         .current_dir(ROOT)
         .output()
