@@ -8,14 +8,14 @@ use serde_json::json;
 
 use crate::autograd::no_grad;
 use crate::cpu::gemm::{MatRef, gemm};
-use crate::data::{DataLoader, Dataset, load_mnist};
+use crate::data::{DataLoader, load_mnist};
 use crate::error::{Error, Result};
 use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
 use crate::memory::{peak_resident_mb, resident_mb};
-use crate::metrics::correct_count;
 use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
+use crate::train::{evaluate, step};
 
 /// Runs one workload and prints one JSON object per line.
 pub fn run(
@@ -73,24 +73,16 @@ fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path)
         let mut loss_sum = 0.0f64;
         for indices in order.chunks(batch) {
             let batch = crate::data::make_batch(&train, indices);
-            optimizer.zero_grad();
-            let loss = cross_entropy(&model.forward(&batch.inputs), &batch.labels, &options);
-            loss.backward();
-            optimizer.step();
-            loss_sum += loss.item() as f64 * indices.len() as f64;
+            let loss_of = |logits: &Tensor| cross_entropy(logits, &batch.labels, &options);
+            let taken = step(&model, optimizer.as_mut(), &batch.inputs, loss_of, None)
+                .map_err(|bad| bad.into_error(&format!("epoch {}", epoch + 1)))?;
+            loss_sum += taken.loss * indices.len() as f64;
         }
         let seconds = started.elapsed().as_secs_f64();
         let other_busy = busy.other_fraction(seconds);
-        let accuracy = {
-            let _guard = no_grad();
-            model.eval();
-            let correct: usize = test_loader
-                .epoch(0)
-                .map(|b| correct_count(&model.forward(&b.inputs), &b.labels))
-                .sum();
-            model.train();
-            correct as f64 / test.len() as f64
-        };
+        let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
+        let accuracy = evaluate(&model, &test_loader, &loss).1;
+        model.train();
         let mut line = record(workload);
         let n = order.len() as f64;
         line["epoch"] = json!(epoch + 1);
@@ -125,11 +117,10 @@ fn tiny(steps: usize) -> Result<()> {
     let started = Instant::now();
     let mut last = 0.0;
     for _ in 0..steps {
-        optimizer.zero_grad();
-        let loss = mse_loss(&model.forward(&x), &y, Reduction::Mean);
-        loss.backward();
-        optimizer.step();
-        last = loss.item();
+        let mse = |output: &Tensor| mse_loss(output, &y, Reduction::Mean);
+        let taken = step(&model, &mut optimizer, &x, mse, None)
+            .map_err(|bad| bad.into_error("the tiny workload"))?;
+        last = taken.loss;
     }
     let seconds = started.elapsed().as_secs_f64();
     let other_busy = busy.other_fraction(seconds);
@@ -159,7 +150,7 @@ fn tiny(steps: usize) -> Result<()> {
     line["samples_per_s"] = json!(round(4.0 * steps as f64 / seconds, 1));
     line["us_per_step"] = json!(round(seconds / steps as f64 * 1e6, 2));
     line["test_accuracy"] = json!(accuracy);
-    line["final_train_loss"] = json!(round(last as f64, 8));
+    line["final_train_loss"] = json!(round(last, 8));
     line["loss_after_training"] = json!(round(after as f64, 8));
     line["outputs"] = json!(outputs);
     line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));

@@ -13,6 +13,7 @@ use crate::loss::{CrossEntropyOptions, cross_entropy};
 use crate::metrics::ConfusionMatrix;
 use crate::nn::{Module, Sequential};
 use crate::tensor::Tensor;
+use crate::train::evaluate_with;
 
 /// A trained model with the config that describes it.
 pub struct Trained {
@@ -70,23 +71,21 @@ pub fn open(target: &Path, config: Option<&Path>, data_path: Option<&Path>) -> R
 /// `nabla eval`: loss, accuracy, per-class precision/recall/F1 and the confusion
 /// matrix on the test split (printed, and written as confusion.png).
 pub fn eval(trained: &Trained) -> Result<()> {
-    let _guard = no_grad();
     let test = trained.data.test.as_ref();
     let classes = test.num_classes();
     let mut matrix = ConfusionMatrix::new(classes);
-    let (mut loss_sum, mut seen) = (0.0, 0usize);
-    for batch in DataLoader::new(test, 1000).epoch(0) {
-        let logits = trained.model.forward(&batch.inputs);
-        loss_sum += cross_entropy(&logits, &batch.labels, &CrossEntropyOptions::default()).item()
-            as f64
-            * batch.labels.len() as f64;
-        seen += batch.labels.len();
-        matrix.add_batch(&logits, &batch.labels);
-    }
+    let loss = |logits: &Tensor, labels: &[usize]| {
+        cross_entropy(logits, labels, &CrossEntropyOptions::default())
+    };
+    let loader = DataLoader::new(test, 1000);
+    let result = evaluate_with(&trained.model, &loader, &loss, |logits, labels| {
+        matrix.add_batch(logits, labels)
+    });
     println!(
-        "test samples {seen}  loss {:.4}  accuracy {:.2}%",
-        loss_sum / seen.max(1) as f64,
-        100.0 * matrix.accuracy()
+        "test samples {}  loss {:.4}  accuracy {:.2}%",
+        result.samples,
+        result.loss,
+        100.0 * result.accuracy
     );
     println!("\nclass  precision  recall     f1");
     for c in 0..classes {

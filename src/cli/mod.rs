@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod inspect;
 pub mod plot;
 pub mod progress;
+pub mod run_dir;
 pub mod train;
 
 use std::path::PathBuf;

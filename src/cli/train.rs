@@ -1,64 +1,50 @@
 //! `nabla train`: the main job. Reads a config, trains with a progress display, and
-//! writes the run directory: config.toml, metrics.jsonl, model.safetensors,
-//! checkpoint.safetensors and curves.png. Ctrl-C checkpoints and exits cleanly;
-//! `--resume DIR` continues exactly where the run stopped.
+//! keeps the run directory ([`RunDir`]) up to date. Ctrl-C checkpoints and exits
+//! cleanly; `--resume DIR` continues exactly where the run stopped.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::plot;
 use super::progress::Progress;
-use crate::autograd::no_grad;
-use crate::checkpoint::{load_model, load_training_state, save_model, save_training_state};
+use super::run_dir::RunDir;
+use crate::checkpoint::load_model;
 use crate::data::{DataLoader, Dataset, make_batch};
 use crate::error::{Error, Result};
-use crate::experiment;
-use crate::experiment::Config;
+use crate::experiment::{self, Config};
 use crate::loss::{CrossEntropyOptions, cross_entropy};
-use crate::nn::{Module, Sequential};
-use crate::optim::Optimizer;
+use crate::nn::Sequential;
 use crate::tensor::Tensor;
-use crate::train::{Control, EarlyStopping, EpochMetrics, EpochProgress, Event, FitOptions, fit};
+use crate::train::health::{gradient_health, gradient_norms};
+use crate::train::{Control, EarlyStopping, Event, FitOptions, fit};
 
 /// Settings from the command line that override or locate the config.
 pub struct TrainArgs {
+    /// The config file (not needed with `resume`).
     pub config: Option<PathBuf>,
+    /// The run directory.
     pub out: Option<PathBuf>,
+    /// Overrides the config's epochs.
     pub epochs: Option<usize>,
+    /// Overrides the config's seed.
     pub seed: Option<u64>,
+    /// A run directory to continue.
     pub resume: Option<PathBuf>,
 }
 
 /// How a run ended.
 pub enum Outcome {
+    /// Every epoch ran (or early stopping ended the run).
     Finished,
+    /// Ctrl-C: a checkpoint was saved.
     Interrupted,
 }
 
-const CHECKPOINT: &str = "checkpoint.safetensors";
-
 /// Runs `nabla train`.
 pub fn run(args: TrainArgs) -> Result<Outcome> {
-    let (mut config, out) = match (&args.resume, &args.config) {
-        (Some(dir), _) => (Config::load(&dir.join("config.toml"))?, dir.clone()),
-        (None, Some(path)) => (
-            Config::load(path)?,
-            args.out.clone().unwrap_or_else(|| default_run_dir(path)),
-        ),
-        (None, None) => return Err(Error::Config("give a config file, or --resume DIR".into())),
-    };
-    if let Some(epochs) = args.epochs {
-        config.train.epochs = epochs;
-    }
-    if let Some(seed) = args.seed {
-        config.train.seed = seed;
-    }
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    crate::checkpoint::write_atomically(&out.join("config.toml"), config.to_toml().as_bytes())?;
-
+    let (config, out) = resolve(&args)?;
+    let mut run_dir = RunDir::create(&out, &config)?;
     let data = experiment::load_data(&config)?;
     let mut rng = crate::rng(config.train.seed);
     let (model, _) = experiment::build_model(
@@ -76,40 +62,20 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         train_loader = train_loader.shuffle(config.train.seed);
     }
     let test_loader = DataLoader::new(data.test.as_ref(), 1000);
-    let (schedule, schedule_per_step) = experiment::build_schedule(
-        config.train.schedule.as_ref(),
-        config.train.epochs,
-        train_loader.num_batches(),
-    );
-
-    let mut options = FitOptions {
-        epochs: config.train.epochs,
-        schedule,
-        schedule_per_step,
-        base_lr: Some(config.train.optimizer.lr()),
-        clip_grad_norm: config.train.clip_grad_norm,
-        early_stopping: config.train.early_stopping.map(|e| EarlyStopping {
-            patience: e.patience,
-            min_delta: e.min_delta,
-        }),
-        ..Default::default()
-    };
-    let metrics_path = out.join("metrics.jsonl");
-    let mut history = read_history(&metrics_path);
+    let mut options = fit_options(&config, train_loader.num_batches());
     if args.resume.is_some() {
-        let resumed = resume_point(&out, &model, optimizer.as_mut())?;
-        (options.start_epoch, options.start_step, options.carried) = resumed;
-        history.retain(|m| m.epoch <= options.start_epoch);
-        keep_completed_epochs(&metrics_path, options.start_epoch)?;
+        let point = run_dir.resume(&model, optimizer.as_mut())?;
+        (options.start_epoch, options.start_step, options.carried) =
+            (point.epoch, point.step, point.progress);
+        run_dir.keep_epochs(point.epoch)?;
         println!(
             "resuming {} at epoch {}, step {}",
             out.display(),
-            options.start_epoch + 1,
-            options.start_step
+            point.epoch + 1,
+            point.step
         );
     } else {
-        history.clear();
-        keep_completed_epochs(&metrics_path, 0)?;
+        run_dir.keep_epochs(0)?;
         println!("{}", model.summary(&batch_shape(data.train.as_ref())));
     }
     if options.start_epoch >= options.epochs {
@@ -120,12 +86,6 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         return Ok(Outcome::Finished);
     }
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = Arc::clone(&interrupted);
-        // a second registration (tests calling run twice in one process) is harmless
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
     let loss_options = CrossEntropyOptions {
         label_smoothing: config.train.label_smoothing,
         ..Default::default()
@@ -136,12 +96,17 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         data.train.as_ref(),
         &(0..data.train.len().min(256)).collect::<Vec<_>>(),
     );
-    let mut progress = Progress::new(options.epochs);
-    let mut grad_norms: BTreeMap<String, f64> = BTreeMap::new();
-    let mut failure: Option<Error> = None;
-    let mut stopped_at: Option<(usize, usize)> = None;
-    let checkpoint_every = config.train.checkpoint_every;
-
+    let mut watcher = Watcher {
+        run_dir,
+        model: &model,
+        progress: Progress::new(options.epochs),
+        interrupted: ctrl_c_flag(),
+        probe: probe.inputs,
+        checkpoint_every: config.train.checkpoint_every,
+        grad_norms: BTreeMap::new(),
+        failure: None,
+        stopped_at: None,
+    };
     let result = fit(
         &model,
         optimizer.as_mut(),
@@ -149,103 +114,162 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         Some(&test_loader),
         &loss,
         &options,
-        &mut |event| {
-            match event {
-                Event::EpochStart { epoch, batches } => progress.start_epoch(*epoch, *batches),
-                Event::BatchEnd {
-                    epoch,
-                    batch,
-                    batches,
-                    loss,
-                    accuracy,
-                    samples,
-                    progress: sums,
-                    optimizer,
-                } => {
-                    progress.step(*batch, *batches, *loss, *accuracy, *samples);
-                    if *batch == *batches {
-                        grad_norms = gradient_norms(&model);
-                    }
-                    let stop = interrupted.load(Ordering::SeqCst);
-                    let due = checkpoint_every
-                        .is_some_and(|n| n > 0 && batch % n == 0 && batch < batches);
-                    let saved = if stop || due {
-                        save_state(&out, &model, *optimizer, epoch - 1, *batch, sums)
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(e) = saved {
-                        failure = Some(e);
-                        return Control::Stop;
-                    }
-                    if stop {
-                        stopped_at = Some((*epoch, *batch));
-                        return Control::Stop;
-                    }
-                }
-                Event::EpochEnd { metrics, optimizer } => {
-                    progress.end_epoch(metrics);
-                    let health = gradient_health(&model, &probe.inputs, &grad_norms);
-                    for warning in &health.warnings {
-                        progress.println(&format!("  warning: {warning}"));
-                    }
-                    history.push((*metrics).clone());
-                    let saved = append_metrics(&out.join("metrics.jsonl"), metrics, &health)
-                        .and_then(|_| {
-                            save_state(
-                                &out,
-                                &model,
-                                *optimizer,
-                                metrics.epoch,
-                                0,
-                                &EpochProgress::default(),
-                            )
-                        })
-                        .and_then(|_| {
-                            save_model(
-                                out.join("model.safetensors"),
-                                &model,
-                                &run_metadata(metrics.epoch),
-                            )
-                        })
-                        .and_then(|_| plot::curves(&out.join("curves.png"), &history));
-                    if let Err(e) = saved {
-                        failure = Some(e);
-                        return Control::Stop;
-                    }
-                }
-            }
-            Control::Continue
-        },
+        &mut |event| watcher.on_event(event),
     );
-    progress.abandon();
-    if let Some(e) = failure {
-        return Err(e);
+    watcher.finish(result.map(|_| ()))
+}
+
+/// The config (from the file, or the run being resumed) with the command line's
+/// overrides, and the run directory.
+fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf)> {
+    let (mut config, out) = match (&args.resume, &args.config) {
+        (Some(dir), _) => (Config::load(&dir.join("config.toml"))?, dir.clone()),
+        (None, Some(path)) => (
+            Config::load(path)?,
+            args.out.clone().unwrap_or_else(|| default_run_dir(path)),
+        ),
+        (None, None) => return Err(Error::Config("give a config file, or --resume DIR".into())),
+    };
+    if let Some(epochs) = args.epochs {
+        config.train.epochs = epochs;
     }
-    match result {
-        Err(Error::Diverged(message)) => {
+    if let Some(seed) = args.seed {
+        config.train.seed = seed;
+    }
+    Ok((config, out))
+}
+
+fn fit_options(config: &Config, steps_per_epoch: usize) -> FitOptions {
+    let (schedule, schedule_per_step) = experiment::build_schedule(
+        config.train.schedule.as_ref(),
+        config.train.epochs,
+        steps_per_epoch,
+    );
+    FitOptions {
+        epochs: config.train.epochs,
+        schedule,
+        schedule_per_step,
+        base_lr: Some(config.train.optimizer.lr()),
+        clip_grad_norm: config.train.clip_grad_norm,
+        early_stopping: config.train.early_stopping.map(|e| EarlyStopping {
+            patience: e.patience,
+            min_delta: e.min_delta,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A flag that Ctrl-C sets; training checks it after every step.
+fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // a second registration (tests calling run twice in one process) is harmless
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    interrupted
+}
+
+/// What `nabla train` does while training runs: the progress display, Ctrl-C,
+/// checkpoints every N steps, and each finished epoch's records and health check.
+struct Watcher<'a> {
+    run_dir: RunDir,
+    model: &'a Sequential,
+    progress: Progress,
+    interrupted: Arc<AtomicBool>,
+    /// A fixed batch for the dead-ReLU count.
+    probe: Tensor,
+    checkpoint_every: Option<usize>,
+    /// Gradient norms at the last step of the epoch.
+    grad_norms: BTreeMap<String, f64>,
+    failure: Option<Error>,
+    /// (epoch, step) where Ctrl-C stopped the run.
+    stopped_at: Option<(usize, usize)>,
+}
+
+impl Watcher<'_> {
+    fn on_event(&mut self, event: &Event<'_>) -> Control {
+        let handled = match event {
+            Event::EpochStart { epoch, batches } => {
+                self.progress.start_epoch(*epoch, *batches);
+                Ok(Control::Continue)
+            }
+            Event::BatchEnd {
+                epoch,
+                batch,
+                batches,
+                loss,
+                accuracy,
+                samples,
+                progress: sums,
+                optimizer,
+            } => {
+                self.progress
+                    .step(*batch, *batches, *loss, *accuracy, *samples);
+                if batch == batches {
+                    self.grad_norms = gradient_norms(self.model);
+                }
+                let stop = self.interrupted.load(Ordering::SeqCst);
+                let due = self
+                    .checkpoint_every
+                    .is_some_and(|n| n > 0 && batch % n == 0 && batch < batches);
+                if stop {
+                    self.stopped_at = Some((*epoch, *batch));
+                }
+                let saved = if stop || due {
+                    self.run_dir
+                        .save_checkpoint(self.model, *optimizer, epoch - 1, *batch, sums)
+                } else {
+                    Ok(())
+                };
+                saved.map(|()| {
+                    if stop {
+                        Control::Stop
+                    } else {
+                        Control::Continue
+                    }
+                })
+            }
+            Event::EpochEnd { metrics, optimizer } => {
+                self.progress.end_epoch(metrics);
+                let health = gradient_health(self.model, &self.probe, &self.grad_norms);
+                for warning in &health.warnings {
+                    self.progress.println(&format!("  warning: {warning}"));
+                }
+                self.run_dir
+                    .end_epoch(metrics, &health, self.model, *optimizer)
+                    .map(|()| Control::Continue)
+            }
+        };
+        handled.unwrap_or_else(|e| {
+            self.failure = Some(e);
+            Control::Stop
+        })
+    }
+
+    /// How the run ended, said in the terminal.
+    fn finish(mut self, result: Result<()>) -> Result<Outcome> {
+        self.progress.abandon();
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        let out = self.run_dir.path().display();
+        if let Err(Error::Diverged(message)) = &result {
             eprintln!("warning: training stopped: {message}");
-            eprintln!("the last good checkpoint is kept in {}", out.display());
-            Err(Error::Diverged(message))
+            eprintln!("the last good checkpoint is kept in {out}");
         }
-        Err(e) => Err(e),
-        Ok(_) => {
-            if let Some((epoch, step)) = stopped_at {
-                println!(
-                    "interrupted at epoch {epoch}, step {step}: checkpoint saved; continue with `nabla train --resume {}`",
-                    out.display()
-                );
-                return Ok(Outcome::Interrupted);
-            }
-            if let Some(last) = history.last() {
-                println!(
-                    "done: test accuracy {:.2}% — run directory {}",
-                    100.0 * last.test_accuracy.unwrap_or(0.0),
-                    out.display()
-                );
-            }
-            Ok(Outcome::Finished)
+        result?;
+        if let Some((epoch, step)) = self.stopped_at {
+            println!(
+                "interrupted at epoch {epoch}, step {step}: checkpoint saved; continue with `nabla train --resume {out}`"
+            );
+            return Ok(Outcome::Interrupted);
         }
+        if let Some(last) = self.run_dir.history().last() {
+            println!(
+                "done: test accuracy {:.2}% — run directory {out}",
+                100.0 * last.test_accuracy.unwrap_or(0.0)
+            );
+        }
+        Ok(Outcome::Finished)
     }
 }
 
@@ -286,168 +310,4 @@ fn batch_shape(dataset: &dyn Dataset) -> Vec<usize> {
     let mut shape = vec![1];
     shape.extend_from_slice(dataset.feature_shape());
     shape
-}
-
-fn run_metadata(epoch: usize) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("epoch".to_string(), epoch.to_string()),
-        ("format".to_string(), "pt".to_string()),
-    ])
-}
-
-/// Saves the training state: `epoch` (0-based) in progress with `step` steps done.
-fn save_state(
-    out: &Path,
-    model: &Sequential,
-    optimizer: &dyn Optimizer<f32>,
-    epoch: usize,
-    step: usize,
-    sums: &EpochProgress,
-) -> Result<()> {
-    let mut metadata = run_metadata(epoch);
-    metadata.insert("step".into(), step.to_string());
-    metadata.insert(
-        "progress".into(),
-        serde_json::to_string(sums).expect("plain numbers serialise"),
-    );
-    save_training_state(out.join(CHECKPOINT), model, optimizer, &metadata)
-}
-
-/// Where a saved run stands: (epoch in progress, steps done in it, its running sums).
-fn resume_point(
-    out: &Path,
-    model: &Sequential,
-    optimizer: &mut dyn Optimizer<f32>,
-) -> Result<(usize, usize, EpochProgress)> {
-    let path = out.join(CHECKPOINT);
-    let metadata = load_training_state(&path, model, optimizer)?;
-    let number = |key: &str| -> Result<usize> {
-        metadata
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::format(
-                    &path,
-                    format!(
-                        "metadata `{key}`: expected a whole number, found {:?}",
-                        metadata.get(key)
-                    ),
-                )
-            })
-    };
-    let sums = metadata
-        .get("progress")
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or_default();
-    Ok((number("epoch")?, number("step")?, sums))
-}
-
-fn read_history(path: &Path) -> Vec<EpochMetrics> {
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Keeps the metrics.jsonl lines of epochs `1..=epochs` exactly as written (a
-/// resumed run redoes the others), dropping anything else.
-fn keep_completed_epochs(path: &Path, epochs: usize) -> Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let kept: String = text
-        .lines()
-        .filter(|line| serde_json::from_str::<EpochMetrics>(line).is_ok_and(|m| m.epoch <= epochs))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    crate::checkpoint::write_atomically(path, kept.as_bytes())
-}
-
-fn append_metrics(path: &Path, metrics: &EpochMetrics, health: &GradientHealth) -> Result<()> {
-    let mut line = serde_json::to_value(metrics).expect("metrics serialise");
-    line["grad_norm"] = serde_json::to_value(&health.grad_norms).expect("numbers serialise");
-    line["dead_relu_fraction"] =
-        serde_json::to_value(&health.dead_relu).expect("numbers serialise");
-    line["rss_mb"] =
-        serde_json::to_value(crate::memory::resident_mb()).expect("a number serialises");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(file, "{line}").map_err(|e| Error::io(path, e))
-}
-
-/// The L2 norm of each parameter's current gradient.
-fn gradient_norms(model: &Sequential) -> BTreeMap<String, f64> {
-    model
-        .named_parameters()
-        .into_iter()
-        .filter_map(|(name, p)| {
-            let grad = p.grad()?;
-            let norm = grad
-                .data()
-                .iter()
-                .map(|v| (*v as f64) * (*v as f64))
-                .sum::<f64>()
-                .sqrt();
-            Some((name, norm))
-        })
-        .collect()
-}
-
-/// Per-layer gradient norms and dead-ReLU fractions, with plain-words warnings.
-struct GradientHealth {
-    grad_norms: BTreeMap<String, f64>,
-    dead_relu: BTreeMap<String, f64>,
-    warnings: Vec<String>,
-}
-
-/// Runs the probe batch through the layers one by one (evaluation mode, no graph)
-/// and measures, after each ReLU, the fraction of units that are zero for every
-/// probe sample.
-fn gradient_health(
-    model: &Sequential,
-    probe: &Tensor,
-    grad_norms: &BTreeMap<String, f64>,
-) -> GradientHealth {
-    let _guard = no_grad();
-    model.eval();
-    let mut dead_relu = BTreeMap::new();
-    let mut x = probe.clone();
-    for (index, layer) in model.layers().iter().enumerate() {
-        x = layer.forward(&x);
-        if layer.describe().starts_with("ReLU") {
-            let batch = x.shape()[0].max(1);
-            let units = x.numel() / batch;
-            let values = x.data();
-            let dead = (0..units)
-                .filter(|&u| (0..batch).all(|b| values[b * units + u] <= 0.0))
-                .count();
-            dead_relu.insert(index.to_string(), dead as f64 / units.max(1) as f64);
-        }
-    }
-    model.train();
-    let mut warnings = Vec::new();
-    for (name, &norm) in grad_norms {
-        if name.ends_with("weight") && norm < 1e-7 {
-            warnings.push(format!("the gradient of {name} has almost vanished (norm {norm:.1e}): this layer has stopped learning"));
-        } else if norm > 1e3 {
-            warnings.push(format!("the gradient of {name} is exploding (norm {norm:.1e}): lower the learning rate or set clip_grad_norm"));
-        }
-    }
-    for (layer, &fraction) in &dead_relu {
-        if fraction > 0.5 {
-            warnings.push(format!(
-                "{:.0}% of the ReLUs after layer {layer} never fire on a probe batch: they no longer learn (try a lower learning rate or leaky_relu)",
-                100.0 * fraction
-            ));
-        }
-    }
-    GradientHealth {
-        grad_norms: grad_norms.clone(),
-        dead_relu,
-        warnings,
-    }
 }

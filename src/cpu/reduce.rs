@@ -82,6 +82,41 @@ impl<T: Float> super::SimdKernel for Dot<'_, T> {
     }
 }
 
+/// Whether every value is finite (no NaN, no ±∞): what training checks of every
+/// gradient before each update. `0·v` is 0 for a finite `v` and NaN otherwise, so
+/// a sum of `0·v` is NaN exactly when some value is not finite — and a sum
+/// vectorises, where a search that stops at the first bad value does not.
+pub fn all_finite<T: Float>(x: &[T]) -> bool {
+    let chunk_finite = |chunk: &[T]| super::wide_simd(ZeroTimesSum(chunk)) == T::zero();
+    if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        return x.par_chunks(CHUNK).all(chunk_finite);
+    }
+    chunk_finite(x)
+}
+
+/// `Σ 0·v` over a slice, 8 lanes at a time.
+struct ZeroTimesSum<'a, T>(&'a [T]);
+
+impl<T: Float> super::SimdKernel for ZeroTimesSum<'_, T> {
+    type Output = T;
+
+    #[inline(always)]
+    fn run(self) -> T {
+        const LANES: usize = 16;
+        let mut lanes = [T::zero(); LANES];
+        let mut chunks = self.0.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            let chunk: &[T; LANES] = chunk.try_into().unwrap();
+            for k in 0..LANES {
+                lanes[k] += T::zero() * chunk[k];
+            }
+        }
+        let tail: T = chunks.remainder().iter().map(|&v| T::zero() * v).sum();
+        lanes.iter().copied().sum::<T>() + tail
+    }
+}
+
 fn sum_serial<T: Float>(x: &[T]) -> T {
     const LANES: usize = 8;
     let mut lanes = [T::zero(); LANES];

@@ -1,6 +1,12 @@
 //! The training loop: for each batch, forward propagation, the loss, backward
 //! propagation, an optimizer step — repeated over the data for a number of epochs,
-//! with evaluation after each one. Used by the examples and by the `nabla` command.
+//! with evaluation after each one.
+//!
+//! One step ([`step`]) and one evaluation ([`evaluate_with`]) serve everything that
+//! trains or measures: [`fit`], `nabla train`, `nabla eval` and `nabla bench`, so the
+//! benchmark times exactly what training does.
+
+pub mod health;
 
 use std::time::Instant;
 
@@ -9,7 +15,7 @@ use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result};
 use crate::metrics::correct_count;
 use crate::nn::Module;
-use crate::optim::{Optimizer, Schedule, clip_grad_norm};
+use crate::optim::{Optimizer, Schedule, clip_grad_norm as clip_grad_norm_};
 use crate::tensor::Tensor;
 
 /// A loss from logits and class labels, e.g. `|logits, labels| cross_entropy(logits, labels, &options)`.
@@ -200,30 +206,21 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                         .lr_at(epoch * batches + batch_index, base_lr),
                 );
             }
-            let logits = model.forward(&batch.inputs);
-            let loss = loss_fn(&logits, &batch.labels);
-            let loss_value = loss.item() as f64;
-            let step = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
-            optimizer.zero_grad();
-            loss.backward();
-            // checked before the optimizer moves anything, so the weights stay good
-            let bad_gradient = first_non_finite_gradient(model);
-            if !loss_value.is_finite() || bad_gradient.is_some() {
-                let layer = bad_gradient.map_or_else(
-                    || "every gradient is still finite".to_string(),
-                    |name| format!("the first parameter whose gradient went bad is `{name}`"),
-                );
-                return Err(Error::Diverged(format!(
-                    "the loss became {loss_value} at {step} ({layer}); the weights before this step are unchanged"
-                )));
-            }
-            if let Some(max_norm) = options.clip_grad_norm {
-                clip_grad_norm(&model.parameters(), max_norm);
-            }
-            optimizer.step();
+            let loss_of = |logits: &Tensor<f32>| loss_fn(logits, &batch.labels);
+            let taken = step(
+                model,
+                optimizer,
+                &batch.inputs,
+                loss_of,
+                options.clip_grad_norm,
+            )
+            .map_err(|bad| {
+                let at = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
+                bad.into_error(&at)
+            })?;
             let size = batch.labels.len();
-            loss_sum += loss_value * size as f64;
-            correct += correct_count(&logits, &batch.labels);
+            loss_sum += taken.loss * size as f64;
+            correct += correct_count(&taken.output, &batch.labels);
             seen += size;
             let progress = EpochProgress {
                 loss_sum,
@@ -288,13 +285,101 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
     Ok(history)
 }
 
-/// The name of the first parameter whose gradient holds a NaN or infinity.
-fn first_non_finite_gradient(model: &dyn Module<f32>) -> Option<String> {
-    model.named_parameters().into_iter().find_map(|(name, p)| {
-        let grad = p.grad()?;
-        let finite = grad.data().iter().all(|v| v.is_finite());
-        (!finite).then_some(name)
+/// What one training step did.
+pub struct StepResult {
+    /// The batch's loss, before the update.
+    pub loss: f64,
+    /// The model's output for the batch, before the update (logits, for a classifier).
+    pub output: Tensor<f32>,
+}
+
+/// Why a step was refused: the loss or a gradient stopped being finite.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// The loss of the step.
+    pub loss: f64,
+    /// The first parameter whose gradient holds a NaN or infinity, if any does.
+    pub parameter: Option<String>,
+}
+
+impl Divergence {
+    /// [`Error::Diverged`], saying where (`at`, e.g. "epoch 2, step 7 of 469").
+    pub fn into_error(self, at: &str) -> Error {
+        let layer = self.parameter.map_or_else(
+            || "every gradient is still finite".to_string(),
+            |name| format!("the first parameter whose gradient went bad is `{name}`"),
+        );
+        Error::Diverged(format!(
+            "the loss became {} at {at} ({layer}); the weights before this step are unchanged",
+            self.loss
+        ))
+    }
+}
+
+/// One training step on one batch: forward propagation, the loss (`loss_of` the
+/// model's output), backward propagation, a check that the loss and every gradient
+/// are finite (before anything moves, so the weights stay good), optional gradient
+/// clipping, and the optimizer's update.
+///
+/// ```
+/// use nabla::nn::{Linear, Module, Sequential, Sigmoid};
+/// use nabla::optim::{Optimizer, Sgd};
+/// use nabla::{Tensor, loss};
+/// let model = Sequential::new().layer(Linear::new(2, 1, &mut nabla::rng(0))).layer(Sigmoid);
+/// let mut optimizer = Sgd::new(model.named_parameters(), 0.5);
+/// let (x, y) = (Tensor::from_vec(vec![1.0, 0.0], &[1, 2]), Tensor::from_vec(vec![1.0], &[1, 1]));
+/// let mse = |output: &Tensor| loss::mse_loss(output, &y, loss::Reduction::Mean);
+/// let first = nabla::train::step(&model, &mut optimizer, &x, mse, None).unwrap();
+/// let second = nabla::train::step(&model, &mut optimizer, &x, mse, None).unwrap();
+/// assert!(second.loss < first.loss);
+/// ```
+pub fn step(
+    model: &dyn Module<f32>,
+    optimizer: &mut dyn Optimizer<f32>,
+    inputs: &Tensor<f32>,
+    loss_of: impl FnOnce(&Tensor<f32>) -> Tensor<f32>,
+    clip_grad_norm: Option<f64>,
+) -> std::result::Result<StepResult, Divergence> {
+    let output = model.forward(inputs);
+    let loss = loss_of(&output);
+    let loss_value = loss.item() as f64;
+    optimizer.zero_grad();
+    loss.backward();
+    let bad_gradient = first_non_finite_gradient(optimizer.params());
+    if !loss_value.is_finite() || bad_gradient.is_some() {
+        return Err(Divergence {
+            loss: loss_value,
+            parameter: bad_gradient,
+        });
+    }
+    if let Some(max_norm) = clip_grad_norm {
+        clip_grad_norm_(&model.parameters(), max_norm);
+    }
+    optimizer.step();
+    Ok(StepResult {
+        loss: loss_value,
+        output,
     })
+}
+
+/// The name of the first parameter whose gradient holds a NaN or infinity.
+fn first_non_finite_gradient(params: &[(String, Tensor<f32>)]) -> Option<String> {
+    params.iter().find_map(|(name, p)| {
+        let grad = p.grad()?;
+        let finite = crate::cpu::reduce::all_finite(&grad.data());
+        (!finite).then(|| name.clone())
+    })
+}
+
+/// A model's mean loss and accuracy over a data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Fraction of samples classified right.
+    pub accuracy: f64,
+    /// Samples evaluated.
+    pub samples: usize,
 }
 
 /// The mean loss and the accuracy of `model` over every sample of `loader`, in
@@ -304,6 +389,18 @@ pub fn evaluate<D: Dataset + ?Sized>(
     loader: &DataLoader<'_, D>,
     loss_fn: LossFn<'_>,
 ) -> (f64, f64) {
+    let result = evaluate_with(model, loader, loss_fn, |_, _| {});
+    (result.loss, result.accuracy)
+}
+
+/// [`evaluate`], also showing every batch's logits and labels to `visit` (for a
+/// confusion matrix, say).
+pub fn evaluate_with<D: Dataset + ?Sized>(
+    model: &dyn Module<f32>,
+    loader: &DataLoader<'_, D>,
+    loss_fn: LossFn<'_>,
+    mut visit: impl FnMut(&Tensor<f32>, &[usize]),
+) -> Evaluation {
     let _guard = no_grad();
     model.eval();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -313,9 +410,11 @@ pub fn evaluate<D: Dataset + ?Sized>(
         loss_sum += loss_fn(&logits, &batch.labels).item() as f64 * size as f64;
         correct += correct_count(&logits, &batch.labels);
         seen += size;
+        visit(&logits, &batch.labels);
     }
-    (
-        loss_sum / seen.max(1) as f64,
-        correct as f64 / seen.max(1) as f64,
-    )
+    Evaluation {
+        loss: loss_sum / seen.max(1) as f64,
+        accuracy: correct as f64 / seen.max(1) as f64,
+        samples: seen,
+    }
 }

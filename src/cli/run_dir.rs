@@ -1,0 +1,178 @@
+//! The run directory of `nabla train`: what a run leaves behind and how it is picked
+//! up again. `config.toml` (resolved), `metrics.jsonl` (a line per epoch),
+//! `model.safetensors` (the latest weights), `checkpoint.safetensors` (weights,
+//! optimizer state and where in the data the run stands), `curves.png`. Every
+//! file is written atomically, except metrics.jsonl, which only grows by whole lines.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::plot;
+use crate::checkpoint::{load_training_state, save_model, save_training_state, write_atomically};
+use crate::error::{Error, Result};
+use crate::experiment::Config;
+use crate::nn::Sequential;
+use crate::optim::Optimizer;
+use crate::train::health::GradientHealth;
+use crate::train::{EpochMetrics, EpochProgress};
+
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const METRICS: &str = "metrics.jsonl";
+
+/// Where a saved run stands: the epoch in progress (from 0), steps done in it, and
+/// its running sums.
+pub struct ResumePoint {
+    /// The epoch in progress, counting from 0.
+    pub epoch: usize,
+    /// Steps of it already taken.
+    pub step: usize,
+    /// Its running sums so far.
+    pub progress: EpochProgress,
+}
+
+/// A run directory and the epochs it has recorded.
+pub struct RunDir {
+    path: PathBuf,
+    history: Vec<EpochMetrics>,
+}
+
+impl RunDir {
+    /// Creates (or reuses) `path` and writes the resolved config into it.
+    pub fn create(path: &Path, config: &Config) -> Result<RunDir> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        write_atomically(&path.join("config.toml"), config.to_toml().as_bytes())?;
+        let history = std::fs::read_to_string(path.join(METRICS))
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            history,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The epochs recorded so far.
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.history
+    }
+
+    /// Forgets every epoch after the first `epochs` (a fresh run keeps none; a
+    /// resumed one redoes the epoch it stopped in). Kept lines stay byte for byte.
+    pub fn keep_epochs(&mut self, epochs: usize) -> Result<()> {
+        self.history.retain(|m| m.epoch <= epochs);
+        let path = self.path.join(METRICS);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<EpochMetrics>(line).is_ok_and(|m| m.epoch <= epochs)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        write_atomically(&path, kept.as_bytes())
+    }
+
+    /// Restores the model and optimizer from the checkpoint; says where the run stood.
+    pub fn resume(
+        &self,
+        model: &Sequential,
+        optimizer: &mut dyn Optimizer<f32>,
+    ) -> Result<ResumePoint> {
+        let path = self.path.join(CHECKPOINT);
+        let metadata = load_training_state(&path, model, optimizer)?;
+        let number = |key: &str| -> Result<usize> {
+            metadata
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| {
+                    Error::format(
+                        &path,
+                        format!(
+                            "metadata `{key}`: expected a whole number, found {:?}",
+                            metadata.get(key)
+                        ),
+                    )
+                })
+        };
+        let progress = metadata
+            .get("progress")
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        Ok(ResumePoint {
+            epoch: number("epoch")?,
+            step: number("step")?,
+            progress,
+        })
+    }
+
+    /// Saves the training state: `epoch` (from 0) in progress with `step` steps done.
+    pub fn save_checkpoint(
+        &self,
+        model: &Sequential,
+        optimizer: &dyn Optimizer<f32>,
+        epoch: usize,
+        step: usize,
+        sums: &EpochProgress,
+    ) -> Result<()> {
+        let mut metadata = metadata(epoch);
+        metadata.insert("step".into(), step.to_string());
+        metadata.insert(
+            "progress".into(),
+            serde_json::to_string(sums).expect("plain numbers serialise"),
+        );
+        save_training_state(self.path.join(CHECKPOINT), model, optimizer, &metadata)
+    }
+
+    /// Records a finished epoch: its metrics line, a checkpoint at the start of the
+    /// next epoch, the model, and the curves.
+    pub fn end_epoch(
+        &mut self,
+        metrics: &EpochMetrics,
+        health: &GradientHealth,
+        model: &Sequential,
+        optimizer: &dyn Optimizer<f32>,
+    ) -> Result<()> {
+        self.history.push(metrics.clone());
+        self.append_metrics(metrics, health)?;
+        let start_of_next = EpochProgress::default();
+        self.save_checkpoint(model, optimizer, metrics.epoch, 0, &start_of_next)?;
+        save_model(
+            self.path.join("model.safetensors"),
+            model,
+            &metadata(metrics.epoch),
+        )?;
+        plot::curves(&self.path.join("curves.png"), &self.history)
+    }
+
+    fn append_metrics(&self, metrics: &EpochMetrics, health: &GradientHealth) -> Result<()> {
+        let path = self.path.join(METRICS);
+        let mut line = serde_json::to_value(metrics).expect("metrics serialise");
+        line["grad_norm"] = serde_json::to_value(&health.grad_norms).expect("numbers serialise");
+        line["dead_relu_fraction"] =
+            serde_json::to_value(&health.dead_relu).expect("numbers serialise");
+        line["rss_mb"] =
+            serde_json::to_value(crate::memory::resident_mb()).expect("a number serialises");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        writeln!(file, "{line}").map_err(|e| Error::io(&path, e))
+    }
+}
+
+fn metadata(epoch: usize) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("epoch".to_string(), epoch.to_string()),
+        ("format".to_string(), "pt".to_string()),
+    ])
+}
