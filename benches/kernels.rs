@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench --bench kernels` (throughput "elem/s" here is FLOP/s).
 
+// criterion_group! defines an undocumented public function
+#![allow(missing_docs)]
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nabla::Tensor;
 use nabla::cpu::gemm::{MatRef, gemm};

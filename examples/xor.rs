@@ -15,9 +15,13 @@ pub fn xor_data() -> (Tensor<f32>, Tensor<f32>) {
 
 /// A 2-2-1 network with sigmoid units.
 pub struct XorNet {
+    /// Hidden weights `[2, 2]`.
     pub w1: Tensor<f32>,
+    /// Hidden biases `[2]`.
     pub b1: Tensor<f32>,
+    /// Output weights `[2, 1]`.
     pub w2: Tensor<f32>,
+    /// Output bias `[1]`.
     pub b2: Tensor<f32>,
 }
 

@@ -23,7 +23,12 @@ pub enum Error {
     },
     /// A file whose contents are not what they should be.
     #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Where in it, what was expected and what was found.
+        message: String,
+    },
     /// Training stopped because the loss or a gradient stopped being finite.
     #[error("{0}")]
     Diverged(String),

@@ -17,8 +17,11 @@ use crate::train::evaluate_with;
 
 /// A trained model with the config that describes it.
 pub struct Trained {
+    /// The run's config.
     pub config: Config,
+    /// The network, with the trained weights, in evaluation mode.
     pub model: Sequential,
+    /// The config's data (or the data given with `--data`).
     pub data: experiment::Data,
     /// Where to write outputs such as confusion.png.
     pub dir: PathBuf,

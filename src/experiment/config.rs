@@ -13,8 +13,11 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The data and how it is batched.
     pub data: DataConfig,
+    /// The network.
     pub model: ModelConfig,
+    /// How to train.
     pub train: TrainConfig,
 }
 
@@ -27,6 +30,7 @@ pub struct DataConfig {
     /// A directory of IDX files, or a CSV file (relative paths are relative to the
     /// current directory).
     pub path: PathBuf,
+    /// Samples per training step.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Images: `(pixel/255 − mean)/std` with MNIST's statistics; CSV: standardise each
@@ -54,8 +58,11 @@ pub struct DataConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataKind {
+    /// MNIST: a directory of the four IDX files.
     Mnist,
+    /// Fashion-MNIST, in the same IDX format.
     FashionMnist,
+    /// A CSV file with a header, numeric features and a label column.
     Csv,
 }
 
@@ -63,6 +70,7 @@ pub enum DataKind {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// The layers, first to last.
     pub layers: Vec<LayerConfig>,
 }
 
@@ -70,19 +78,26 @@ pub struct ModelConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Passes over the training data.
     pub epochs: usize,
+    /// Seeds initialisation, shuffling and dropout: same seed, same run.
     #[serde(default)]
     pub seed: u64,
     /// Only `cross_entropy` (from logits) for now.
     #[serde(default)]
     pub loss: LossKind,
+    /// Cross-entropy label smoothing, in [0, 1).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// The optimizer and its settings.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes (default: constant).
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
+    /// Rescale gradients to at most this global L2 norm.
     #[serde(default)]
     pub clip_grad_norm: Option<f64>,
+    /// Stop when the test loss stops improving.
     #[serde(default)]
     pub early_stopping: Option<EarlyStoppingConfig>,
     /// Start from these weights (a model.safetensors from nabla or PyTorch).
@@ -97,6 +112,7 @@ pub struct TrainConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
+    /// Softmax cross-entropy from logits.
     #[default]
     CrossEntropy,
 }
@@ -105,50 +121,76 @@ pub enum LossKind {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum OptimizerConfig {
+    /// Stochastic gradient descent (momentum, dampening, Nesterov, weight decay).
     Sgd {
+        /// The learning rate.
         lr: f64,
+        /// Momentum factor.
         #[serde(default)]
         momentum: f64,
+        /// Dampening of the momentum update.
         #[serde(default)]
         dampening: f64,
+        /// Nesterov momentum.
         #[serde(default)]
         nesterov: bool,
+        /// L2 penalty (decoupled for AdamW).
         #[serde(default)]
         weight_decay: f64,
     },
+    /// Adam.
     Adam {
+        /// The learning rate.
         lr: f64,
+        /// Decay rates of the moment estimates (β₁, β₂).
         #[serde(default = "default_betas")]
         betas: (f64, f64),
+        /// Added to the denominator for stability.
         #[serde(default = "default_eps")]
         eps: f64,
+        /// L2 penalty (decoupled for AdamW).
         #[serde(default)]
         weight_decay: f64,
     },
+    /// AdamW: Adam with decoupled weight decay (default 0.01).
     Adamw {
+        /// The learning rate.
         lr: f64,
+        /// Decay rates of the moment estimates (β₁, β₂).
         #[serde(default = "default_betas")]
         betas: (f64, f64),
+        /// Added to the denominator for stability.
         #[serde(default = "default_eps")]
         eps: f64,
+        /// L2 penalty (decoupled for AdamW).
         #[serde(default = "default_adamw_decay")]
         weight_decay: f64,
     },
+    /// RMSprop.
     Rmsprop {
+        /// The learning rate.
         lr: f64,
+        /// Smoothing constant of the squared-gradient average.
         #[serde(default = "default_alpha")]
         alpha: f64,
+        /// Momentum factor.
         #[serde(default)]
         momentum: f64,
+        /// Normalise by the estimated variance.
         #[serde(default)]
         centered: bool,
+        /// L2 penalty (decoupled for AdamW).
         #[serde(default)]
         weight_decay: f64,
     },
+    /// Adagrad.
     Adagrad {
+        /// The learning rate.
         lr: f64,
+        /// Learning-rate decay per step.
         #[serde(default)]
         lr_decay: f64,
+        /// L2 penalty (decoupled for AdamW).
         #[serde(default)]
         weight_decay: f64,
     },
@@ -171,30 +213,46 @@ impl OptimizerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
+    /// Multiply the rate by `gamma` every `step_size` epochs.
     Step {
+        /// Epochs between decays.
         step_size: usize,
+        /// The decay factor.
         #[serde(default = "default_gamma")]
         gamma: f64,
     },
+    /// Multiply the rate by `gamma` at each epoch in `milestones`.
     MultiStep {
+        /// Epochs at which to decay.
         milestones: Vec<usize>,
+        /// The decay factor.
         #[serde(default = "default_gamma")]
         gamma: f64,
     },
+    /// Multiply the rate by `gamma` every epoch.
     Exponential {
+        /// The decay factor.
         gamma: f64,
     },
+    /// Cosine annealing from the base rate to `eta_min` over the run.
     Cosine {
+        /// The final learning rate.
         #[serde(default)]
         eta_min: f64,
     },
+    /// Rise linearly from `start_factor`·lr to lr over `epochs` epochs.
     Warmup {
+        /// The starting fraction of the rate.
         #[serde(default = "default_start_factor")]
         start_factor: f64,
+        /// Epochs of the ramp.
         epochs: usize,
     },
+    /// One-cycle: up to `max_lr` and down again, per step.
     OneCycle {
+        /// The peak learning rate.
         max_lr: f64,
+        /// Fraction of the steps spent rising.
         #[serde(default = "default_pct_start")]
         pct_start: f64,
     },
@@ -204,7 +262,9 @@ pub enum ScheduleConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStoppingConfig {
+    /// Epochs without improvement tolerated.
     pub patience: usize,
+    /// The smallest decrease that counts as an improvement.
     #[serde(default)]
     pub min_delta: f64,
 }

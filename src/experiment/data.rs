@@ -8,7 +8,9 @@ use crate::error::Result;
 
 /// Training and test data, ready to batch.
 pub struct Data {
+    /// The training split.
     pub train: Box<dyn Dataset>,
+    /// The test split.
     pub test: Box<dyn Dataset>,
     /// Class names, for printing predictions.
     pub class_names: Vec<String>,

@@ -8,15 +8,38 @@ pub enum Schedule {
     /// The base rate throughout.
     Constant,
     /// `base · γ^⌊t / step_size⌋` (StepLR).
-    Step { step_size: usize, gamma: f64 },
+    Step {
+        /// Epochs (or steps) between decays.
+        step_size: usize,
+        /// The decay factor γ.
+        gamma: f64,
+    },
     /// `base · γ^(number of milestones ≤ t)` (MultiStepLR).
-    MultiStep { milestones: Vec<usize>, gamma: f64 },
+    MultiStep {
+        /// When to decay.
+        milestones: Vec<usize>,
+        /// The decay factor γ.
+        gamma: f64,
+    },
     /// `base · γᵗ` (ExponentialLR).
-    Exponential { gamma: f64 },
+    Exponential {
+        /// The decay factor γ.
+        gamma: f64,
+    },
     /// `η_min + (base − η_min)·(1 + cos(π·t/T_max))/2` (CosineAnnealingLR).
-    Cosine { t_max: usize, eta_min: f64 },
+    Cosine {
+        /// T_max: the length of the half cosine.
+        t_max: usize,
+        /// η_min: the rate at the end.
+        eta_min: f64,
+    },
     /// `base · (s + (1 − s)·min(t, n)/n)`: a linear ramp from `s·base` over `n` steps (LinearLR).
-    LinearWarmup { start_factor: f64, warmup: usize },
+    LinearWarmup {
+        /// s: the starting fraction of the base rate.
+        start_factor: f64,
+        /// n: the length of the ramp.
+        warmup: usize,
+    },
     /// OneCycleLR (cosine): from `max_lr/div_factor` up to `max_lr` over the first
     /// `pct_start` of `total_steps`, then down to `max_lr/(div_factor·final_div_factor)`.
     OneCycle {
