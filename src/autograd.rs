@@ -6,11 +6,11 @@
 //! before inputs, and adds up the gradients of tensors used more than once. This
 //! file knows nothing about any particular op.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::cell::Cell;
 
 use crate::element::Float;
 use crate::tensor::Tensor;
+use crate::tensor::storage::{SharedStorage, Storage};
 
 /// What a backward rule sees: the gradient flowing in from above, the op's output
 /// and its inputs.
@@ -149,13 +149,13 @@ impl<T: Float> Tensor<T> {
             "bug in op `{name}`: {} values for shape {shape:?}",
             values.len()
         );
-        Tensor::view_op(Rc::new(RefCell::new(values)), shape, name, inputs, backward)
+        Tensor::view_op(Storage::shared(values), shape, name, inputs, backward)
     }
 
     /// Like [`Tensor::from_op`], but the output shares `storage` (a view such as
     /// reshape, which moves no data).
     pub(crate) fn view_op(
-        storage: Rc<RefCell<Vec<T>>>,
+        storage: SharedStorage<T>,
         shape: &[usize],
         name: &'static str,
         inputs: &[&Tensor<T>],

@@ -59,5 +59,6 @@ pub use gradcheck::{
     GradcheckReport, InputReport, gradcheck, gradcheck_module, gradcheck_with_eps,
 };
 pub use ops::conv::Conv2dOptions;
+pub use tensor::storage::Device;
 pub use tensor::{Tensor, rng};
 pub use threads::{num_threads, set_num_threads};

@@ -306,3 +306,14 @@ fn large_tensors_use_the_parallel_paths_and_agree() {
         assert!((column_sums[j] - expected).abs() < 1e-9);
     }
 }
+
+/// Every tensor lives on a device behind the storage seam; today that is the CPU,
+/// and moving a tensor to where it already is shares its values.
+#[test]
+fn tensors_live_on_the_cpu() {
+    let x = nabla::Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2]);
+    assert_eq!(x.device(), nabla::Device::Cpu);
+    let moved = x.to(nabla::Device::Cpu);
+    assert_eq!(moved.id(), x.id());
+    assert_eq!(x.reshape(&[1, 2]).device(), nabla::Device::Cpu);
+}

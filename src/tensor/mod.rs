@@ -4,6 +4,7 @@
 
 mod display;
 pub mod shape;
+pub mod storage;
 
 use std::cell::{Cell, Ref, RefCell};
 use std::rc::Rc;
@@ -12,6 +13,7 @@ use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::autograd::Node;
+use storage::{SharedStorage, Storage};
 
 /// A tensor's axis sizes, stored inline up to four axes.
 pub(crate) type Shape = smallvec::SmallVec<[usize; 4]>;
@@ -42,7 +44,7 @@ pub struct Tensor<T: Float = f32> {
 
 pub(crate) struct TensorInner<T: Float> {
     /// Shared by views that only change the shape (`reshape`, `detach`).
-    pub(crate) storage: Rc<RefCell<Vec<T>>>,
+    pub(crate) storage: SharedStorage<T>,
     /// Inline for up to 4 axes: most tensors' shapes cost no allocation.
     pub(crate) shape: Shape,
     /// Whether gradients flow to or through this tensor.
@@ -63,7 +65,7 @@ impl<T: Float> Drop for TensorInner<T> {
     /// tensors of the same size (see [`crate::cpu::buffer`]).
     fn drop(&mut self) {
         if let Some(storage) = Rc::get_mut(&mut self.storage) {
-            crate::cpu::buffer::give(std::mem::take(storage.get_mut()));
+            storage.get_mut().release();
         }
     }
 }
@@ -78,7 +80,7 @@ impl<T: Float> Clone for Tensor<T> {
 
 impl<T: Float> Tensor<T> {
     pub(crate) fn build(
-        storage: Rc<RefCell<Vec<T>>>,
+        storage: SharedStorage<T>,
         shape: &[usize],
         requires_grad: bool,
         node: Option<Node<T>>,
@@ -117,7 +119,7 @@ impl<T: Float> Tensor<T> {
                 data.len()
             )));
         }
-        Ok(Self::build(Rc::new(RefCell::new(data)), shape, false, None))
+        Ok(Self::build(Storage::shared(data), shape, false, None))
     }
 
     /// A 0-dimensional tensor (shape `[]`) holding one value.
@@ -228,9 +230,22 @@ impl<T: Float> Tensor<T> {
         self.inner.shape[shape::normalize_axis(axis, self.ndim(), "dim")]
     }
 
+    /// The device the values live on.
+    pub fn device(&self) -> storage::Device {
+        self.inner.storage.borrow().device()
+    }
+
+    /// The tensor on `device`: itself when it is already there (the only device
+    /// today is the CPU; a GPU backend copies across here).
+    pub fn to(&self, device: storage::Device) -> Tensor<T> {
+        match device {
+            storage::Device::Cpu => self.clone(),
+        }
+    }
+
     /// Borrows the elements in row-major order.
     pub fn data(&self) -> Ref<'_, [T]> {
-        Ref::map(self.inner.storage.borrow(), |data| data.as_slice())
+        Ref::map(self.inner.storage.borrow(), Storage::as_slice)
     }
 
     /// Copies the elements out in row-major order.
