@@ -1,7 +1,6 @@
 //! Loss functions: how far the prediction is from the target, as one number whose
 //! gradient starts backpropagation. Definitions and reductions match PyTorch's.
 
-use crate::cpu::buffer::{self, Recycled};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -94,7 +93,7 @@ pub fn cross_entropy<T: Float>(
     options: &CrossEntropyOptions,
 ) -> Tensor<T> {
     if options.label_smoothing == 0.0 && options.class_weights.is_none() {
-        return softmax_cross_entropy(logits, targets, options.reduction);
+        return logits.softmax_cross_entropy(targets, options.reduction);
     }
     let log_probs = logits.log_softmax(-1);
     let nll = nll_loss(
@@ -126,67 +125,6 @@ pub fn cross_entropy<T: Float>(
         }
     };
     nll * T::cast(1.0 - epsilon) + smooth * T::cast(epsilon / classes as f64)
-}
-
-/// Softmax and cross-entropy fused into one op: per row `log Σⱼ e^{zⱼ} − z_y`, with
-/// the famous gradient `softmax(z) − onehot(y)` (divided by the batch for the mean).
-/// One pass forward, one backward, no intermediate log-probabilities kept.
-fn softmax_cross_entropy<T: Float>(
-    logits: &Tensor<T>,
-    targets: &[usize],
-    reduction: Reduction,
-) -> Tensor<T> {
-    let (&[batch, classes], true) = (
-        logits.shape(),
-        logits.shape().first() == Some(&targets.len()),
-    ) else {
-        panic!(
-            "cross_entropy: expected logits [batch, classes] for {} targets, got shape {:?}",
-            targets.len(),
-            logits.shape()
-        );
-    };
-    if let Some((i, &bad)) = targets.iter().enumerate().find(|&(_, &t)| t >= classes) {
-        panic!(
-            "cross_entropy: target {bad} at position {i} is not below the class count {classes}"
-        );
-    }
-    // one stable log-softmax pass; the backward rule needs only its exponential
-    let log_probabilities = Recycled::new(crate::cpu::reduce::softmax_axis(
-        &logits.data(),
-        batch,
-        classes,
-        1,
-        true,
-    ));
-    let total: T = targets
-        .iter()
-        .enumerate()
-        .map(|(row, &t)| -log_probabilities[row * classes + t])
-        .sum();
-    let scale = match reduction {
-        Reduction::Mean => T::one() / T::cast(batch.max(1) as f64),
-        Reduction::Sum => T::one(),
-    };
-    let targets = targets.to_vec();
-    // dL/dz = (softmax(z) − onehot(y)) · scale · dL/dloss
-    Tensor::from_op(
-        buffer::filled(1, total * scale),
-        &[],
-        "cross_entropy",
-        &[logits],
-        move |ctx| {
-            let factor = ctx.grad_output.item() * scale;
-            let mut grad = buffer::take(batch * classes);
-            for (g, &lp) in grad.iter_mut().zip(log_probabilities.iter()) {
-                *g = lp.exp() * factor;
-            }
-            for (row, &t) in targets.iter().enumerate() {
-                grad[row * classes + t] -= factor;
-            }
-            vec![Some(Tensor::from_vec(grad, &[batch, classes]))]
-        },
-    )
 }
 
 fn class_weight_tensor<T: Float>(weights: &[f64], classes: usize) -> Tensor<T> {

@@ -82,6 +82,34 @@ impl<T: Float> super::SimdKernel for Dot<'_, T> {
     }
 }
 
+/// `Σ_rows −log_probabilities[row, targets[row]]` for `[rows, classes]` log-probabilities.
+pub fn negative_log_likelihood<T: Float>(log_probabilities: &[T], targets: &[usize]) -> T {
+    let classes = log_probabilities.len() / targets.len().max(1);
+    targets
+        .iter()
+        .enumerate()
+        .map(|(row, &t)| -log_probabilities[row * classes + t])
+        .sum()
+}
+
+/// `factor · (softmax − onehot(targets))` from `[rows, classes]` log-probabilities:
+/// the gradient of softmax cross-entropy.
+pub fn softmax_minus_onehot<T: Float>(
+    log_probabilities: &[T],
+    targets: &[usize],
+    factor: T,
+) -> Vec<T> {
+    let classes = log_probabilities.len() / targets.len().max(1);
+    let mut grad = super::buffer::take(log_probabilities.len());
+    for (g, &lp) in grad.iter_mut().zip(log_probabilities) {
+        *g = lp.exp() * factor;
+    }
+    for (row, &t) in targets.iter().enumerate() {
+        grad[row * classes + t] -= factor;
+    }
+    grad
+}
+
 /// Whether every value is finite (no NaN, no ±∞): what training checks of every
 /// gradient before each update. `0·v` is 0 for a finite `v` and NaN otherwise, so
 /// a sum of `0·v` is NaN exactly when some value is not finite — and a sum

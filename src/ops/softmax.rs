@@ -1,9 +1,12 @@
 //! Softmax and log-softmax along an axis, each with its own (fused) backward rule:
 //! composing them from exp/sum/div would work too, but costs three passes and
-//! loses the stable log-sum-exp form.
+//! loses the stable log-sum-exp form. And softmax fused with cross-entropy, the
+//! classifier's loss, whose gradient is the famous `softmax(z) − onehot(y)`.
 
+use crate::cpu::buffer::{self, Recycled};
 use crate::cpu::reduce;
 use crate::element::Float;
+use crate::loss::Reduction;
 use crate::tensor::{Tensor, shape};
 
 impl<T: Float> Tensor<T> {
@@ -35,5 +38,48 @@ impl<T: Float> Tensor<T> {
             );
             vec![Some(Tensor::from_vec(grad, ctx.output.shape()))]
         })
+    }
+
+    /// Softmax and cross-entropy fused into one op, for logits `[batch, classes]`
+    /// and one target class per row: per row `log Σⱼ e^{zⱼ} − z_y`, reduced by
+    /// `reduction`. One stable log-softmax pass forward, one pass backward.
+    /// (`loss::cross_entropy` is the public door, with weights and smoothing.)
+    pub fn softmax_cross_entropy(&self, targets: &[usize], reduction: Reduction) -> Tensor<T> {
+        let (&[batch, classes], true) =
+            (self.shape(), self.shape().first() == Some(&targets.len()))
+        else {
+            panic!(
+                "cross_entropy: expected logits [batch, classes] for {} targets, got shape {:?}",
+                targets.len(),
+                self.shape()
+            );
+        };
+        if let Some((i, &bad)) = targets.iter().enumerate().find(|&(_, &t)| t >= classes) {
+            panic!(
+                "cross_entropy: target {bad} at position {i} is not below the class count {classes}"
+            );
+        }
+        // the backward rule needs only the log-probabilities' exponential
+        let log_probabilities =
+            Recycled::new(reduce::softmax_axis(&self.data(), batch, classes, 1, true));
+        let scale = match reduction {
+            Reduction::Mean => T::one() / T::cast(batch.max(1) as f64),
+            Reduction::Sum => T::one(),
+        };
+        // L = scale · Σ_rows −log p(y)
+        let loss = reduce::negative_log_likelihood(&log_probabilities, targets) * scale;
+        let targets = targets.to_vec();
+        // dL/dz = (softmax(z) − onehot(y)) · scale · dL/dloss
+        Tensor::from_op(
+            buffer::filled(1, loss),
+            &[],
+            "cross_entropy",
+            &[self],
+            move |ctx| {
+                let factor = ctx.grad_output.item() * scale;
+                let grad = reduce::softmax_minus_onehot(&log_probabilities, &targets, factor);
+                vec![Some(Tensor::from_vec(grad, &[batch, classes]))]
+            },
+        )
     }
 }
