@@ -67,6 +67,33 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 const SMALL_OUTPUT: usize = 64 * 64;
 const K_CHUNK: usize = 4096;
 
+/// `batches` products of the same size `(m, n, k)`, one after another in the
+/// returned buffer: `operands(b)` gives output matrix `b`'s `(A, B)`. Many small
+/// products run one per task (the GEMM would not split them itself); large ones
+/// are split by the GEMM.
+pub fn gemm_batched<'a, T: Float>(
+    batches: usize,
+    (m, n, k): (usize, usize, usize),
+    operands: impl Fn(usize) -> (MatRef<'a, T>, MatRef<'a, T>) + Sync,
+) -> Vec<T> {
+    let mut out = super::buffer::take(batches * m * n);
+    if m * n == 0 {
+        return out;
+    }
+    let multiply = |(batch, out): (usize, &mut [T])| {
+        let (a, b) = operands(batch);
+        gemm(a, b, out, false);
+    };
+    let small_matrices = m * n * k < 64 * 64 * 64;
+    if batches > 1 && small_matrices && out.len() >= super::PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        out.par_chunks_mut(m * n).enumerate().for_each(multiply);
+    } else {
+        out.chunks_mut(m * n).enumerate().for_each(multiply);
+    }
+    out
+}
+
 /// `c = a · b` (or `c += a · b` when `accumulate`), with `c` contiguous row-major
 /// `a.rows × b.cols`.
 ///

@@ -4,9 +4,7 @@
 //! The transposes are never materialised: the GEMM reads Bᵀ and Aᵀ through swapped
 //! strides.
 
-use rayon::prelude::*;
-
-use crate::cpu::gemm::{MatRef, gemm};
+use crate::cpu::gemm::{MatRef, gemm_batched};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
@@ -117,27 +115,14 @@ fn product<T: Float>(
     let (a_guard, b_guard) = (a.data(), b.data());
     let (a_data, b_data): (&[T], &[T]) = (&a_guard, &b_guard);
     let (a_size, b_size) = (a_rows * a_cols, b_rows * b_cols);
-    let multiply = |batch: usize, out: &mut [T]| {
+    let operands = |batch: usize| {
         let a_at = matrix_index(batch, &a_strides) * a_size;
         let b_at = matrix_index(batch, &b_strides) * b_size;
         let lhs = MatRef::row_major(&a_data[a_at..a_at + a_size], a_rows, a_cols).t_if(transpose_a);
         let rhs = MatRef::row_major(&b_data[b_at..b_at + b_size], b_rows, b_cols).t_if(transpose_b);
-        gemm(lhs, rhs, out, false);
+        (lhs, rhs)
     };
-    let mut out = crate::cpu::buffer::take(batches * m * n);
-    let small_matrices = m * n * k < 64 * 64 * 64;
-    if batches > 1 && small_matrices && out.len() >= crate::cpu::PARALLEL_MIN_ELEMENTS && m * n > 0
-    {
-        // Many small products: one per task (the GEMM would not split them itself).
-        crate::threads::ensure_init();
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .for_each(|(batch, out)| multiply(batch, out));
-    } else if m * n > 0 {
-        out.chunks_mut(m * n)
-            .enumerate()
-            .for_each(|(batch, out)| multiply(batch, out));
-    }
+    let out = gemm_batched(batches, (m, n, k), operands);
     let mut out_shape = batch_shape;
     out_shape.extend([m, n]);
     (out, out_shape)
