@@ -6,6 +6,7 @@
 
 pub mod buffer;
 pub mod conv;
+pub mod convolution;
 pub mod gemm;
 pub mod reduce;
 pub mod update;
