@@ -21,7 +21,9 @@ pub trait Float:
     + SubAssign
     + MulAssign
     + DivAssign
-    + crate::cpu::buffer::Recycle
+    // what the CPU kernels need of an element type (a GEMM, a buffer pool);
+    // a second backend adds its own bound here
+    + crate::cpu::CpuElement
     + 'static
 {
     /// The name PyTorch and safetensors use for this type (`"F32"`, `"F64"`).
@@ -35,30 +37,10 @@ pub trait Float:
 
     /// The error function, for the exact GELU.
     fn erf(self) -> Self;
-
-    /// `C = A·B (+ C if accumulate)`, with every matrix given by its row and column
-    /// strides, so transposes cost nothing. Dispatches to the GEMM crate's kernel.
-    ///
-    /// # Safety
-    /// Every index `i*rs + j*cs` the shapes reach must lie inside the slices
-    /// (checked by the caller, `cpu::gemm`).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        a_strides: (isize, isize),
-        b: *const Self,
-        b_strides: (isize, isize),
-        accumulate: bool,
-        c: *mut Self,
-        c_strides: (isize, isize),
-    );
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $erf:path, $gemm:path) => {
+    ($t:ty, $name:literal, $erf:path) => {
         impl Float for $t {
             const DTYPE: &'static str = $name;
             #[inline]
@@ -73,43 +55,9 @@ macro_rules! impl_float {
             fn erf(self) -> Self {
                 $erf(self)
             }
-            unsafe fn gemm_raw(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: *const Self,
-                a_strides: (isize, isize),
-                b: *const Self,
-                b_strides: (isize, isize),
-                accumulate: bool,
-                c: *mut Self,
-                c_strides: (isize, isize),
-            ) {
-                let beta = if accumulate { 1.0 } else { 0.0 };
-                // SAFETY: forwarded from this function's contract: the caller has checked
-                // that all strided indices stay inside the buffers.
-                unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a,
-                        a_strides.0,
-                        a_strides.1,
-                        b,
-                        b_strides.0,
-                        b_strides.1,
-                        beta,
-                        c,
-                        c_strides.0,
-                        c_strides.1,
-                    )
-                }
-            }
         }
     };
 }
 
-impl_float!(f32, "F32", libm::erff, matrixmultiply::sgemm);
-impl_float!(f64, "F64", libm::erf, matrixmultiply::dgemm);
+impl_float!(f32, "F32", libm::erff);
+impl_float!(f64, "F64", libm::erf);

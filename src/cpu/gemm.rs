@@ -9,6 +9,73 @@ use rayon::prelude::*;
 
 use crate::element::Float;
 
+/// The GEMM kernel of an element type (the GEMM crate's `sgemm` or `dgemm`).
+pub trait Gemm: Sized {
+    /// `C = A·B (+ C if accumulate)`, with every matrix given by its row and column
+    /// strides, so transposes cost nothing. Dispatches to the GEMM crate's kernel.
+    ///
+    /// # Safety
+    /// Every index `i*rs + j*cs` the shapes reach must lie inside the slices
+    /// (checked by the caller, `cpu::gemm`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        accumulate: bool,
+        c: *mut Self,
+        c_strides: (isize, isize),
+    );
+}
+
+macro_rules! impl_gemm {
+    ($t:ty, $gemm:path) => {
+        impl Gemm for $t {
+            unsafe fn gemm_raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                a_strides: (isize, isize),
+                b: *const Self,
+                b_strides: (isize, isize),
+                accumulate: bool,
+                c: *mut Self,
+                c_strides: (isize, isize),
+            ) {
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                // SAFETY: forwarded from this function's contract: the caller has checked
+                // that all strided indices stay inside the buffers.
+                unsafe {
+                    $gemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a,
+                        a_strides.0,
+                        a_strides.1,
+                        b,
+                        b_strides.0,
+                        b_strides.1,
+                        beta,
+                        c,
+                        c_strides.0,
+                        c_strides.1,
+                    )
+                }
+            }
+        }
+    };
+}
+
+impl_gemm!(f32, matrixmultiply::sgemm);
+impl_gemm!(f64, matrixmultiply::dgemm);
+
 /// A read-only matrix view: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {

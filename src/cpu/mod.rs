@@ -15,6 +15,11 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::element::Float;
+
+/// What the CPU kernels need of an element type: a GEMM kernel and a buffer pool.
+pub trait CpuElement: gemm::Gemm + buffer::Recycle {}
+
+impl<T: gemm::Gemm + buffer::Recycle> CpuElement for T {}
 use crate::tensor::shape;
 
 /// Below this many elements a kernel stays on the calling thread: handing work to
