@@ -134,6 +134,20 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 const SMALL_OUTPUT: usize = 64 * 64;
 const K_CHUNK: usize = 4096;
 
+/// `A·B` into a new buffer; with `row`, `A·B + row` added to every row of the
+/// product (a linear layer's bias: the GEMM starts from it rather than adding it
+/// in a second pass).
+pub fn product<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, row: Option<&[T]>) -> Vec<T> {
+    let mut out = super::buffer::take(a.rows * b.cols);
+    if let Some(row) = row {
+        for out_row in out.chunks_exact_mut(b.cols) {
+            out_row.copy_from_slice(row);
+        }
+    }
+    gemm(a, b, &mut out, row.is_some());
+    out
+}
+
 /// `batches` products of the same size `(m, n, k)`, one after another in the
 /// returned buffer: `operands(b)` gives output matrix `b`'s `(A, B)`. Many small
 /// products run one per task (the GEMM would not split them itself); large ones

@@ -159,6 +159,22 @@ fn sum_serial<T: Float>(x: &[T]) -> T {
     lanes.iter().copied().sum::<T>() + tail
 }
 
+/// The gradient of [`max_axis`]: each output's gradient goes to the position of
+/// its maximum (`arg_max`), zeros elsewhere; the input is `[outer, len, inner]`.
+pub fn max_axis_backward<T: Float>(
+    grad_output: &[T],
+    arg_max: &[usize],
+    len: usize,
+    inner: usize,
+) -> Vec<T> {
+    let mut grad = super::buffer::zeroed(grad_output.len() * len);
+    for (slot, (&g, &k)) in grad_output.iter().zip(arg_max).enumerate() {
+        let (o, i) = (slot / inner, slot % inner);
+        grad[(o * len + k) * inner + i] = g;
+    }
+    grad
+}
+
 /// `(max over k of x[o, k, i], the first k where it occurs)`.
 pub fn max_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> (Vec<T>, Vec<usize>) {
     let mut values = super::buffer::take(outer * inner);

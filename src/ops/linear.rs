@@ -3,8 +3,7 @@
 //! buffer). Its gradients are those of matmul plus the bias's row sum:
 //! dL/dx = G·W, dL/dW = Gᵀ·x, dL/db = Σ_rows G.
 
-use crate::cpu::buffer;
-use crate::cpu::gemm::{MatRef, gemm};
+use crate::cpu::gemm::{MatRef, product};
 use crate::cpu::reduce;
 use crate::element::Float;
 use crate::tensor::Tensor;
@@ -27,30 +26,22 @@ impl<T: Float> Tensor<T> {
             self.shape(),
             weight.shape()
         );
-        let mut values = match bias {
-            Some(b) => {
-                assert_eq!(
-                    b.shape(),
-                    &[out],
-                    "linear: bias of shape {:?} for {out} outputs",
-                    b.shape()
-                );
-                let row = b.data();
-                let mut values = buffer::take(batch * out);
-                for values_row in values.chunks_exact_mut(out) {
-                    values_row.copy_from_slice(&row);
-                }
-                values
-            }
-            None => buffer::take(batch * out),
-        };
-        // y = b (broadcast over rows), then y += x·Wᵀ; without a bias, y = x·Wᵀ
-        gemm(
+        if let Some(b) = bias {
+            assert_eq!(
+                b.shape(),
+                &[out],
+                "linear: bias of shape {:?} for {out} outputs",
+                b.shape()
+            );
+        }
+        // y = x·Wᵀ, starting from b on every row when there is a bias
+        let bias_row = bias.map(|b| b.data());
+        let values = product(
             MatRef::row_major(&self.data(), batch, features),
             MatRef::row_major(&weight.data(), out, features).t(),
-            &mut values,
-            bias.is_some(),
+            bias_row.as_deref(),
         );
+        drop(bias_row);
         let inputs: Vec<&Tensor<T>> = match bias {
             Some(b) => vec![self, weight, b],
             None => vec![self, weight],
@@ -60,25 +51,15 @@ impl<T: Float> Tensor<T> {
             let grad_rows = MatRef::row_major(&g, batch, out);
             // dL/dx = G·W
             let grad_x = ctx.needs_grad(0).then(|| {
-                let mut values = buffer::take(batch * features);
-                gemm(
-                    grad_rows,
-                    MatRef::row_major(&w.data(), out, features),
-                    &mut values,
-                    false,
-                );
-                Tensor::from_vec(values, &[batch, features])
+                let w = w.data();
+                let w = MatRef::row_major(&w, out, features);
+                Tensor::from_vec(product(grad_rows, w, None), &[batch, features])
             });
             // dL/dW = Gᵀ·x
             let grad_w = ctx.needs_grad(1).then(|| {
-                let mut values = buffer::take(out * features);
-                gemm(
-                    grad_rows.t(),
-                    MatRef::row_major(&x.data(), batch, features),
-                    &mut values,
-                    false,
-                );
-                Tensor::from_vec(values, &[out, features])
+                let x = x.data();
+                let x = MatRef::row_major(&x, batch, features);
+                Tensor::from_vec(product(grad_rows.t(), x, None), &[out, features])
             });
             let mut grads = vec![grad_x, grad_w];
             if ctx.inputs.len() == 3 {

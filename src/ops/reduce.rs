@@ -84,17 +84,7 @@ impl<T: Float> Tensor<T> {
         // d max/dxₖ = 1 for the (first) arg-max k, 0 for the others
         Tensor::from_op(values, &out_shape, "max_axis", &[self], move |ctx| {
             let input_shape = ctx.input(0).shape();
-            let mut grad = crate::cpu::buffer::zeroed(shape::numel(input_shape));
-            for (slot, (&g, &k)) in ctx
-                .grad_output
-                .data()
-                .iter()
-                .zip(arg_max.iter())
-                .enumerate()
-            {
-                let (o, i) = (slot / inner, slot % inner);
-                grad[(o * len + k) * inner + i] = g;
-            }
+            let grad = reduce::max_axis_backward(&ctx.grad_output.data(), &arg_max, len, inner);
             vec![Some(Tensor::from_vec(grad, input_shape))]
         })
     }
