@@ -317,3 +317,14 @@ fn tensors_live_on_the_cpu() {
     assert_eq!(moved.id(), x.id());
     assert_eq!(x.reshape(&[1, 2]).device(), nabla::Device::Cpu);
 }
+
+/// softsign(x) = x / (1 + |x|): softsign(3) = 3/4, softsign(−1) = −1/2, softsign(0) = 0;
+/// its derivative 1/(1 + |x|)² is 1/16 at 3 and 1/4 at −1.
+#[test]
+fn softsign_values_and_slopes() {
+    let x = nabla::Tensor::<f64>::from_vec(vec![3.0, -1.0, 0.0], &[3]).requires_grad(true);
+    let y = x.softsign();
+    assert_eq!(y.to_vec(), vec![0.75, -0.5, 0.0]);
+    y.sum().backward();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![1.0 / 16.0, 0.25, 1.0]);
+}

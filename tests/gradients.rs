@@ -80,6 +80,7 @@ proptest! {
         assert_gradients("gelu_tanh", |t| t[0].gelu_tanh(), &x);
         assert_gradients("softplus", |t| t[0].softplus(), &x);
         assert_gradients("silu", |t| t[0].silu(), &x);
+        assert_gradients("softsign", |t| t[0].softsign(), &kinked_x);
     }
 
     // ------------------------------------------------------------- reductions

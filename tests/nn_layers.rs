@@ -304,3 +304,29 @@ fn output_shape_agrees_with_forward() {
             .contains("2 input channels")
     );
 }
+
+/// A layer kind is one registry entry: `{ type = "softsign" }` in a config builds
+/// the Softsign module between the layers around it.
+#[test]
+fn config_layers_come_from_the_registry() {
+    let text = r#"
+[data]
+kind = "csv"
+path = "data/xor.csv"
+label_column = "label"
+
+[model]
+layers = [{ type = "linear", out = 8 }, { type = "softsign" }, { type = "linear", out = 2 }]
+
+[train]
+epochs = 1
+optimizer = { kind = "sgd", lr = 0.1 }
+"#;
+    let config = nabla::experiment::Config::parse(text, "softsign.toml".as_ref()).unwrap();
+    assert_eq!(config.model.layers[1].kind(), "softsign");
+    let (model, shapes) =
+        nabla::experiment::build_model::<f64>(&config.model.layers, &[2], 2, &mut nabla::rng(0))
+            .unwrap();
+    assert_eq!(shapes, [vec![8], vec![8], vec![2]]);
+    assert_eq!(model.layers()[1].describe(), "Softsign()");
+}

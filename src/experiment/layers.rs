@@ -103,6 +103,8 @@ pub enum LayerConfig {
     },
     /// `x·σ(x)`.
     Silu,
+    /// `x / (1 + |x|)`.
+    Softsign,
 }
 
 /// Weight initialisation schemes selectable per Linear layer.
@@ -249,6 +251,7 @@ impl LayerConfig {
             LayerConfig::Tanh => Box::new(Tanh),
             LayerConfig::Gelu { tanh_approximation } => Box::new(Gelu { tanh_approximation }),
             LayerConfig::Silu => Box::new(Silu),
+            LayerConfig::Softsign => Box::new(Softsign),
         })
     }
 

@@ -38,6 +38,10 @@ activation_layer!(
     /// `x · σ(x)`.
     Silu, "SiLU()", |x| x.silu()
 );
+activation_layer!(
+    /// `x / (1 + |x|)`.
+    Softsign, "Softsign()", |x| x.softsign()
+);
 
 /// `x` for positive inputs, `slope · x` otherwise (PyTorch's default slope: 0.01).
 #[derive(Clone, Copy, Debug)]

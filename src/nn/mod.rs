@@ -14,7 +14,7 @@ pub mod norm;
 pub mod sequential;
 pub mod zoo;
 
-pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh};
+pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softsign, Tanh};
 pub use conv::{AvgPool2d, Conv2d, Flatten, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;

@@ -45,6 +45,19 @@ impl<T: Float> Tensor<T> {
         self.unary_op("tanh", T::tanh, |_, t| T::one() - t * t)
     }
 
+    /// Softsign: `x / (1 + |x|)`, a tanh-like curve that approaches ±1 polynomially.
+    pub fn softsign(&self) -> Tensor<T> {
+        // softsign'(x) = 1 / (1 + |x|)²
+        self.unary_op(
+            "softsign",
+            |x| x / (T::one() + x.abs()),
+            |x, _| {
+                let denominator = T::one() + x.abs();
+                T::one() / (denominator * denominator)
+            },
+        )
+    }
+
     /// GELU, exact: `x · Φ(x)` with Φ the standard normal CDF.
     pub fn gelu(&self) -> Tensor<T> {
         // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density
