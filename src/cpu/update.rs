@@ -25,17 +25,17 @@ pub fn apply<T: Float, const N: usize>(
     weights: &mut [T],
     states: [&mut [T]; N],
     grad: &[T],
-    rule: impl Fn(&mut T, &mut [T; N], T) + Sync,
+    rule: impl Fn(&mut T, &mut [T; N], T) + Sync + Copy,
 ) {
     assert!(
         grad.len() == weights.len() && states.iter().all(|s| s.len() == weights.len()),
         "update: weights, gradient and every state must have the same length"
     );
     if weights.len() < PARALLEL_MIN_ELEMENTS {
-        return run_chunk(weights, states, grad, &rule);
+        return run_chunk(weights, states, grad, rule);
     }
     crate::threads::ensure_init();
-    split_in_parallel(weights, states, grad, &rule);
+    split_in_parallel(weights, states, grad, rule);
 }
 
 /// Halves the work at a chunk boundary until one chunk is left, running the halves
@@ -44,7 +44,7 @@ fn split_in_parallel<T: Float, const N: usize>(
     weights: &mut [T],
     states: [&mut [T]; N],
     grad: &[T],
-    rule: &(impl Fn(&mut T, &mut [T; N], T) + Sync),
+    rule: impl Fn(&mut T, &mut [T; N], T) + Sync + Copy,
 ) {
     let chunks = weights.len().div_ceil(CHUNK);
     if chunks <= 1 {
@@ -69,7 +69,7 @@ fn run_chunk<T: Float, const N: usize>(
     weights: &mut [T],
     states: [&mut [T]; N],
     grad: &[T],
-    rule: &impl Fn(&mut T, &mut [T; N], T),
+    rule: impl Fn(&mut T, &mut [T; N], T) + Copy,
 ) {
     wide_simd(Chunk {
         weights,
@@ -84,7 +84,7 @@ struct Chunk<'a, T, F, const N: usize> {
     weights: &'a mut [T],
     states: [&'a mut [T]; N],
     grad: &'a [T],
-    rule: &'a F,
+    rule: F,
 }
 
 impl<T: Float, F: Fn(&mut T, &mut [T; N], T), const N: usize> SimdKernel for Chunk<'_, T, F, N> {
@@ -98,14 +98,84 @@ impl<T: Float, F: Fn(&mut T, &mut [T; N], T), const N: usize> SimdKernel for Chu
             grad,
             rule,
         } = self;
-        let len = weights.len().min(grad.len());
-        for i in 0..len {
-            // the state values travel through a local array, which the compiler keeps in registers
-            let mut values: [T; N] = std::array::from_fn(|k| states[k][i]);
-            rule(&mut weights[i], &mut values, grad[i]);
-            for (state, value) in states.iter_mut().zip(values) {
-                state[i] = value;
+        // One loop shape per state count, each in a function whose slices are
+        // arguments (so the compiler knows they do not overlap, and vectorises);
+        // the state values travel through a local array kept in registers. `N` is a
+        // constant, so only one arm survives compilation.
+        match &mut states[..] {
+            [] => zip0(weights, grad, rule),
+            [first] => zip1(weights, first, grad, rule),
+            [first, second] => zip2(weights, first, second, grad, rule),
+            [first, second, third] => zip3(weights, first, second, third, grad, rule),
+            more => {
+                let mut values = [T::zero(); N];
+                for (i, (w, &g)) in weights.iter_mut().zip(grad).enumerate() {
+                    for (value, state) in values.iter_mut().zip(more.iter()) {
+                        *value = state[i];
+                    }
+                    rule(w, &mut values, g);
+                    for (state, value) in more.iter_mut().zip(values) {
+                        state[i] = value;
+                    }
+                }
             }
         }
+    }
+}
+
+#[inline(always)]
+fn zip0<T: Float, const N: usize>(w: &mut [T], g: &[T], rule: impl Fn(&mut T, &mut [T; N], T)) {
+    let mut values = [T::zero(); N];
+    for (w, &g) in w.iter_mut().zip(g) {
+        rule(w, &mut values, g);
+    }
+}
+
+#[inline(always)]
+fn zip1<T: Float, const N: usize>(
+    w: &mut [T],
+    a: &mut [T],
+    g: &[T],
+    rule: impl Fn(&mut T, &mut [T; N], T),
+) {
+    let mut values = [T::zero(); N];
+    for ((w, a), &g) in w.iter_mut().zip(a).zip(g) {
+        values[0] = *a;
+        rule(w, &mut values, g);
+        *a = values[0];
+    }
+}
+
+#[inline(always)]
+fn zip2<T: Float, const N: usize>(
+    w: &mut [T],
+    a: &mut [T],
+    b: &mut [T],
+    g: &[T],
+    rule: impl Fn(&mut T, &mut [T; N], T),
+) {
+    let mut values = [T::zero(); N];
+    for ((w, (a, b)), &g) in w.iter_mut().zip(a.iter_mut().zip(b)).zip(g) {
+        (values[0], values[1]) = (*a, *b);
+        rule(w, &mut values, g);
+        (*a, *b) = (values[0], values[1]);
+    }
+}
+
+#[inline(always)]
+fn zip3<T: Float, const N: usize>(
+    w: &mut [T],
+    a: &mut [T],
+    b: &mut [T],
+    c: &mut [T],
+    g: &[T],
+    rule: impl Fn(&mut T, &mut [T; N], T),
+) {
+    let mut values = [T::zero(); N];
+    let states = a.iter_mut().zip(b.iter_mut().zip(c));
+    for ((w, (a, (b, c))), &g) in w.iter_mut().zip(states).zip(g) {
+        (values[0], values[1], values[2]) = (*a, *b, *c);
+        rule(w, &mut values, g);
+        (*a, *b, *c) = (values[0], values[1], values[2]);
     }
 }

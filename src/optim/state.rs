@@ -75,7 +75,7 @@ impl<T: Float> ParamState<T> {
         initial: T,
         rule_for: impl Fn(u64) -> R,
     ) where
-        R: Fn(&mut T, &mut [T; N], T) + Sync,
+        R: Fn(&mut T, &mut [T; N], T) + Sync + Copy,
     {
         let indices = buffers.map(|name| self.buffer_index(name));
         let mut named = self
@@ -93,7 +93,7 @@ impl<T: Float> ParamState<T> {
                         .get_or_insert_with(|| vec![initial; weights.len()])
                         .as_mut_slice()
                 });
-                cpu::update::apply(weights, states, &grad, &rule);
+                cpu::update::apply(weights, states, &grad, rule);
             });
         }
     }
