@@ -32,10 +32,10 @@ fn main() {
     for _ in 0..10 {
         let started = std::time::Instant::now();
         for _ in 0..steps.div_ceil(10) {
-            optimizer.zero_grad();
-            let loss = cross_entropy(&model.forward(&inputs), &labels, &options);
-            loss.backward();
-            optimizer.step();
+            // the step training takes: forward, loss, backward, finite check, update
+            let loss_of = |logits: &nabla::Tensor| cross_entropy(logits, &labels, &options);
+            nabla::train::step(&model, optimizer.as_mut(), &inputs, loss_of, None)
+                .expect("random inputs keep the loss finite");
         }
         block_ms.push(started.elapsed().as_secs_f64() * 1e3 / steps.div_ceil(10) as f64);
     }
