@@ -219,20 +219,26 @@ impl LayerConfig {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(MaxPool2d {
-                kernel: (kernel, kernel),
-                stride: square(stride.unwrap_or(kernel)),
-                padding: (padding, padding),
-            }),
+            } => {
+                let (kernel, stride, padding) = square_window(kernel, stride, padding);
+                Box::new(MaxPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                })
+            }
             LayerConfig::AvgPool2d {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(AvgPool2d {
-                kernel: (kernel, kernel),
-                stride: square(stride.unwrap_or(kernel)),
-                padding: (padding, padding),
-            }),
+            } => {
+                let (kernel, stride, padding) = square_window(kernel, stride, padding);
+                Box::new(AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                })
+            }
             LayerConfig::Flatten => Box::new(Flatten),
             LayerConfig::Dropout { p } => Box::new(Dropout::new(p, rng.next_u64())),
             LayerConfig::BatchNorm => match *input {
@@ -287,8 +293,13 @@ impl InitKind {
     }
 }
 
-fn square(size: usize) -> (usize, usize) {
-    (size, size)
+/// A pooling window's (kernel, stride, padding) as (rows, columns) pairs; the stride
+/// defaults to the kernel, as in PyTorch.
+type WindowPairs = ((usize, usize), (usize, usize), (usize, usize));
+
+fn square_window(kernel: usize, stride: Option<usize>, padding: usize) -> WindowPairs {
+    let stride = stride.unwrap_or(kernel);
+    ((kernel, kernel), (stride, stride), (padding, padding))
 }
 
 /// The most parameters one layer may have (2³⁰, 4 GiB of f32), and the most values

@@ -56,14 +56,6 @@ impl<T: Float> Adagrad<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adagrad<T> {
-    fn param_state(&self) -> &ParamState<T> {
-        &self.state
-    }
-
-    fn param_state_mut(&mut self) -> &mut ParamState<T> {
-        &mut self.state
-    }
-
     fn step(&mut self) {
         let (lr, lr_decay) = (self.state.lr(), self.lr_decay);
         let (eps, decay) = (T::cast(self.eps), T::cast(self.weight_decay));
@@ -77,5 +69,13 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
                 *w -= step_lr * (g / (sum.sqrt() + eps));
             }
         });
+    }
+
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
     }
 }

@@ -70,14 +70,6 @@ impl<T: Float> Adam<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adam<T> {
-    fn param_state(&self) -> &ParamState<T> {
-        &self.state
-    }
-
-    fn param_state_mut(&mut self) -> &mut ParamState<T> {
-        &mut self.state
-    }
-
     fn step(&mut self) {
         let (beta1, beta2) = self.betas;
         let (lr, weight_decay, decoupled) = (self.state.lr(), self.weight_decay, self.decoupled);
@@ -103,5 +95,13 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                     *w -= step_size * (*m / denom);
                 }
             });
+    }
+
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
     }
 }

@@ -65,14 +65,6 @@ impl<T: Float> RmsProp<T> {
 }
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {
-    fn param_state(&self) -> &ParamState<T> {
-        &self.state
-    }
-
-    fn param_state_mut(&mut self) -> &mut ParamState<T> {
-        &mut self.state
-    }
-
     fn step(&mut self) {
         let lr = T::cast(self.state.lr());
         let (alpha, one_minus_alpha) = (T::cast(self.alpha), T::cast(1.0 - self.alpha));
@@ -126,5 +118,13 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
                 })
             }
         }
+    }
+
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
     }
 }

@@ -63,14 +63,6 @@ impl<T: Float> Sgd<T> {
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
-    fn param_state(&self) -> &ParamState<T> {
-        &self.state
-    }
-
-    fn param_state_mut(&mut self) -> &mut ParamState<T> {
-        &mut self.state
-    }
-
     fn step(&mut self) {
         let lr = T::cast(self.state.lr());
         let (momentum, weight_decay) = (T::cast(self.momentum), T::cast(self.weight_decay));
@@ -96,5 +88,13 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                 *w -= lr * if nesterov { d + momentum * *v } else { *v };
             }
         });
+    }
+
+    fn param_state(&self) -> &ParamState<T> {
+        &self.state
+    }
+
+    fn param_state_mut(&mut self) -> &mut ParamState<T> {
+        &mut self.state
     }
 }
