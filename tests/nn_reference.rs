@@ -400,18 +400,16 @@ fn optimizers_on_a_tiny_net() {
 
 /// Stopping, saving the optimizer's state and restoring it into a new optimizer
 /// changes nothing: 2 steps + save + load + 3 steps = 5 steps, to the last bit.
-/// Every setting of every optimizer, including the RMSprop variants without a
-/// PyTorch run above (centered without momentum, momentum without centering).
+/// Every setting of every optimizer that has a PyTorch run above.
 #[test]
 fn optimizer_state_round_trips_exactly() {
     let reference = reference("optimizers.json");
-    let mut settings: Vec<String> = reference["runs"]
+    let settings: Vec<String> = reference["runs"]
         .as_object()
         .unwrap()
         .keys()
         .cloned()
         .collect();
-    settings.extend(["rmsprop_centered".into(), "rmsprop_momentum".into()]);
     let start = [0.5f32, -1.5, 2.0, 0.25];
     for name in &settings {
         let make = |steps: usize, state: Option<Vec<(String, Tensor<f32>)>>, from: &[f32]| {

@@ -111,6 +111,8 @@ def optimizer_cases():
         "adam_decay": (torch.optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
         "adamw": (torch.optim.AdamW, dict(lr=0.01)),
         "rmsprop": (torch.optim.RMSprop, dict(lr=0.01)),
+        "rmsprop_centered": (torch.optim.RMSprop, dict(lr=0.01, centered=True)),
+        "rmsprop_momentum": (torch.optim.RMSprop, dict(lr=0.01, momentum=0.9, alpha=0.9)),
         "rmsprop_centered_momentum": (torch.optim.RMSprop, dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)),
         "adagrad": (torch.optim.Adagrad, dict(lr=0.1)),
         "adagrad_decay": (torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1)),
