@@ -608,3 +608,51 @@ fn predict_csv_rows() {
     // x XOR y for the four corners
     assert_eq!(predicted, ["1", "0", "0", "1"], "{printed}");
 }
+
+/// `nabla explain CONFIG --sample N` explains any model, a conv net here: every
+/// layer's output going forward, every δ going back, and every parameter's gradient
+/// beside its finite-difference estimate — which must agree.
+#[test]
+fn explain_a_conv_net_layer_by_layer() {
+    let out = nabla(&[
+        "explain",
+        "examples/mnist-cnn.toml",
+        "--sample",
+        "3",
+        "--lr",
+        "0.01",
+    ]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    for needle in [
+        "FORWARD PROPAGATION",
+        "Conv2d(1, 6",
+        "MaxPool2d",
+        "δ0 (Conv2d",
+        "0.weight",
+        "3.bias",
+        "UPDATE",
+    ] {
+        assert!(printed.contains(needle), "missing `{needle}` in\n{printed}");
+    }
+    assert_eq!(
+        printed.matches("numerical check of").count(),
+        10,
+        "one check per parameter"
+    );
+    let worst: f64 = printed
+        .lines()
+        .last()
+        .and_then(|line| line.split("to ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no worst error in\n{printed}"));
+    assert!(
+        worst < 1e-6,
+        "analytic and numerical gradients differ by {worst}"
+    );
+
+    let out = nabla(&["explain", "examples/mnist-cnn.toml", "--sample", "60000"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--sample 60000"), "{}", text(&out));
+}

@@ -268,16 +268,40 @@ fn parse_values(text: &str, what: &str) -> Result<Vec<f64>> {
 /// Runs `nabla explain`.
 pub fn run(
     config: Option<&Path>,
+    sample: Option<usize>,
     input: Option<&str>,
     target: Option<&str>,
     lr: f64,
     dot: Option<&Path>,
 ) -> Result<()> {
+    if lr.is_nan() || lr <= 0.0 {
+        return Err(Error::Config(format!("--lr must be positive, found {lr}")));
+    }
     let x = input.map_or(Ok(vec![1.0, 0.0]), |s| parse_values(s, "input"))?;
     let t = target.map_or(Ok(vec![1.0]), |s| parse_values(s, "target"))?;
-    let layers = match config {
-        Some(path) => network_from_config(&Config::load(path)?, x.len())?,
-        None => default_network(),
+    let layers = match (config, sample) {
+        (Some(path), Some(sample)) => {
+            print!(
+                "{}",
+                super::explain_model::explain_config(path, sample, lr)?
+            );
+            return Ok(());
+        }
+        (Some(path), None) => match network_from_config(&Config::load(path)?, x.len()) {
+            Ok(layers) => layers,
+            // not a stack of linear layers and activations: explain it layer by layer
+            Err(_) if input.is_none() => {
+                print!("{}", super::explain_model::explain_config(path, 0, lr)?);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        },
+        (None, Some(_)) => {
+            return Err(Error::Config(
+                "--sample needs a config whose data to take the sample from".into(),
+            ));
+        }
+        (None, None) => default_network(),
     };
     if layers[0].weights[0].len() != x.len() {
         return Err(Error::Config(format!(

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod explain;
+pub mod explain_model;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod inspect;
@@ -95,11 +96,15 @@ enum Command {
     },
     /// Show one forward and backward pass and one update, every number printed.
     #[command(
-        after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1"
+        after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1\n  nabla explain examples/mnist-cnn.toml --sample 0"
     )]
     Explain {
-        /// A config whose model is made of linear layers and activations (default: 2-2-1 sigmoid).
+        /// A config (default: a 2-2-1 sigmoid network). Linear layers with sigmoid, tanh
+        /// or ReLU are explained neuron by neuron; any other model layer by layer.
         config: Option<PathBuf>,
+        /// Explain the config's model on this training sample, layer by layer.
+        #[arg(long)]
+        sample: Option<usize>,
         /// The input, comma-separated.
         #[arg(long)]
         input: Option<String>,
@@ -210,12 +215,14 @@ pub fn main() -> ExitCode {
         }),
         Command::Explain {
             config,
+            sample,
             input,
             target,
             lr,
             dot,
         } => explain::run(
             config.as_deref(),
+            sample,
             input.as_deref(),
             target.as_deref(),
             lr,
