@@ -40,6 +40,7 @@ pub mod cpu;
 pub mod data;
 pub mod element;
 pub mod error;
+#[cfg(feature = "experiment")]
 pub mod experiment;
 pub mod gradcheck;
 pub mod loss;

@@ -11,6 +11,7 @@ use common::{gzip, idx_bytes};
 use nabla::Tensor;
 use nabla::checkpoint::{load_model, load_tensors, save_tensors};
 use nabla::data::{CsvOptions, ImageDataset, read_csv, read_idx};
+#[cfg(feature = "experiment")]
 use nabla::experiment::Config;
 use nabla::nn::{Linear, Module, Relu, Sequential};
 
@@ -313,6 +314,7 @@ fn safetensors_files() {
     );
 }
 
+#[cfg(feature = "experiment")]
 const CONFIG: &str = r#"
 [data]
 kind = "mnist"
@@ -327,6 +329,7 @@ epochs = 2
 optimizer = { kind = "sgd", lr = 0.1 }
 "#;
 
+#[cfg(feature = "experiment")]
 #[test]
 fn configs() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
@@ -403,6 +406,7 @@ fn configs() {
     }
 }
 
+#[cfg(feature = "experiment")]
 #[test]
 fn layer_stacks_that_cannot_connect() {
     use nabla::experiment::LayerConfig as L;

@@ -307,6 +307,7 @@ fn output_shape_agrees_with_forward() {
 
 /// A layer kind is one registry entry: `{ type = "softsign" }` in a config builds
 /// the Softsign module between the layers around it.
+#[cfg(feature = "experiment")]
 #[test]
 fn config_layers_come_from_the_registry() {
     let text = r#"
