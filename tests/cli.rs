@@ -652,6 +652,15 @@ fn explain_a_conv_net_layer_by_layer() {
         "analytic and numerical gradients differ by {worst}"
     );
 
+    // a config without --input is explained on its first training sample
+    let out = nabla(&["explain", "examples/mnist-mlp.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("Sample 0 of examples/mnist-mlp.toml"),
+        "{}",
+        text(&out)
+    );
+
     let out = nabla(&["explain", "examples/mnist-cnn.toml", "--sample", "60000"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--sample 60000"), "{}", text(&out));

@@ -260,15 +260,12 @@ pub fn run(
             );
             return Ok(());
         }
-        (Some(path), None) => match network_from_config(&Config::load(path)?, x.len()) {
-            Ok(layers) => layers,
-            // not a stack of linear layers and activations: explain it layer by layer
-            Err(_) if input.is_none() => {
-                print!("{}", super::explain_model::explain_config(path, 0, lr)?);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        },
+        // no input of the user's: take the config's first training sample
+        (Some(path), None) if input.is_none() && target.is_none() => {
+            print!("{}", super::explain_model::explain_config(path, 0, lr)?);
+            return Ok(());
+        }
+        (Some(path), None) => network_from_config(&Config::load(path)?, x.len())?,
         (None, Some(_)) => {
             return Err(Error::Config(
                 "--sample needs a config whose data to take the sample from".into(),

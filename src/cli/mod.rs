@@ -99,8 +99,9 @@ enum Command {
         after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1\n  nabla explain examples/mnist-cnn.toml --sample 0"
     )]
     Explain {
-        /// A config (default: a 2-2-1 sigmoid network). Linear layers with sigmoid, tanh
-        /// or ReLU are explained neuron by neuron; any other model layer by layer.
+        /// A config (default: a 2-2-1 sigmoid network). Explained layer by layer on a
+        /// training sample; with --input and --target (linear layers with sigmoid, tanh
+        /// or ReLU only), neuron by neuron.
         config: Option<PathBuf>,
         /// Explain the config's model on this training sample, layer by layer.
         #[arg(long)]
