@@ -307,3 +307,58 @@ fn topological_order<T: Float>(root: &Tensor<T>) -> Vec<Tensor<T>> {
     }
     order
 }
+
+/// One tensor of a recorded graph, as [`graph_view`] lists it.
+pub struct GraphNode<T: Float> {
+    /// The tensor (values, shape, and its gradient once backward has run, for leaves
+    /// and for tensors that `retain_grad`).
+    pub tensor: Tensor<T>,
+    /// The op that made it; `None` for leaves (inputs and parameters).
+    pub op: Option<&'static str>,
+    /// Its inputs, as positions in the view.
+    pub inputs: Vec<usize>,
+}
+
+/// A read-only view of the graph that produced `root`: every tensor it depends on,
+/// inputs before the ops that use them (root last), each with its op and inputs —
+/// what `nabla explain` draws. Read it before `backward`, which frees the graph.
+///
+/// ```
+/// use nabla::Tensor;
+/// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad(true);
+/// let y = (&x * &x).sum();
+/// let view = nabla::autograd::graph_view(&y);
+/// let ops: Vec<_> = view.iter().map(|node| node.op.unwrap_or("leaf")).collect();
+/// assert_eq!(ops, ["leaf", "mul", "sum"]);
+/// assert_eq!(view[1].inputs, [0, 0]); // x·x uses x twice
+/// ```
+pub fn graph_view<T: Float>(root: &Tensor<T>) -> Vec<GraphNode<T>> {
+    let mut order: Vec<Tensor<T>> = Vec::new();
+    // iterative depth-first walk; a tensor is listed once all its inputs are
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((tensor, inputs_done)) = stack.pop() {
+        if order.iter().any(|t| t.id() == tensor.id()) {
+            continue;
+        }
+        if inputs_done {
+            order.push(tensor);
+            continue;
+        }
+        let inputs = tensor.graph_inputs();
+        stack.push((tensor, true));
+        stack.extend(inputs.into_iter().rev().map(|input| (input, false)));
+    }
+    let position = |tensor: &Tensor<T>| order.iter().position(|t| t.id() == tensor.id());
+    order
+        .iter()
+        .map(|tensor| GraphNode {
+            tensor: tensor.clone(),
+            op: tensor.op_name(),
+            inputs: tensor
+                .graph_inputs()
+                .iter()
+                .filter_map(&position)
+                .collect(),
+        })
+        .collect()
+}

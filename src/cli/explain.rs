@@ -530,39 +530,22 @@ fn engine_graph(layers: &[Dense], x: &[f64], t: &[f64]) -> EngineGraph {
 /// The computation graph (values and gradients on each node) in Graphviz's dot language.
 fn graph_dot(layers: &[Dense], x: &[f64], t: &[f64]) -> String {
     let EngineGraph { params, loss, .. } = engine_graph(layers, x, t);
-    // collect nodes and edges before backward frees the graph
-    let mut nodes: Vec<Tensor<f64>> = Vec::new();
-    let mut edges = Vec::new();
-    let mut stack = vec![loss.clone()];
-    while let Some(tensor) = stack.pop() {
-        if nodes.iter().any(|n| n.id() == tensor.id()) {
-            continue;
-        }
-        for input in tensor.graph_inputs() {
-            edges.push((input.id(), tensor.id()));
-            stack.push(input);
-        }
-        if !tensor.is_leaf() {
-            tensor.retain_grad();
-        }
-        nodes.push(tensor);
+    // the engine's own view of the graph, read before backward frees it
+    let view = crate::autograd::graph_view(&loss);
+    for node in view.iter().filter(|node| node.op.is_some()) {
+        node.tensor.retain_grad();
     }
-    let names: Vec<(usize, String)> = nodes
-        .iter()
-        .map(|n| (n.id(), n.op_name().unwrap_or("").to_string()))
-        .collect();
     loss.backward();
     let param_ids: Vec<usize> = params.iter().map(Tensor::id).collect();
     let mut out = String::from(
         "digraph backprop {\n  rankdir=LR;\n  node [shape=record, fontname=\"Helvetica\"];\n",
     );
-    for (node, (id, op)) in nodes.iter().zip(&names) {
-        let kind = if let Some(p) = param_ids.iter().position(|q| q == id) {
-            format!("{}{}", if p % 2 == 0 { "W" } else { "b" }, p / 2 + 1)
-        } else if op.is_empty() {
-            "input".to_string()
-        } else {
-            op.clone()
+    for graph_node in &view {
+        let (node, id) = (&graph_node.tensor, graph_node.tensor.id());
+        let kind = match (param_ids.iter().position(|&q| q == id), graph_node.op) {
+            (Some(p), _) => format!("{}{}", if p % 2 == 0 { "W" } else { "b" }, p / 2 + 1),
+            (None, None) => "input".to_string(),
+            (None, Some(op)) => op.to_string(),
         };
         let values = node
             .to_vec()
@@ -585,8 +568,11 @@ fn graph_dot(layers: &[Dense], x: &[f64], t: &[f64]) -> String {
             "  n{id} [label=\"{{{kind}|value: {values}|grad: {grads}}}\"];"
         );
     }
-    for (from, to) in edges {
-        let _ = writeln!(out, "  n{from} -> n{to};");
+    for graph_node in &view {
+        for &input in &graph_node.inputs {
+            let (from, to) = (view[input].tensor.id(), graph_node.tensor.id());
+            let _ = writeln!(out, "  n{from} -> n{to};");
+        }
     }
     out.push_str("}\n");
     out
