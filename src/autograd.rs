@@ -354,11 +354,7 @@ pub fn graph_view<T: Float>(root: &Tensor<T>) -> Vec<GraphNode<T>> {
         .map(|tensor| GraphNode {
             tensor: tensor.clone(),
             op: tensor.op_name(),
-            inputs: tensor
-                .graph_inputs()
-                .iter()
-                .filter_map(&position)
-                .collect(),
+            inputs: tensor.graph_inputs().iter().filter_map(&position).collect(),
         })
         .collect()
 }
