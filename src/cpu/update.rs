@@ -5,7 +5,8 @@ use super::{CHUNK, PARALLEL_MIN_ELEMENTS, SimdKernel, wide_simd};
 use crate::element::Float;
 
 /// `rule(&mut weight, &mut states, gradient)` for every weight, where `states` holds
-/// that weight's `N` state values, one from each slice of `states`.
+/// that weight's `N` state values (at most three: Adam's two moments, RMSprop's
+/// three buffers), one from each slice of `states`.
 ///
 /// Large tensors are split into fixed chunks that run in parallel; each weight's
 /// update depends on nothing but its own values, so the result never depends on the
@@ -107,18 +108,7 @@ impl<T: Float, F: Fn(&mut T, &mut [T; N], T), const N: usize> SimdKernel for Chu
             [first] => zip1(weights, first, grad, rule),
             [first, second] => zip2(weights, first, second, grad, rule),
             [first, second, third] => zip3(weights, first, second, third, grad, rule),
-            more => {
-                let mut values = [T::zero(); N];
-                for (i, (w, &g)) in weights.iter_mut().zip(grad).enumerate() {
-                    for (value, state) in values.iter_mut().zip(more.iter()) {
-                        *value = state[i];
-                    }
-                    rule(w, &mut values, g);
-                    for (state, value) in more.iter_mut().zip(values) {
-                        state[i] = value;
-                    }
-                }
-            }
+            _ => unimplemented!("update rules keep at most three state values per weight"),
         }
     }
 }
