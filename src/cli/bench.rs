@@ -1,6 +1,6 @@
-//! `nabla bench`: the workloads of the PyTorch reference script
-//! (`shared/bench/torch_mnist.py`), run by nabla and reported in the same JSON
-//! fields, so the two can be compared in one sitting.
+//! `nabla bench`: the workloads of the PyTorch reference scripts
+//! (`shared/bench/torch_mnist.py`, `torch_resnet.py`), run by nabla and reported in
+//! the same JSON fields, so the two can be compared in one sitting.
 
 use std::time::Instant;
 
@@ -21,15 +21,16 @@ use crate::train::{evaluate, step};
 pub fn run(
     workload: &str,
     epochs: Option<usize>,
-    steps: usize,
+    steps: Option<usize>,
     data_dir: &std::path::Path,
 ) -> Result<()> {
     match workload {
         "mlp" | "cnn" => classifier(workload, epochs, data_dir),
-        "tiny" => tiny(steps),
+        "tiny" => tiny(steps.unwrap_or(10_000)),
+        "resnet" => resnet(steps.unwrap_or(20)),
         "gemm" => gemm_workload(),
         other => Err(Error::Config(format!(
-            "unknown workload `{other}`: expected mlp, cnn, tiny or gemm"
+            "unknown workload `{other}`: expected mlp, cnn, tiny, resnet or gemm"
         ))),
     }
 }
@@ -153,6 +154,49 @@ fn tiny(steps: usize) -> Result<()> {
     line["final_train_loss"] = json!(round(last, 8));
     line["loss_after_training"] = json!(round(after as f64, 8));
     line["outputs"] = json!(outputs);
+    line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+    line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
+    line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+    println!("{line}");
+    Ok(())
+}
+
+/// ResNet-20 on one fixed CIFAR-shaped batch (128 × 3×32×32 from N(0, 1), labels
+/// i mod 10), SGD 0.1, momentum 0.9, weight decay 5e-4: 3 warm-up steps, then
+/// `steps` timed ones. Times compute only, as the reference does.
+fn resnet(steps: usize) -> Result<()> {
+    const BATCH: usize = 128;
+    let mut rng = crate::rng(0);
+    let inputs = Tensor::<f32>::randn(&[BATCH, 3, 32, 32], 0.0, 1.0, &mut rng);
+    let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
+    let model = crate::nn::zoo::resnet20::<f32>(3, 10, &mut rng);
+    let mut optimizer = Sgd::new(model.named_parameters(), 0.1)
+        .momentum(0.9)
+        .weight_decay(5e-4);
+    let options = CrossEntropyOptions::default();
+    let mut take_step = || {
+        let loss_of = |logits: &Tensor| cross_entropy(logits, &labels, &options);
+        step(&model, &mut optimizer, &inputs, loss_of, None)
+            .map(|taken| taken.loss)
+            .map_err(|bad| bad.into_error("the resnet workload"))
+    };
+    for _ in 0..3 {
+        take_step()?;
+    }
+    let rss_before = resident_mb();
+    let busy = CpuLoad::start();
+    let started = Instant::now();
+    let mut last = 0.0;
+    for _ in 0..steps {
+        last = take_step()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let other_busy = busy.other_fraction(seconds);
+    let mut line = record("resnet");
+    line["steps"] = json!(steps);
+    line["ms_per_step"] = json!(round(seconds * 1e3 / steps as f64, 2));
+    line["images_per_s"] = json!(round((BATCH * steps) as f64 / seconds, 1));
+    line["final_loss"] = json!(round(last, 5));
     line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
     line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
     line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));

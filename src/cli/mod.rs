@@ -124,15 +124,16 @@ enum Command {
         after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gemm"
     )]
     Bench {
-        /// mlp, cnn, tiny or gemm (as shared/bench/torch_mnist.py defines them).
+        /// mlp, cnn, tiny, gemm (as shared/bench/torch_mnist.py defines them) or
+        /// resnet (shared/bench/torch_resnet.py).
         #[arg(long)]
         workload: String,
         /// Epochs (default: 5 for mlp, 2 for cnn).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         epochs: Option<u32>,
-        /// Steps of the tiny workload.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-        steps: u32,
+        /// Timed steps of the tiny (default 10000) or resnet (default 20) workload.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: Option<u32>,
         /// The MNIST directory.
         #[arg(long, default_value = "data/mnist")]
         data_dir: PathBuf,
@@ -238,7 +239,7 @@ pub fn main() -> ExitCode {
         } => bench::run(
             &workload,
             epochs.map(|e| e as usize),
-            steps as usize,
+            steps.map(|s| s as usize),
             &data_dir,
         )
         .map(|_| ExitCode::SUCCESS),

@@ -591,3 +591,24 @@ pub fn avg_pool2d_backward<T: Float>(grad_output: &[T], win: &Window) -> Vec<T> 
     });
     dx
 }
+
+/// The mean of each plane of `pixels` consecutive values (global average pooling).
+pub fn plane_means<T: Float>(x: &[T], pixels: usize) -> Vec<T> {
+    let scale = T::one() / T::cast(pixels as f64);
+    let mut means = super::buffer::take(x.len() / pixels);
+    for (mean, plane) in means.iter_mut().zip(x.chunks_exact(pixels)) {
+        *mean = super::reduce::sum_slice(plane) * scale;
+    }
+    means
+}
+
+/// Backward of [`plane_means`]: every pixel of plane `p` gets `grad_output[p] / pixels`.
+pub fn plane_means_backward<T: Float>(grad_output: &[T], pixels: usize) -> Vec<T> {
+    let scale = T::one() / T::cast(pixels as f64);
+    let mut dx = super::buffer::take(grad_output.len() * pixels);
+    let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut dx, pixels, parallel, |p, plane| {
+        plane.fill(grad_output[p] * scale)
+    });
+    dx
+}

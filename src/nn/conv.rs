@@ -203,6 +203,30 @@ impl<T: Float> Module<T> for AvgPool2d {
     }
 }
 
+/// The mean of each channel over the whole image: `[N, C, H, W]` → `[N, C]`, the
+/// head of ResNets (PyTorch's `AdaptiveAvgPool2d(1)` followed by `Flatten()`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GlobalAvgPool2d;
+
+impl<T: Float> Module<T> for GlobalAvgPool2d {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        input.global_avg_pool2d()
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        match image(input)? {
+            (_, 0, _) | (_, _, 0) => Err(format!(
+                "has no pixels to average in an input of shape {input:?}"
+            )),
+            (c, _, _) => Ok(vec![c]),
+        }
+    }
+
+    fn describe(&self) -> String {
+        "GlobalAvgPool2d()".to_string()
+    }
+}
+
 /// Flattens every axis after the batch axis: `[N, C, H, W]` → `[N, C·H·W]`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flatten;

@@ -11,15 +11,17 @@ pub mod embedding;
 pub mod init;
 pub mod linear;
 pub mod norm;
+pub mod residual;
 pub mod sequential;
 pub mod zoo;
 
 pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softsign, Tanh};
-pub use conv::{AvgPool2d, Conv2d, Flatten, MaxPool2d};
+pub use conv::{AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use residual::Residual;
 pub use sequential::Sequential;
 
 use crate::element::Float;

@@ -2,7 +2,10 @@
 
 use rand::Rng;
 
-use super::{Conv2d, Flatten, Linear, MaxPool2d, Relu, Sequential};
+use super::init::Init;
+use super::{
+    BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, Relu, Residual, Sequential,
+};
 use crate::element::Float;
 use crate::ops::conv::Conv2dOptions;
 
@@ -38,4 +41,80 @@ pub fn lenet5<T: Float>(rng: &mut impl Rng) -> Sequential<T> {
         .layer(Linear::new(120, 84, rng))
         .layer(Relu)
         .layer(Linear::new(84, 10, rng))
+}
+
+/// ResNet-20 for 32×32 images (He et al. 2016, the CIFAR variant; the reference
+/// `resnet` workload): a 3×3 convolution to 16 channels, then three stages of three
+/// [`basic_block`]s at 16, 32 and 64 channels (the first block of stages 2 and 3
+/// halves the image with stride 2), global average pooling and a linear classifier.
+/// 0.27 M parameters; PyTorch's default initialisation.
+///
+/// ```
+/// use nabla::nn::Module;
+/// let net = nabla::nn::zoo::resnet20::<f32>(3, 10, &mut nabla::rng(0));
+/// assert_eq!(net.num_parameters(), 272_474);
+/// assert_eq!(net.output_shape(&[3, 32, 32]), Ok(vec![10]));
+/// ```
+pub fn resnet20<T: Float>(in_channels: usize, classes: usize, rng: &mut impl Rng) -> Sequential<T> {
+    let mut net = Sequential::new()
+        .layer(conv_no_bias(in_channels, 16, 3, 1, rng))
+        .layer(BatchNorm2d::new(16))
+        .layer(Relu);
+    let mut channels = 16;
+    for (stage_channels, first_stride) in [(16, 1), (32, 2), (64, 2)] {
+        for block in 0..3 {
+            let stride = if block == 0 { first_stride } else { 1 };
+            net = net
+                .layer(basic_block(channels, stage_channels, stride, rng))
+                .layer(Relu);
+            channels = stage_channels;
+        }
+    }
+    net.layer(GlobalAvgPool2d)
+        .layer(Linear::new(channels, classes, rng))
+}
+
+/// ResNet's basic block, without its final ReLU: conv3×3(stride)-BN-ReLU-conv3×3-BN
+/// added to the input, or — where the shape changes — to a conv1×1(stride)-BN
+/// projection of it. The convolutions have no bias (batch norm's β takes its place).
+pub fn basic_block<T: Float>(
+    in_channels: usize,
+    out_channels: usize,
+    stride: usize,
+    rng: &mut impl Rng,
+) -> Residual<T> {
+    let layers = Sequential::new()
+        .layer(conv_no_bias(in_channels, out_channels, 3, stride, rng))
+        .layer(BatchNorm2d::new(out_channels))
+        .layer(Relu)
+        .layer(conv_no_bias(out_channels, out_channels, 3, 1, rng))
+        .layer(BatchNorm2d::new(out_channels));
+    if stride == 1 && in_channels == out_channels {
+        return Residual::new(layers);
+    }
+    let projection = Sequential::new()
+        .layer(conv_no_bias(in_channels, out_channels, 1, stride, rng))
+        .layer(BatchNorm2d::new(out_channels));
+    Residual::with_shortcut(layers, projection)
+}
+
+/// A square convolution without bias, padded to keep the size at stride 1.
+fn conv_no_bias<T: Float>(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    rng: &mut impl Rng,
+) -> Conv2d<T> {
+    let options = Conv2dOptions::default().stride(stride).padding(kernel / 2);
+    let kernel = (kernel, kernel);
+    Conv2d::with_init(
+        in_channels,
+        out_channels,
+        kernel,
+        options,
+        false,
+        Init::PyTorchDefault,
+        rng,
+    )
 }

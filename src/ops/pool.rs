@@ -41,6 +41,35 @@ impl<T: Float> Tensor<T> {
             vec![Some(Tensor::from_vec(grad, ctx.input(0).shape()))]
         })
     }
+
+    /// The mean of each channel's whole `H × W` plane: `[N, C, H, W]` → `[N, C]`
+    /// (PyTorch's `adaptive_avg_pool2d(x, 1)` followed by `flatten(1)`).
+    pub fn global_avg_pool2d(&self) -> Tensor<T> {
+        let &[batch, channels, height, width] = self.shape() else {
+            panic!(
+                "global_avg_pool2d: expects a 4-D input [N, C, H, W], got shape {:?}",
+                self.shape()
+            );
+        };
+        let pixels = height * width;
+        assert!(
+            pixels > 0,
+            "global_avg_pool2d: an input of shape {:?} has no pixels to average",
+            self.shape()
+        );
+        let means = kernels::plane_means(&self.data(), pixels);
+        // d mean/dxᵢ = 1/(H·W) for every pixel of the plane
+        Tensor::from_op(
+            means,
+            &[batch, channels],
+            "global_avg_pool2d",
+            &[self],
+            move |ctx| {
+                let grad = kernels::plane_means_backward(&ctx.grad_output.data(), pixels);
+                vec![Some(Tensor::from_vec(grad, ctx.input(0).shape()))]
+            },
+        )
+    }
 }
 
 fn pool_window(
