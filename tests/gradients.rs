@@ -315,3 +315,86 @@ fn pooling() {
         &x,
     );
 }
+
+// ------------------------------------------------------------- batch norm
+
+/// The fused op's gradient for inputs, γ and β: y = γ·(x − μ)/√(σ² + ε) + β with
+/// batch statistics, so dL/dx carries the paths through μ and σ² too.
+#[test]
+fn batch_norm_fused() {
+    for (name, shape) in [
+        ("batch_norm [N, C]", vec![5, 3]),
+        ("batch_norm [N, C, L]", vec![3, 2, 4]),
+        ("batch_norm [N, C, H, W]", vec![2, 3, 3, 3]),
+        ("batch_norm long runs", vec![2, 2, 9, 9]),
+    ] {
+        let channels = shape[1];
+        let inputs = [
+            randn(&shape, 11),
+            randn(&[channels], 12),
+            randn(&[channels], 13),
+        ];
+        assert_gradients(name, |t| t[0].batch_norm(&t[1], &t[2], 1e-5).0, &inputs);
+    }
+    // far from zero: the centred sums must not cancel
+    let offset = [
+        &randn(&[4, 2, 3, 3], 14) + 1e3,
+        randn(&[2], 15),
+        randn(&[2], 16),
+    ];
+    assert_gradients(
+        "batch_norm offset 1000",
+        |t| t[0].batch_norm(&t[1], &t[2], 1e-5).0,
+        &offset,
+    );
+}
+
+/// The fused op computes what its definition composed of elementwise ops computes,
+/// values and gradients, in f32 with a large mean (where one-pass formulas lose digits).
+#[test]
+fn batch_norm_fused_matches_composed() {
+    let mut rng = nabla::rng(3);
+    let x = (Tensor::<f32>::randn(&[8, 4, 6, 6], 0.0, 1.0, &mut rng) + 300.0).requires_grad(true);
+    let gamma = Tensor::<f32>::randn(&[4], 1.0, 0.5, &mut rng).requires_grad(true);
+    let beta = Tensor::<f32>::randn(&[4], 0.0, 0.5, &mut rng).requires_grad(true);
+    let upstream = Tensor::<f32>::randn(&[8, 4, 6, 6], 0.0, 1.0, &mut rng);
+    let run = |fused: bool| {
+        for t in [&x, &gamma, &beta] {
+            t.zero_grad();
+        }
+        let y = if fused {
+            x.batch_norm(&gamma, &beta, 1e-5).0
+        } else {
+            let mean = x.mean_axes(&[0, 2, 3], true);
+            let var = x.var_axes(&[0, 2, 3], 0, true);
+            let normalized = (&x - &mean) / &(var + 1e-5).sqrt();
+            normalized * gamma.reshape(&[1, 4, 1, 1]) + beta.reshape(&[1, 4, 1, 1])
+        };
+        (&y * &upstream).sum().backward();
+        let grads: Vec<Vec<f32>> = [&x, &gamma, &beta]
+            .iter()
+            .map(|t| t.grad().unwrap().to_vec())
+            .collect();
+        (y.to_vec(), grads)
+    };
+    let (fused, fused_grads) = run(true);
+    let (composed, composed_grads) = run(false);
+    let close = |a: &[f32], b: &[f32], what: &str, bound: f32| {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < bound,
+            "{what}: fused and composed differ by {worst}"
+        );
+    };
+    close(&fused, &composed, "output", 1e-4);
+    for (what, (f, c)) in ["dx", "dγ", "dβ"]
+        .iter()
+        .zip(fused_grads.iter().zip(&composed_grads))
+    {
+        close(f, c, what, 2e-3);
+    }
+}

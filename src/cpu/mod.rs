@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod conv;
 pub mod convolution;
 pub mod gemm;
+pub mod norm;
 pub mod reduce;
 pub mod update;
 

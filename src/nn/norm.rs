@@ -1,13 +1,13 @@
 //! Normalisation layers. Batch norm normalises each channel by the batch's mean
-//! and variance while training (and keeps running averages for evaluation); layer
-//! norm normalises each sample over its last axes. Both are composites of
-//! differentiable ops, so their gradients come from the chain rule alone.
+//! and variance while training (one fused op, `Tensor::batch_norm`) and keeps
+//! running averages for evaluation; layer norm normalises each sample over its last
+//! axes, composed of differentiable ops.
 
 use std::cell::Cell;
 
 use super::Module;
-use crate::autograd::no_grad;
 use crate::element::Float;
+use crate::ops::norm::BatchStatistics;
 use crate::tensor::Tensor;
 
 /// The shared machinery of `BatchNorm1d` and `BatchNorm2d`.
@@ -42,40 +42,34 @@ impl<T: Float> BatchNorm<T> {
 
     /// Normalises over every axis but the channel axis (1).
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+        if self.training.get() {
+            let (y, stats) = x.batch_norm(&self.weight, &self.bias, self.eps);
+            self.update_running_stats(&stats, x.numel() / self.channels());
+            return y;
+        }
         let mut channel_shape = vec![1; x.ndim()];
         channel_shape[1] = self.channels();
-        let axes: Vec<isize> = (0..x.ndim() as isize).filter(|&a| a != 1).collect();
-        let (mean, var) = if self.training.get() {
-            let mean = x.mean_axes(&axes, true);
-            let var = x.var_axes(&axes, 0, true); // biased, as PyTorch normalises with
-            self.update_running_stats(&mean, &var, x.numel() / self.channels());
-            (mean, var)
-        } else {
-            (
-                self.running_mean.reshape(&channel_shape),
-                self.running_var.reshape(&channel_shape),
-            )
-        };
+        let mean = self.running_mean.reshape(&channel_shape);
+        let var = self.running_var.reshape(&channel_shape);
         // x̂ = (x − μ) / √(σ² + ε);  y = γ·x̂ + β
         let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
         normalized * self.weight.reshape(&channel_shape) + self.bias.reshape(&channel_shape)
     }
 
     /// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
-    fn update_running_stats(&self, mean: &Tensor<T>, var: &Tensor<T>, count: usize) {
-        let _guard = no_grad();
+    fn update_running_stats(&self, stats: &BatchStatistics<T>, count: usize) {
         let momentum = T::cast(self.momentum);
         let keep = T::one() - momentum;
         let unbiased = T::cast(count as f64 / (count.max(2) - 1) as f64);
-        let (mean, var) = (mean.to_vec(), var.to_vec());
+        let (mean, var) = (&stats.mean, &stats.var);
         self.running_mean.update_data(|r| {
             r.iter_mut()
-                .zip(&mean)
+                .zip(mean)
                 .for_each(|(r, &m)| *r = keep * *r + momentum * m)
         });
         self.running_var.update_data(|r| {
             r.iter_mut()
-                .zip(&var)
+                .zip(var)
                 .for_each(|(r, &v)| *r = keep * *r + momentum * v * unbiased)
         });
         self.num_batches_tracked.update_data(|n| n[0] += T::one());

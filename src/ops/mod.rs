@@ -8,6 +8,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod linear;
 pub mod matmul;
+pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod shape;

@@ -1,0 +1,231 @@
+//! Batch-norm kernels: the input viewed as `[N, C, L]` (L = H·W for images, 1 for
+//! `[N, C]`), every channel normalised over its N·L values. Channels are independent,
+//! so they are shared out among threads; inside a channel the sums run in a fixed
+//! order, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::PARALLEL_MIN_ELEMENTS;
+use super::reduce::sum_slice;
+use crate::element::Float;
+
+/// The `[N, C, L]` view of a batch-norm input.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelLayout {
+    /// N, the samples.
+    pub batch: usize,
+    /// C, the channels.
+    pub channels: usize,
+    /// L, the values per sample and channel.
+    pub inner: usize,
+}
+
+impl ChannelLayout {
+    /// Values that share one channel's statistics: N·L.
+    pub fn count(&self) -> usize {
+        self.batch * self.inner
+    }
+
+    /// The `inner`-long runs of channel `c`, one per sample.
+    fn runs<'a, T>(&self, x: &'a [T], c: usize) -> impl Iterator<Item = &'a [T]> {
+        let (channels, inner) = (self.channels, self.inner);
+        (0..self.batch).map(move |n| &x[(n * channels + c) * inner..][..inner])
+    }
+}
+
+/// Each channel's batch mean and inverse standard deviation `1/√(σ² + ε)`, with
+/// the biased variance σ² (what training normalises with), computed in two passes
+/// (mean, then squared deviations) so no large sums cancel.
+pub fn statistics<T: Float>(x: &[T], layout: ChannelLayout, eps: T) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let count = T::cast(layout.count() as f64);
+    let per_channel = |c: usize| {
+        let mean = layout
+            .runs(x, c)
+            .map(sum_slice)
+            .fold(T::zero(), |a, s| a + s)
+            / count;
+        let squares = layout.runs(x, c).map(|run| squared_deviations(run, mean));
+        let var = squares.fold(T::zero(), |a, s| a + s) / count;
+        (mean, var)
+    };
+    let stats: Vec<(T, T)> = if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        (0..layout.channels)
+            .into_par_iter()
+            .map(per_channel)
+            .collect()
+    } else {
+        (0..layout.channels).map(per_channel).collect()
+    };
+    let mean = stats.iter().map(|s| s.0).collect();
+    let inv_std = stats
+        .iter()
+        .map(|s| T::one() / (s.1 + eps).sqrt())
+        .collect();
+    let var = stats.iter().map(|s| s.1).collect();
+    (mean, var, inv_std)
+}
+
+/// `Σ (x − mean)²` over a run.
+fn squared_deviations<T: Float>(run: &[T], mean: T) -> T {
+    super::wide_simd(LaneSum(run, run, move |v: T, _| (v - mean) * (v - mean)))
+}
+
+/// `Σ g·(x − mean)` over a run (centred first, so a large mean cancels nothing).
+fn centered_dot<T: Float>(g: &[T], x: &[T], mean: T) -> T {
+    super::wide_simd(LaneSum(g, x, move |g: T, v: T| g * (v - mean)))
+}
+
+/// `Σᵢ f(aᵢ, bᵢ)` in 16 interleaved partial sums, so the loop vectorises.
+struct LaneSum<'a, T, F>(&'a [T], &'a [T], F);
+
+impl<T: Float, F: Fn(T, T) -> T> super::SimdKernel for LaneSum<'_, T, F> {
+    type Output = T;
+
+    #[inline(always)]
+    fn run(self) -> T {
+        const LANES: usize = 16;
+        let LaneSum(a, b, f) = self;
+        let mut lanes = [T::zero(); LANES];
+        let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
+            let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
+                (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
+            for k in 0..LANES {
+                lanes[k] += f(a_chunk[k], b_chunk[k]);
+            }
+        }
+        let tail = a_chunks
+            .remainder()
+            .iter()
+            .zip(b_chunks.remainder())
+            .fold(T::zero(), |acc, (&x, &y)| acc + f(x, y));
+        lanes.iter().fold(T::zero(), |acc, &lane| acc + lane) + tail
+    }
+}
+
+/// `y = (x − μ_c)·(s_c·γ_c) + β_c` for every value of channel c (s = 1/√(σ² + ε)).
+pub fn normalize<T: Float>(
+    x: &[T],
+    layout: ChannelLayout,
+    mean: &[T],
+    inv_std: &[T],
+    weight: &[T],
+    bias: &[T],
+) -> Vec<T> {
+    let mut y = super::buffer::take(x.len());
+    let scale: Vec<T> = (0..layout.channels)
+        .map(|c| inv_std[c] * weight[c])
+        .collect();
+    for_each_run(&mut y, layout, |c, offset, out| {
+        let run = &x[offset..][..out.len()];
+        let (mean, scale, bias) = (mean[c], scale[c], bias[c]);
+        out.iter_mut()
+            .zip(run)
+            .for_each(|(o, &v)| *o = (v - mean) * scale + bias);
+    });
+    y
+}
+
+/// Per channel, `Σ g` (= dL/dβ) and `Σ g·x̂` (= dL/dγ), with x̂ = (x − μ)·s.
+pub fn grad_sums<T: Float>(
+    grad_output: &[T],
+    x: &[T],
+    layout: ChannelLayout,
+    mean: &[T],
+    inv_std: &[T],
+) -> (Vec<T>, Vec<T>) {
+    let per_channel = |c: usize| {
+        let grads = layout.runs(grad_output, c);
+        let (sum_g, sum_g_centered) = grads
+            .zip(layout.runs(x, c))
+            .fold((T::zero(), T::zero()), |(sum_g, sum_gc), (g, v)| {
+                (sum_g + sum_slice(g), sum_gc + centered_dot(g, v, mean[c]))
+            });
+        // Σ g·x̂ = s·Σ g·(x − μ)
+        (sum_g, inv_std[c] * sum_g_centered)
+    };
+    let sums: Vec<(T, T)> = if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        (0..layout.channels)
+            .into_par_iter()
+            .map(per_channel)
+            .collect()
+    } else {
+        (0..layout.channels).map(per_channel).collect()
+    };
+    (
+        sums.iter().map(|s| s.0).collect(),
+        sums.iter().map(|s| s.1).collect(),
+    )
+}
+
+/// dL/dx = γ·s/m · (m·g − Σg − x̂·Σ(g·x̂)), m = N·L: the gradient through the
+/// normalisation, including how every value moves the batch mean and variance.
+pub fn grad_input<T: Float>(
+    grad_output: &[T],
+    x: &[T],
+    layout: ChannelLayout,
+    (mean, inv_std, weight): (&[T], &[T], &[T]),
+    (sum_g, sum_g_xhat): (&[T], &[T]),
+) -> Vec<T> {
+    let count = T::cast(layout.count() as f64);
+    let mut dx = super::buffer::take(x.len());
+    // dx = a·g + b·(x − μ) + d per channel, with a = γ·s, b = −a·s·Σ(g·x̂)/m, d = −a·Σg/m
+    let coefficients: Vec<(T, T, T)> = (0..layout.channels)
+        .map(|c| {
+            let a = weight[c] * inv_std[c];
+            (
+                a,
+                -a * inv_std[c] * sum_g_xhat[c] / count,
+                -a * sum_g[c] / count,
+            )
+        })
+        .collect();
+    for_each_run(&mut dx, layout, |c, offset, out| {
+        let ((a, b, d), mean) = (coefficients[c], mean[c]);
+        let (g, v) = (
+            &grad_output[offset..][..out.len()],
+            &x[offset..][..out.len()],
+        );
+        out.iter_mut()
+            .zip(g.iter().zip(v))
+            .for_each(|(o, (&g, &v))| *o = a * g + b * (v - mean) + d);
+    });
+    dx
+}
+
+/// Calls `body(channel, offset, run)` for every `inner`-long run of `out`, in
+/// parallel for large tensors (each run is written by one task).
+fn for_each_run<T: Float>(
+    out: &mut [T],
+    layout: ChannelLayout,
+    body: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    let inner = layout.inner.max(1);
+    let run = |(index, out): (usize, &mut [T])| body(index % layout.channels, index * inner, out);
+    if out.len() >= PARALLEL_MIN_ELEMENTS && inner >= 64 {
+        crate::threads::ensure_init();
+        out.par_chunks_mut(inner).enumerate().for_each(run);
+    } else if inner >= 64 {
+        out.chunks_mut(inner).enumerate().for_each(run);
+    } else {
+        // short runs: one task per sample instead
+        let sample = layout.channels * inner;
+        let per_sample = |(n, out): (usize, &mut [T])| {
+            for (c, run) in out.chunks_mut(inner).enumerate() {
+                body(c, (n * layout.channels + c) * inner, run);
+            }
+        };
+        if out.len() >= PARALLEL_MIN_ELEMENTS {
+            crate::threads::ensure_init();
+            out.par_chunks_mut(sample.max(1))
+                .enumerate()
+                .for_each(per_sample);
+        } else {
+            out.chunks_mut(sample.max(1))
+                .enumerate()
+                .for_each(per_sample);
+        }
+    }
+}
