@@ -95,10 +95,12 @@ fn measure_step(step: &mut dyn FnMut()) -> StepAllocations {
 
 /// Warms up, then checks that a step takes every tensor buffer from the pool and
 /// that what it still allocates (graph bookkeeping: nodes, closures, shapes) is
-/// small — no single allocation as large as `smallest_tensor_bytes`.
+/// small — no single allocation as large as `smallest_tensor_bytes`, and at most
+/// `bookkeeping_bytes` in all (about 1.5 KB per op in the graph).
 fn assert_steady_state_allocates_no_tensors(
     name: &str,
     smallest_tensor_bytes: usize,
+    bookkeeping_bytes: usize,
     step: &mut dyn FnMut(),
 ) {
     for _ in 0..5 {
@@ -119,7 +121,7 @@ fn assert_steady_state_allocates_no_tensors(
         "{name}: dropped tensors gave back buffers the pool never handed out: {counted:?}"
     );
     assert!(
-        counted.bytes < 64 << 10,
+        counted.bytes < bookkeeping_bytes,
         "{name}: {} bytes allocated outside the pool and the GEMM in one step: {counted:?}",
         counted.bytes
     );
@@ -143,7 +145,7 @@ fn steady_state_training_steps_allocate_no_tensor_memory() {
     let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
     // The smallest tensor of the step is a [10] bias gradient (40 bytes) but every
     // activation is at least 128 × 10 floats; graph bookkeeping stays far below.
-    assert_steady_state_allocates_no_tensors("mlp", 128 * 10 * 4, &mut || {
+    assert_steady_state_allocates_no_tensors("mlp", 128 * 10 * 4, 64 << 10, &mut || {
         sgd.zero_grad();
         let loss = cross_entropy(&model.forward(&inputs), &labels, &options);
         loss.backward();
@@ -156,11 +158,28 @@ fn steady_state_training_steps_allocate_no_tensor_memory() {
     let mut adam = Adam::new(model.named_parameters(), 1e-3);
     let inputs = Tensor::rand_uniform(&[64, 1, 28, 28], 0.0, 1.0, &mut rng);
     let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
-    assert_steady_state_allocates_no_tensors("cnn", 64 * 10 * 4, &mut || {
+    assert_steady_state_allocates_no_tensors("cnn", 64 * 10 * 4, 64 << 10, &mut || {
         adam.zero_grad();
         let loss = cross_entropy(&model.forward(&inputs), &labels, &options);
         loss.backward();
         adam.step();
+    });
+
+    // ResNet-20 on CIFAR-shaped images (batch 64), SGD with
+    // momentum and weight decay: convolutions, batch norm, residual additions and
+    // global average pooling. Its smallest activation is the [64, 10] logits; its
+    // graph has 7 times LeNet's ops, so 7 times the bookkeeping.
+    let model = nabla::nn::zoo::resnet20::<f32>(3, 10, &mut rng);
+    let mut sgd = Sgd::new(model.named_parameters(), 0.1)
+        .momentum(0.9)
+        .weight_decay(5e-4);
+    let inputs = Tensor::randn(&[64, 3, 32, 32], 0.0, 1.0, &mut rng);
+    let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    assert_steady_state_allocates_no_tensors("resnet20", 64 * 10 * 4, 7 * (64 << 10), &mut || {
+        sgd.zero_grad();
+        let loss = cross_entropy(&model.forward(&inputs), &labels, &options);
+        loss.backward();
+        sgd.step();
     });
 
     // The `tiny` workload: XOR through 2-8-1, MSE, plain SGD. Its tensors are as
@@ -173,7 +192,7 @@ fn steady_state_training_steps_allocate_no_tensor_memory() {
     let mut sgd = Sgd::new(model.named_parameters(), 0.5);
     let inputs = Tensor::from_vec(vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[4, 2]);
     let targets = Tensor::from_vec(vec![0.0, 1.0, 1.0, 0.0], &[4, 1]);
-    assert_steady_state_allocates_no_tensors("tiny", usize::MAX, &mut || {
+    assert_steady_state_allocates_no_tensors("tiny", usize::MAX, 64 << 10, &mut || {
         sgd.zero_grad();
         let loss = mse_loss(&model.forward(&inputs), &targets, Reduction::Mean);
         loss.backward();

@@ -239,6 +239,32 @@ fn conv2d_plain() {
     );
     let padded = Conv2dOptions::default().padding(1);
     conv_case("conv2d im2col padded", [1, 5, 4, 4], 2, (3, 3), padded);
+    // more images than one partial weight-gradient sum holds (4)
+    conv_case("conv2d 9 images", [9, 4, 4, 4], 2, (3, 3), padded);
+}
+
+#[test]
+fn conv2d_pointwise() {
+    // 1×1 at stride 1: the image is its own columns, no im2col (over 32 channels,
+    // so not the direct kernel)
+    let plain = Conv2dOptions::default();
+    conv_case("conv2d 1x1 wide", [5, 40, 2, 2], 3, (1, 1), plain);
+    conv_case("conv2d 1x1", [6, 5, 3, 3], 3, (1, 1), plain);
+    conv_case(
+        "conv2d 1x1 groups",
+        [2, 4, 3, 2],
+        6,
+        (1, 1),
+        plain.groups(2),
+    );
+    // ResNet's projection shortcut: 1×1 at stride 2
+    conv_case(
+        "conv2d 1x1 stride 2",
+        [5, 4, 5, 5],
+        3,
+        (1, 1),
+        plain.stride(2),
+    );
 }
 
 #[test]
@@ -334,7 +360,7 @@ fn batch_norm_fused() {
             randn(&[channels], 12),
             randn(&[channels], 13),
         ];
-        assert_gradients(name, |t| t[0].batch_norm(&t[1], &t[2], 1e-5).0, &inputs);
+        assert_gradients(name, |t| t[0].batch_norm(&t[1], &t[2], 1e-5, None), &inputs);
     }
     // far from zero: the centred sums must not cancel
     let offset = [
@@ -344,7 +370,7 @@ fn batch_norm_fused() {
     ];
     assert_gradients(
         "batch_norm offset 1000",
-        |t| t[0].batch_norm(&t[1], &t[2], 1e-5).0,
+        |t| t[0].batch_norm(&t[1], &t[2], 1e-5, None),
         &offset,
     );
 }
@@ -363,7 +389,7 @@ fn batch_norm_fused_matches_composed() {
             t.zero_grad();
         }
         let y = if fused {
-            x.batch_norm(&gamma, &beta, 1e-5).0
+            x.batch_norm(&gamma, &beta, 1e-5, None)
         } else {
             let mean = x.mean_axes(&[0, 2, 3], true);
             let var = x.var_axes(&[0, 2, 3], 0, true);

@@ -229,10 +229,13 @@ fn divergence_stops_at_the_first_bad_step_and_keeps_the_last_good_checkpoint() {
     );
 }
 
+/// Memory may grow while the allocator and the buffer pools warm up (measured:
+/// 7–14 MB over the first 15–30 epochs of this run, depending on the allocation
+/// pattern), but then it must stay flat: a leak grows for ever.
 #[test]
 fn memory_stays_flat_over_a_long_run() {
     let dir = temp_dir("memory");
-    let config = config(&dir, 20, "");
+    let config = config(&dir, 50, "");
     let run = dir.join("run");
     let started = Instant::now();
     let out = nabla(&["train", &config, "--out", run.to_str().unwrap()]);
@@ -247,15 +250,22 @@ fn memory_stays_flat_over_a_long_run() {
         })
         .collect();
     eprintln!(
-        "rss at epoch 1: {:.1} MB, epoch 20: {:.1} MB ({:.1} s)",
+        "rss at epoch 1: {:.1} MB, epoch 35: {:.1} MB, epoch 50: {:.1} MB ({:.1} s)",
         rss[0],
-        rss[19],
+        rss[34],
+        rss[49],
         started.elapsed().as_secs_f64()
     );
     assert!(
-        rss[19] - rss[0] < 8.0,
+        rss[49] - rss[34] < 1.0,
+        "resident memory still grows after warm-up: {:.1} MB at epoch 35, {:.1} MB at epoch 50",
+        rss[34],
+        rss[49]
+    );
+    assert!(
+        rss[49] - rss[0] < 24.0,
         "resident memory grew from {:.1} to {:.1} MB",
         rss[0],
-        rss[19]
+        rss[49]
     );
 }

@@ -56,6 +56,8 @@ pub struct Pool<T> {
     bytes: usize,
     gives_since_trim: u32,
     stats: BufferStats,
+    /// The thread's [`Scratch`] buffer while nobody holds it.
+    scratch: Vec<T>,
 }
 
 /// The free buffers of one length.
@@ -73,6 +75,7 @@ impl<T> Default for Pool<T> {
             bytes: 0,
             gives_since_trim: 0,
             stats: BufferStats::default(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -222,6 +225,60 @@ impl<T: Recycle> Drop for Recycled<T> {
     }
 }
 
+/// Work space for the inside of one kernel call (an image's im2col columns),
+/// `len` elements of unspecified values. Each thread keeps one scratch buffer per
+/// element type, at the largest size asked for, outside the pool's books and trims:
+/// a kernel that runs per image asks for it thousands of times a step, and must
+/// never find it trimmed away. Given back when dropped; a second scratch held at
+/// the same time on the same thread is allocated for the occasion.
+pub struct Scratch<T: Recycle> {
+    buffer: Vec<T>,
+    len: usize,
+}
+
+impl<T: Recycle> Scratch<T> {
+    /// The calling thread's scratch buffer, grown to at least `len` elements.
+    pub fn new(len: usize) -> Self {
+        let mut buffer = T::pool()
+            .try_with(|pool| {
+                pool.try_borrow_mut()
+                    .map(|mut pool| std::mem::take(&mut pool.scratch))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        if buffer.len() < len {
+            buffer.resize(len, T::default());
+        }
+        Scratch { buffer, len }
+    }
+}
+
+impl<T: Recycle> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl<T: Recycle> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buffer[..self.len]
+    }
+}
+
+impl<T: Recycle> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        let _ = T::pool().try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut()
+                && pool.scratch.len() < buffer.len()
+            {
+                pool.scratch = buffer;
+            }
+        });
+    }
+}
+
 /// How this thread's pool has been used so far.
 pub fn stats() -> BufferStats {
     fn of<T: Recycle>() -> BufferStats {
@@ -255,6 +312,7 @@ pub fn release() {
             if let Ok(mut pool) = pool.try_borrow_mut() {
                 pool.buckets.clear();
                 pool.bytes = 0;
+                pool.scratch = Vec::new();
             }
         });
     }
@@ -287,6 +345,21 @@ mod tests {
             2,
             "no buffer of length 999"
         );
+    }
+
+    #[test]
+    fn scratch_is_kept_at_the_largest_size() {
+        release();
+        let address = {
+            let mut scratch = Scratch::<f32>::new(100);
+            scratch[99] = 1.0;
+            scratch.as_ptr()
+        };
+        let smaller = Scratch::<f32>::new(10);
+        assert_eq!((smaller.as_ptr(), smaller.len()), (address, 10));
+        // held at the same time: a second buffer
+        let other = Scratch::<f32>::new(10);
+        assert_ne!(other.as_ptr(), address);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Convolution and pooling kernels on NCHW tensors.
 //!
 //! Convolution is lowered to a matrix product: `im2col` copies every receptive
-//! field into a column, so one GEMM computes all output pixels of the whole batch.
+//! field of an image into a column, so one GEMM computes all its output pixels.
+//! Small stride-1 convolutions run directly instead (`conv_direct`).
 
 use rayon::prelude::*;
 
@@ -156,90 +157,67 @@ fn for_each_chunk<T: Float>(
     }
 }
 
-/// Receptive fields of channels `first_channel..first_channel + channels` as columns:
-/// a `[channels·kh·kw, batch·oh·ow]` matrix, row `(c, i, j)`, column `(n, oy, ox)`.
-pub fn im2col<T: Float>(x: &[T], win: &Window, first_channel: usize, channels: usize) -> Vec<T> {
+/// The receptive fields of one image `[C, H, W]` as columns: `cols` becomes a
+/// `[C·kh·kw, oh·ow]` matrix, row `(c, i, j)`, column `(oy, ox)` (zeros where the
+/// tap falls in the padding). Every element of `cols` is written.
+pub fn im2col<T: Float>(image: &[T], win: &Window, cols: &mut [T]) {
     let (oh, ow) = win.out();
     let (kh, kw) = win.kernel;
-    let row_len = win.batch * oh * ow;
-    // Every element is written below (copied or zeroed), so no need to clear it first.
-    let mut cols = super::buffer::take(channels * kh * kw * row_len);
-    let parallel = cols.len() >= PARALLEL_MIN_ELEMENTS;
-    for_each_chunk(&mut cols, row_len, parallel, |row, out| {
-        let c = first_channel + row / (kh * kw);
-        let (i, j) = ((row / kw) % kh, row % kw);
+    let plane_len = win.height * win.width;
+    for (row, out) in cols.chunks_exact_mut(oh * ow).enumerate() {
+        let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        let plane = &image[c * plane_len..][..plane_len];
         let inside = win.inside_columns(j, ow);
-        for n in 0..win.batch {
-            let plane =
-                &x[(n * win.channels + c) * win.height * win.width..][..win.height * win.width];
-            for oy in 0..oh {
-                let dst = &mut out[(n * oh + oy) * ow..][..ow];
-                let Some(iy) = win.source_row(oy, i) else {
-                    dst.fill(T::zero());
-                    continue;
-                };
-                let src = &plane[iy * win.width..][..win.width];
-                dst[..inside.start].fill(T::zero());
-                dst[inside.end..].fill(T::zero());
-                let first_ix = win.source_column(inside.start, j);
-                let dst = &mut dst[inside.clone()];
-                if win.stride.1 == 1 {
-                    dst.copy_from_slice(&src[first_ix..][..dst.len()]);
-                } else {
-                    let taps = src[first_ix..].iter().step_by(win.stride.1);
-                    dst.iter_mut().zip(taps).for_each(|(slot, &v)| *slot = v);
-                }
+        let first_ix = win.source_column(inside.start, j);
+        for (oy, dst) in out.chunks_exact_mut(ow).enumerate() {
+            let Some(iy) = win.source_row(oy, i) else {
+                dst.fill(T::zero());
+                continue;
+            };
+            let src = &plane[iy * win.width..][..win.width];
+            dst[..inside.start].fill(T::zero());
+            dst[inside.end..].fill(T::zero());
+            let dst = &mut dst[inside.clone()];
+            if win.stride.1 == 1 {
+                dst.copy_from_slice(&src[first_ix..][..dst.len()]);
+            } else {
+                let taps = src[first_ix..].iter().step_by(win.stride.1);
+                dst.iter_mut().zip(taps).for_each(|(slot, &v)| *slot = v);
             }
         }
-    });
-    cols
+    }
 }
 
-/// The adjoint of [`im2col`]: adds every column entry back onto the input pixel it
-/// was copied from (pixels in several receptive fields collect several gradients).
-pub fn col2im_add<T: Float>(
-    cols: &[T],
-    win: &Window,
-    first_channel: usize,
-    channels: usize,
-    dx: &mut [T],
-) {
+/// The adjoint of [`im2col`] for one image: adds every column entry back onto the
+/// pixel of `dx` (`[C, H, W]`) it was copied from (pixels in several receptive
+/// fields collect several gradients).
+pub fn col2im_add<T: Float>(cols: &[T], win: &Window, dx: &mut [T]) {
     let (oh, ow) = win.out();
     let (kh, kw) = win.kernel;
-    let row_len = win.batch * oh * ow;
     let plane_len = win.height * win.width;
-    let parallel = cols.len() >= PARALLEL_MIN_ELEMENTS;
-    for_each_chunk(dx, plane_len, parallel, |plane_index, plane| {
-        let (n, c) = (plane_index / win.channels, plane_index % win.channels);
-        if c < first_channel || c >= first_channel + channels {
-            return;
+    for (row, grads) in cols.chunks_exact(oh * ow).enumerate() {
+        let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+        let plane = &mut dx[c * plane_len..][..plane_len];
+        let inside = win.inside_columns(j, ow);
+        if inside.is_empty() {
+            continue;
         }
-        let c = c - first_channel;
-        for i in 0..kh {
-            for j in 0..kw {
-                let row = &cols[((c * kh + i) * kw + j) * row_len..][..row_len];
-                let inside = win.inside_columns(j, ow);
-                if inside.is_empty() {
-                    continue;
-                }
-                let first_ix = win.source_column(inside.start, j);
-                for oy in 0..oh {
-                    let Some(iy) = win.source_row(oy, i) else {
-                        continue;
-                    };
-                    let grads = &row[(n * oh + oy) * ow..][inside.clone()];
-                    let pixels = &mut plane[iy * win.width + first_ix..];
-                    if win.stride.1 == 1 {
-                        let pixels = &mut pixels[..grads.len()];
-                        pixels.iter_mut().zip(grads).for_each(|(p, &g)| *p += g);
-                    } else {
-                        let pixels = pixels.iter_mut().step_by(win.stride.1);
-                        pixels.zip(grads).for_each(|(p, &g)| *p += g);
-                    }
-                }
+        let first_ix = win.source_column(inside.start, j);
+        for (oy, grads) in grads.chunks_exact(ow).enumerate() {
+            let Some(iy) = win.source_row(oy, i) else {
+                continue;
+            };
+            let grads = &grads[inside.clone()];
+            let pixels = &mut plane[iy * win.width + first_ix..];
+            if win.stride.1 == 1 {
+                let pixels = &mut pixels[..grads.len()];
+                pixels.iter_mut().zip(grads).for_each(|(p, &g)| *p += g);
+            } else {
+                let pixels = pixels.iter_mut().step_by(win.stride.1);
+                pixels.zip(grads).for_each(|(p, &g)| *p += g);
             }
         }
-    });
+    }
 }
 
 /// Planes zero-padded on every side and stored flat with the padded row length, so

@@ -183,6 +183,24 @@ pub fn gemm_batched<'a, T: Float>(
 /// many threads there are). A small output with a long inner dimension is instead
 /// summed from fixed-size chunks of `k`, in order — again the same for any thread count.
 pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+    multiply(a, b, c, accumulate, true);
+}
+
+/// [`gemm`] on the calling thread only: for callers that are already one of many
+/// parallel tasks (a convolution's per-image products), where splitting further
+/// would only add scheduling — and let a waiting task pick up a sibling's work
+/// while it holds its own scratch buffers.
+pub fn gemm_serial<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+    multiply(a, b, c, accumulate, false);
+}
+
+fn multiply<T: Float>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+    may_split: bool,
+) {
     assert_eq!(
         a.cols, b.rows,
         "gemm: inner dimensions differ: [{}, {}] · [{}, {}]",
@@ -200,10 +218,10 @@ pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulat
         return;
     }
     assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
-    if m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
+    if may_split && m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
         return gemm_split_k(a, b, c, accumulate);
     }
-    let threads = if m * n * k >= PARALLEL_MIN_WORK {
+    let threads = if may_split && m * n * k >= PARALLEL_MIN_WORK {
         crate::threads::ensure_init();
         rayon::current_num_threads()
     } else {

@@ -33,37 +33,32 @@ impl ChannelLayout {
     }
 }
 
-/// Each channel's batch mean and inverse standard deviation `1/√(σ² + ε)`, with
-/// the biased variance σ² (what training normalises with), computed in two passes
-/// (mean, then squared deviations) so no large sums cancel.
-pub fn statistics<T: Float>(x: &[T], layout: ChannelLayout, eps: T) -> (Vec<T>, Vec<T>, Vec<T>) {
+/// Each channel's batch mean and biased variance σ² (what training normalises
+/// with), in two passes (mean, then squared deviations) so no large sums cancel.
+pub fn statistics<T: Float>(x: &[T], layout: ChannelLayout) -> (Vec<T>, Vec<T>) {
     let count = T::cast(layout.count() as f64);
-    let per_channel = |c: usize| {
-        let mean = layout
+    let mut mean = super::buffer::take(layout.channels);
+    let mut var = super::buffer::take(layout.channels);
+    let per_channel = |(c, (mean, var)): (usize, (&mut T, &mut T))| {
+        *mean = layout
             .runs(x, c)
             .map(sum_slice)
             .fold(T::zero(), |a, s| a + s)
             / count;
-        let squares = layout.runs(x, c).map(|run| squared_deviations(run, mean));
-        let var = squares.fold(T::zero(), |a, s| a + s) / count;
-        (mean, var)
+        let squares = layout.runs(x, c).map(|run| squared_deviations(run, *mean));
+        *var = squares.fold(T::zero(), |a, s| a + s) / count;
     };
-    let stats: Vec<(T, T)> = if x.len() >= PARALLEL_MIN_ELEMENTS {
+    if x.len() >= PARALLEL_MIN_ELEMENTS {
         crate::threads::ensure_init();
-        (0..layout.channels)
-            .into_par_iter()
-            .map(per_channel)
-            .collect()
+        let pairs = mean.par_iter_mut().zip(var.par_iter_mut());
+        pairs.enumerate().for_each(per_channel);
     } else {
-        (0..layout.channels).map(per_channel).collect()
-    };
-    let mean = stats.iter().map(|s| s.0).collect();
-    let inv_std = stats
-        .iter()
-        .map(|s| T::one() / (s.1 + eps).sqrt())
-        .collect();
-    let var = stats.iter().map(|s| s.1).collect();
-    (mean, var, inv_std)
+        mean.iter_mut()
+            .zip(var.iter_mut())
+            .enumerate()
+            .for_each(per_channel);
+    }
+    (mean, var)
 }
 
 /// `Σ (x − mean)²` over a run.
@@ -135,29 +130,25 @@ pub fn grad_sums<T: Float>(
     mean: &[T],
     inv_std: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    let per_channel = |c: usize| {
-        let grads = layout.runs(grad_output, c);
-        let (sum_g, sum_g_centered) = grads
-            .zip(layout.runs(x, c))
-            .fold((T::zero(), T::zero()), |(sum_g, sum_gc), (g, v)| {
-                (sum_g + sum_slice(g), sum_gc + centered_dot(g, v, mean[c]))
-            });
+    let mut sum_g = super::buffer::take(layout.channels);
+    let mut sum_g_xhat = super::buffer::take(layout.channels);
+    let per_channel = |(c, (sum_g, sum_g_xhat)): (usize, (&mut T, &mut T))| {
+        let runs = layout.runs(grad_output, c).zip(layout.runs(x, c));
+        let (total, centered) = runs.fold((T::zero(), T::zero()), |(total, centered), (g, v)| {
+            (total + sum_slice(g), centered + centered_dot(g, v, mean[c]))
+        });
         // Σ g·x̂ = s·Σ g·(x − μ)
-        (sum_g, inv_std[c] * sum_g_centered)
+        (*sum_g, *sum_g_xhat) = (total, inv_std[c] * centered);
     };
-    let sums: Vec<(T, T)> = if x.len() >= PARALLEL_MIN_ELEMENTS {
+    if x.len() >= PARALLEL_MIN_ELEMENTS {
         crate::threads::ensure_init();
-        (0..layout.channels)
-            .into_par_iter()
-            .map(per_channel)
-            .collect()
+        let pairs = sum_g.par_iter_mut().zip(sum_g_xhat.par_iter_mut());
+        pairs.enumerate().for_each(per_channel);
     } else {
-        (0..layout.channels).map(per_channel).collect()
-    };
-    (
-        sums.iter().map(|s| s.0).collect(),
-        sums.iter().map(|s| s.1).collect(),
-    )
+        let pairs = sum_g.iter_mut().zip(sum_g_xhat.iter_mut());
+        pairs.enumerate().for_each(per_channel);
+    }
+    (sum_g, sum_g_xhat)
 }
 
 /// dL/dx = γ·s/m · (m·g − Σg − x̂·Σ(g·x̂)), m = N·L: the gradient through the

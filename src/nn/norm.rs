@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use super::Module;
 use crate::element::Float;
-use crate::ops::norm::BatchStatistics;
+use crate::ops::norm::RunningStatistics;
 use crate::tensor::Tensor;
 
 /// The shared machinery of `BatchNorm1d` and `BatchNorm2d`.
@@ -43,9 +43,13 @@ impl<T: Float> BatchNorm<T> {
     /// Normalises over every axis but the channel axis (1).
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         if self.training.get() {
-            let (y, stats) = x.batch_norm(&self.weight, &self.bias, self.eps);
-            self.update_running_stats(&stats, x.numel() / self.channels());
-            return y;
+            let running = RunningStatistics {
+                mean: &self.running_mean,
+                var: &self.running_var,
+                momentum: self.momentum,
+            };
+            self.num_batches_tracked.update_data(|n| n[0] += T::one());
+            return x.batch_norm(&self.weight, &self.bias, self.eps, Some(running));
         }
         let mut channel_shape = vec![1; x.ndim()];
         channel_shape[1] = self.channels();
@@ -54,25 +58,6 @@ impl<T: Float> BatchNorm<T> {
         // x̂ = (x − μ) / √(σ² + ε);  y = γ·x̂ + β
         let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
         normalized * self.weight.reshape(&channel_shape) + self.bias.reshape(&channel_shape)
-    }
-
-    /// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
-    fn update_running_stats(&self, stats: &BatchStatistics<T>, count: usize) {
-        let momentum = T::cast(self.momentum);
-        let keep = T::one() - momentum;
-        let unbiased = T::cast(count as f64 / (count.max(2) - 1) as f64);
-        let (mean, var) = (&stats.mean, &stats.var);
-        self.running_mean.update_data(|r| {
-            r.iter_mut()
-                .zip(mean)
-                .for_each(|(r, &m)| *r = keep * *r + momentum * m)
-        });
-        self.running_var.update_data(|r| {
-            r.iter_mut()
-                .zip(var)
-                .for_each(|(r, &v)| *r = keep * *r + momentum * v * unbiased)
-        });
-        self.num_batches_tracked.update_data(|n| n[0] += T::one());
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {

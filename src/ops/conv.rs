@@ -29,15 +29,8 @@ impl<T: Float> Tensor<T> {
                 bias.shape(),
             );
         }
-        // dW needs the input's columns again: keep them rather than rebuild them
-        let weight_learns = weight.tracks_grad() && crate::autograd::is_grad_enabled();
         let bias_data = bias.map(|b| b.data());
-        let (values, saved_cols) = plan.forward(
-            &self.data(),
-            &weight.data(),
-            bias_data.as_deref(),
-            weight_learns,
-        );
+        let values = plan.forward(&self.data(), &weight.data(), bias_data.as_deref());
         drop(bias_data);
         let inputs: Vec<&Tensor<T>> = match bias {
             Some(b) => vec![self, weight, b],
@@ -56,13 +49,8 @@ impl<T: Float> Tensor<T> {
                     ctx.needs_grad(1),
                     has_bias && ctx.needs_grad(2),
                 ];
-                let [grad_x, grad_w, grad_b] = plan.backward(
-                    &ctx.grad_output.data(),
-                    &x.data(),
-                    &w.data(),
-                    saved_cols.as_deref(),
-                    wanted,
-                );
+                let [grad_x, grad_w, grad_b] =
+                    plan.backward(&ctx.grad_output.data(), &x.data(), &w.data(), wanted);
                 let mut grads = vec![
                     grad_x.map(|g| Tensor::from_vec(g, x.shape())),
                     grad_w.map(|g| Tensor::from_vec(g, w.shape())),

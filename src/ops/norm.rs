@@ -5,30 +5,32 @@
 //! dL/dx = γ·s/m · (m·g − Σ g − x̂·Σ g·x̂).
 //! (Composed of elementwise ops this takes a dozen tensors; fused it takes one.)
 
+use crate::cpu::buffer::{self, Recycled};
 use crate::cpu::norm::{self as kernels, ChannelLayout};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
-/// What a batch-norm step measured: each channel's batch mean and biased variance
-/// (for the running averages a layer keeps).
-#[derive(Clone, Debug)]
-pub struct BatchStatistics<T> {
-    /// μ per channel.
-    pub mean: Vec<T>,
-    /// σ² per channel, divided by m (not m − 1).
-    pub var: Vec<T>,
+/// The running averages a batch-norm layer keeps for evaluation, updated by
+/// [`Tensor::batch_norm`] as PyTorch does: `running ← (1 − momentum)·running +
+/// momentum·batch`, with the unbiased batch variance (divided by m − 1).
+pub struct RunningStatistics<'a, T: Float> {
+    /// Per-channel mean, `[C]`.
+    pub mean: &'a Tensor<T>,
+    /// Per-channel variance, `[C]`.
+    pub var: &'a Tensor<T>,
+    /// Weight of the new batch in the average.
+    pub momentum: f64,
 }
 
 impl<T: Float> Tensor<T> {
     /// Normalises an `[N, C, ...]` input per channel with the batch's own mean and
-    /// variance, then scales by `weight` (γ, `[C]`) and shifts by `bias` (β, `[C]`).
-    /// Returns the output and the statistics used.
+    /// (biased) variance, then scales by `weight` (γ, `[C]`) and shifts by `bias`
+    /// (β, `[C]`); updates `running`, if given, with the batch's statistics.
     ///
     /// ```
     /// use nabla::Tensor;
     /// let x = Tensor::<f64>::from_vec(vec![1.0, 3.0, 10.0, 30.0], &[2, 2]);
-    /// let (y, stats) = x.batch_norm(&Tensor::ones(&[2]), &Tensor::zeros(&[2]), 0.0);
-    /// assert_eq!(stats.mean, vec![5.5, 16.5]);
+    /// let y = x.batch_norm(&Tensor::ones(&[2]), &Tensor::zeros(&[2]), 0.0, None);
     /// assert_eq!(y.to_vec(), vec![-1.0, -1.0, 1.0, 1.0]);
     /// ```
     pub fn batch_norm(
@@ -36,7 +38,8 @@ impl<T: Float> Tensor<T> {
         weight: &Tensor<T>,
         bias: &Tensor<T>,
         eps: f64,
-    ) -> (Tensor<T>, BatchStatistics<T>) {
+        running: Option<RunningStatistics<'_, T>>,
+    ) -> Tensor<T> {
         let shape = self.shape();
         assert!(
             shape.len() >= 2 && weight.shape() == [shape[1]] && bias.shape() == [shape[1]],
@@ -50,38 +53,61 @@ impl<T: Float> Tensor<T> {
             inner: shape[2..].iter().product(),
         };
         let x = self.data();
-        let (mean, var, inv_std) = kernels::statistics(&x, layout, T::cast(eps));
+        let (mean, var) = kernels::statistics(&x, layout);
+        let mut inv_std = buffer::take(layout.channels);
+        for (s, &v) in inv_std.iter_mut().zip(&var) {
+            *s = T::one() / (v + T::cast(eps)).sqrt();
+        }
         let y = kernels::normalize(&x, layout, &mean, &inv_std, &weight.data(), &bias.data());
         drop(x);
-        let stats = BatchStatistics {
-            mean: mean.clone(),
-            var,
-        };
-        let output = Tensor::from_op(y, shape, "batch_norm", &[self, weight, bias], move |ctx| {
+        if let Some(running) = running {
+            update_running(running, &mean, &var, layout.count());
+        }
+        buffer::give(var);
+        let (mean, inv_std) = (Recycled::new(mean), Recycled::new(inv_std));
+        Tensor::from_op(y, shape, "batch_norm", &[self, weight, bias], move |ctx| {
             let (x, weight) = (ctx.input(0).data(), ctx.input(1).data());
             let grad_output = ctx.grad_output.data();
             // dL/dβ = Σ g,  dL/dγ = Σ g·x̂
-            let sums = kernels::grad_sums(&grad_output, &x, layout, &mean, &inv_std);
+            let (sum_g, sum_g_xhat) = kernels::grad_sums(&grad_output, &x, layout, &mean, &inv_std);
             let grad_x = ctx.needs_grad(0).then(|| {
                 let dx = kernels::grad_input(
                     &grad_output,
                     &x,
                     layout,
                     (&mean, &inv_std, &weight),
-                    (&sums.0, &sums.1),
+                    (&sum_g, &sum_g_xhat),
                 );
                 Tensor::from_vec(dx, ctx.input(0).shape())
             });
             let channels = [layout.channels];
-            let (grad_bias, grad_weight) = sums;
             vec![
                 grad_x,
-                ctx.needs_grad(1)
-                    .then(|| Tensor::from_vec(grad_weight, &channels)),
-                ctx.needs_grad(2)
-                    .then(|| Tensor::from_vec(grad_bias, &channels)),
+                Some(Tensor::from_vec(sum_g_xhat, &channels)).filter(|_| ctx.needs_grad(1)),
+                Some(Tensor::from_vec(sum_g, &channels)).filter(|_| ctx.needs_grad(2)),
             ]
-        });
-        (output, stats)
+        })
     }
+}
+
+/// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
+fn update_running<T: Float>(
+    running: RunningStatistics<'_, T>,
+    mean: &[T],
+    var: &[T],
+    count: usize,
+) {
+    let momentum = T::cast(running.momentum);
+    let keep = T::one() - momentum;
+    let unbiased = T::cast(count as f64 / (count.max(2) - 1) as f64);
+    running.mean.update_data(|r| {
+        r.iter_mut()
+            .zip(mean)
+            .for_each(|(r, &m)| *r = keep * *r + momentum * m)
+    });
+    running.var.update_data(|r| {
+        r.iter_mut()
+            .zip(var)
+            .for_each(|(r, &v)| *r = keep * *r + momentum * v * unbiased)
+    });
 }
