@@ -27,6 +27,9 @@ const MAX_PER_LENGTH: usize = 64;
 /// Much longer than a training step, so a step's buffers always survive it.
 const TRIM_PERIOD: u32 = 1024;
 
+/// Most [`Scratch`] buffers one thread keeps per element type.
+const MAX_SCRATCH_BUFFERS: usize = 8;
+
 /// Element types whose buffers are pooled (each has its own pool per thread).
 pub trait Recycle: Copy + Default + 'static {
     /// This type's pool on the current thread.
@@ -56,8 +59,9 @@ pub struct Pool<T> {
     bytes: usize,
     gives_since_trim: u32,
     stats: BufferStats,
-    /// The thread's [`Scratch`] buffer while nobody holds it.
-    scratch: Vec<T>,
+    /// The thread's [`Scratch`] buffers while nobody holds them, the last one given
+    /// back on top.
+    scratch: Vec<Vec<T>>,
 }
 
 /// The free buffers of one length.
@@ -226,25 +230,24 @@ impl<T: Recycle> Drop for Recycled<T> {
 }
 
 /// Work space for the inside of one kernel call (an image's im2col columns),
-/// `len` elements of unspecified values. Each thread keeps one scratch buffer per
-/// element type, at the largest size asked for, outside the pool's books and trims:
-/// a kernel that runs per image asks for it thousands of times a step, and must
-/// never find it trimmed away. Given back when dropped; a second scratch held at
-/// the same time on the same thread is allocated for the occasion.
+/// `len` elements of unspecified values. Each thread keeps a few scratch buffers
+/// per element type, outside the pool's books and trims: a kernel that runs per
+/// image asks for them thousands of times a step, and must never find them trimmed
+/// away. Buffers are handed out last-given-first and grow to the largest size
+/// asked of them, so a kernel that holds several at once, in the same order every
+/// time, allocates only while it warms up. Given back when dropped.
 pub struct Scratch<T: Recycle> {
     buffer: Vec<T>,
     len: usize,
 }
 
 impl<T: Recycle> Scratch<T> {
-    /// The calling thread's scratch buffer, grown to at least `len` elements.
+    /// One of the calling thread's scratch buffers, grown to at least `len` elements.
     pub fn new(len: usize) -> Self {
         let mut buffer = T::pool()
-            .try_with(|pool| {
-                pool.try_borrow_mut()
-                    .map(|mut pool| std::mem::take(&mut pool.scratch))
-                    .unwrap_or_default()
-            })
+            .try_with(|pool| pool.try_borrow_mut().ok()?.scratch.pop())
+            .ok()
+            .flatten()
             .unwrap_or_default();
         if buffer.len() < len {
             buffer.resize(len, T::default());
@@ -271,9 +274,9 @@ impl<T: Recycle> Drop for Scratch<T> {
         let buffer = std::mem::take(&mut self.buffer);
         let _ = T::pool().try_with(|pool| {
             if let Ok(mut pool) = pool.try_borrow_mut()
-                && pool.scratch.len() < buffer.len()
+                && pool.scratch.len() < MAX_SCRATCH_BUFFERS
             {
-                pool.scratch = buffer;
+                pool.scratch.push(buffer);
             }
         });
     }
@@ -312,7 +315,7 @@ pub fn release() {
             if let Ok(mut pool) = pool.try_borrow_mut() {
                 pool.buckets.clear();
                 pool.bytes = 0;
-                pool.scratch = Vec::new();
+                pool.scratch.clear();
             }
         });
     }

@@ -225,17 +225,19 @@ pub fn col2im_add<T: Float>(cols: &[T], win: &Window, dx: &mut [T]) {
 /// `i·dilation·width + j·dilation`: each tap becomes one long, vectorisable run
 /// instead of many short rows. Outputs are computed in the same "wide" layout (rows
 /// of `width`, of which the first `ow` are real).
-struct Padded {
+#[derive(Clone, Copy, Debug)]
+pub struct Padded {
     /// Row length of a padded plane (`W + 2·pad`).
-    width: usize,
+    pub width: usize,
     /// Elements per padded plane, including slack so every shifted run stays inside.
-    plane_len: usize,
+    pub plane_len: usize,
     /// Elements of an output plane in the wide layout (`oh · width`).
-    wide_len: usize,
+    pub wide_len: usize,
 }
 
 impl Padded {
-    fn new(win: &Window) -> Self {
+    /// The padded layout of a stride-1 window.
+    pub fn new(win: &Window) -> Self {
         let (oh, _) = win.out();
         let width = win.width + 2 * win.padding.1;
         let height = win.height + 2 * win.padding.0;
@@ -254,19 +256,109 @@ impl Padded {
 
     /// Every input plane of `x`, zero-padded.
     fn planes<T: Float>(&self, x: &[T], win: &Window) -> Vec<T> {
-        let planes = win.batch * win.channels;
-        let mut out = super::buffer::zeroed(planes * self.plane_len);
-        let in_len = win.height * win.width;
-        for (padded, plane) in out
+        let image_len = win.channels * win.height * win.width;
+        let mut out = super::buffer::take(win.batch * win.channels * self.plane_len);
+        for (padded, image) in out
+            .chunks_exact_mut(win.channels * self.plane_len)
+            .zip(x.chunks_exact(image_len))
+        {
+            self.pad_image(image, win, padded);
+        }
+        out
+    }
+
+    /// The planes of one image `[C, H, W]`, zero-padded, into `padded` (`C` planes
+    /// of `plane_len`; every element is written).
+    pub fn pad_image<T: Float>(&self, image: &[T], win: &Window, padded: &mut [T]) {
+        padded.fill(T::zero());
+        let plane_len = win.height * win.width;
+        for (padded, plane) in padded
             .chunks_exact_mut(self.plane_len)
-            .zip(x.chunks_exact(in_len))
+            .zip(image.chunks_exact(plane_len))
         {
             for (y, row) in plane.chunks_exact(win.width).enumerate() {
                 let at = (y + win.padding.0) * self.width + win.padding.1;
                 padded[at..at + win.width].copy_from_slice(row);
             }
         }
-        out
+    }
+
+    /// The columns of one padded image in the wide layout: row `(c, i, j)` of the
+    /// `[C·kh·kw, wide_len]` matrix is plane c shifted by tap (i, j) — one copy per row.
+    pub fn wide_columns<T: Float>(&self, padded: &[T], win: &Window, cols: &mut [T]) {
+        let (kh, kw) = win.kernel;
+        for (row, out) in cols.chunks_exact_mut(self.wide_len).enumerate() {
+            let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+            let start = c * self.plane_len + self.shift(win, i, j);
+            out.copy_from_slice(&padded[start..][..self.wide_len]);
+        }
+    }
+
+    /// The adjoint of [`Padded::pad_image`] then [`Padded::wide_columns`]: adds each
+    /// row of `cols` onto its shifted place in `padded` (scratch, `C` planes), then
+    /// writes the unpadded interior to `dx` (`[C, H, W]`).
+    pub fn add_wide_columns<T: Float>(
+        &self,
+        cols: &[T],
+        win: &Window,
+        padded: &mut [T],
+        dx: &mut [T],
+    ) {
+        let (kh, kw) = win.kernel;
+        padded.fill(T::zero());
+        for (row, grads) in cols.chunks_exact(self.wide_len).enumerate() {
+            let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
+            let start = c * self.plane_len + self.shift(win, i, j);
+            let pixels = &mut padded[start..][..self.wide_len];
+            pixels.iter_mut().zip(grads).for_each(|(p, &g)| *p += g);
+        }
+        let plane_len = win.height * win.width;
+        for (plane, padded) in dx
+            .chunks_exact_mut(plane_len)
+            .zip(padded.chunks_exact(self.plane_len))
+        {
+            for (y, row) in plane.chunks_exact_mut(win.width).enumerate() {
+                let at = (y + win.padding.0) * self.width + win.padding.1;
+                row.copy_from_slice(&padded[at..at + win.width]);
+            }
+        }
+    }
+
+    /// Output planes in the wide layout (`wide_len` each) → their real `oh × ow`
+    /// pixels, plus `bias[p]` on plane p if given.
+    pub fn narrow<T: Float>(&self, wide: &[T], ow: usize, bias: Option<&[T]>, out: &mut [T]) {
+        let oh = self.wide_len / self.width;
+        for (p, (plane, wide)) in out
+            .chunks_exact_mut(oh * ow)
+            .zip(wide.chunks_exact(self.wide_len))
+            .enumerate()
+        {
+            let b = bias.map_or(T::zero(), |b| b[p]);
+            for (row, wide_row) in plane
+                .chunks_exact_mut(ow)
+                .zip(wide.chunks_exact(self.width))
+            {
+                row.iter_mut().zip(wide_row).for_each(|(o, &v)| *o = v + b);
+            }
+        }
+    }
+
+    /// The adjoint of [`Padded::narrow`]: `oh × ow` planes → wide planes, zeros in
+    /// the extra columns.
+    pub fn widen<T: Float>(&self, planes: &[T], ow: usize, wide: &mut [T]) {
+        let oh = self.wide_len / self.width;
+        for (plane, wide) in planes
+            .chunks_exact(oh * ow)
+            .zip(wide.chunks_exact_mut(self.wide_len))
+        {
+            for (row, wide_row) in plane
+                .chunks_exact(ow)
+                .zip(wide.chunks_exact_mut(self.width))
+            {
+                wide_row[..ow].copy_from_slice(row);
+                wide_row[ow..].fill(T::zero());
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::buffer::{self, Scratch};
-use super::conv::{Window, col2im_add, conv_direct, conv_direct_grad_weight, im2col};
+use super::conv::{Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight, im2col};
 use super::gemm::{MatRef, gemm, gemm_serial};
 use super::reduce;
 use crate::element::Float;
@@ -169,22 +169,46 @@ impl ConvPlan {
         self.window.channels * self.window.height * self.window.width
     }
 
-    /// Whether the columns of an image are the image itself (a 1×1 kernel at
-    /// stride 1 without padding), so no copy is needed.
-    fn columns_are_input(&self) -> bool {
-        let w = &self.window;
-        w.kernel == (1, 1) && w.stride == (1, 1) && w.padding == (0, 0)
+    /// How an image becomes the columns of its matrix product.
+    fn lowering(&self) -> Lowering {
+        let w = self.single_image();
+        if w.kernel == (1, 1) && w.stride == (1, 1) && w.padding == (0, 0) {
+            Lowering::Input
+        } else if w.stride == (1, 1) {
+            Lowering::Wide(Padded::new(&w))
+        } else {
+            Lowering::Im2col
+        }
     }
 
-    /// The `[C·kh·kw, P]` columns of one image.
-    fn columns<'a, T: Float>(&self, image: &'a [T]) -> Columns<'a, T> {
-        if self.columns_are_input() {
-            return Columns::Input(image);
+    /// Columns of one image's matrix product: its output pixels, or (wide layout)
+    /// its output rows at the padded width.
+    fn column_len(&self, lowering: &Lowering) -> usize {
+        match lowering {
+            Lowering::Wide(padded) => padded.wide_len,
+            _ => self.pixels(),
         }
-        let (_, _, taps) = self.per_group();
-        let mut cols = Scratch::new(taps * self.groups * self.pixels());
-        im2col(image, &self.single_image(), &mut cols);
-        Columns::Scratch(cols)
+    }
+
+    /// The `[C·kh·kw, column_len]` columns of one image.
+    fn columns<'a, T: Float>(&self, image: &'a [T], lowering: &Lowering) -> Columns<'a, T> {
+        let rows = self.per_group().2 * self.groups;
+        let window = self.single_image();
+        match lowering {
+            Lowering::Input => Columns::Input(image),
+            Lowering::Im2col => {
+                let mut cols = Scratch::new(rows * self.pixels());
+                im2col(image, &window, &mut cols);
+                Columns::Scratch(cols)
+            }
+            Lowering::Wide(padded) => {
+                let mut padded_image = Scratch::new(window.channels * padded.plane_len);
+                padded.pad_image(image, &window, &mut padded_image);
+                let mut cols = Scratch::new(rows * padded.wide_len);
+                padded.wide_columns(&padded_image, &window, &mut cols);
+                Columns::Scratch(cols)
+            }
+        }
     }
 
     /// The window of one image of the batch.
@@ -206,8 +230,9 @@ impl ConvPlan {
     /// The forward values through im2col + GEMM, image by image.
     fn gemm_forward<T: Float>(&self, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
         let (_, group_out, taps) = self.per_group();
-        let pixels = self.pixels();
-        let out_len = self.out_channels * pixels;
+        let lowering = self.lowering();
+        let columns = self.column_len(&lowering);
+        let out_len = self.out_channels * self.pixels();
         let mut out = buffer::take(self.window.batch * out_len);
         let parallel = out.len() * taps >= super::PARALLEL_MIN_ELEMENTS;
         // parallel over images, or (a single image) inside its products
@@ -217,21 +242,36 @@ impl ConvPlan {
             gemm
         };
         for_each_image(&mut out, out_len, parallel, |n, out| {
-            let cols = self.columns(&x[n * self.image_len()..][..self.image_len()]);
+            let cols = self.columns(&x[n * self.image_len()..][..self.image_len()], &lowering);
+            let mut wide = match lowering {
+                Lowering::Wide(_) => Some(Scratch::new(self.out_channels * columns)),
+                _ => None,
+            };
+            // the bias is in place before the product only when writing `out` directly
+            let accumulate = bias.is_some() && wide.is_none();
             for group in 0..self.groups {
-                // out_g = b_g + W_g · cols_g
-                let out = &mut out[group * group_out * pixels..][..group_out * pixels];
-                if let Some(bias) = bias {
-                    let bias = &bias[group * group_out..][..group_out];
-                    for (row, &b) in out.chunks_exact_mut(pixels).zip(bias) {
-                        row.fill(b);
+                let rows = group * group_out..(group + 1) * group_out;
+                // out_g = W_g · cols_g (+ b_g)
+                let target = match &mut wide {
+                    Some(wide) => &mut wide[rows.start * columns..rows.end * columns],
+                    None => {
+                        let out = &mut out[rows.start * columns..rows.end * columns];
+                        if let Some(bias) = bias {
+                            for (row, &b) in out.chunks_exact_mut(columns).zip(&bias[rows]) {
+                                row.fill(b);
+                            }
+                        }
+                        out
                     }
-                }
+                };
                 let (w_group, cols_group) = (
                     block(w, group, group_out, taps),
-                    block(&cols, group, taps, pixels),
+                    block(&cols, group, taps, columns),
                 );
-                product(w_group, cols_group, out, bias.is_some());
+                product(w_group, cols_group, target, accumulate);
+            }
+            if let (Some(wide), Lowering::Wide(padded)) = (&wide, &lowering) {
+                padded.narrow(wide, self.out_size.1, bias, out);
             }
         });
         out
@@ -266,9 +306,9 @@ impl ConvPlan {
         [grad_x, grad_w, grad_b]
     }
 
-    /// dL/dx and dL/dW through im2col, image by image. The weight gradient is summed
-    /// over fixed chunks of [`IMAGES_PER_PARTIAL`] images, in parallel, and the chunks'
-    /// sums are added in order: the same result for any number of threads.
+    /// dL/dx and dL/dW through the columns, image by image. The weight gradient is
+    /// summed over fixed chunks of [`IMAGES_PER_PARTIAL`] images, in parallel, and
+    /// the chunks' sums are added in order: the same result for any number of threads.
     fn gemm_backward<T: Float>(
         &self,
         grad_output: &[T],
@@ -281,8 +321,10 @@ impl ConvPlan {
             return (None, None);
         }
         let (_, group_out, taps) = self.per_group();
-        let (batch, pixels, image_len) = (self.window.batch, self.pixels(), self.image_len());
-        let out_len = self.out_channels * pixels;
+        let lowering = self.lowering();
+        let columns = self.column_len(&lowering);
+        let (batch, image_len) = (self.window.batch, self.image_len());
+        let out_len = self.out_channels * self.pixels();
         let chunks = batch.div_ceil(IMAGES_PER_PARTIAL);
         let weight_len = self.out_channels * taps;
         let mut dx = buffer::take(if want_x { batch * image_len } else { 0 });
@@ -300,13 +342,23 @@ impl ConvPlan {
             for n in first..(first + IMAGES_PER_PARTIAL).min(batch) {
                 let image = &x[n * image_len..][..image_len];
                 let grads = &grad_output[n * out_len..][..out_len];
+                // G in the columns' layout
+                let mut wide = None;
+                let grads = match &lowering {
+                    Lowering::Wide(padded) => {
+                        let wide = wide.insert(Scratch::new(self.out_channels * columns));
+                        padded.widen(grads, self.out_size.1, wide);
+                        &wide[..]
+                    }
+                    _ => grads,
+                };
                 if want_w {
-                    let cols = self.columns(image);
+                    let cols = self.columns(image, &lowering);
                     for group in 0..self.groups {
                         // dW_g += G_g · cols_gᵀ
                         let (g_group, cols_group) = (
-                            block(grads, group, group_out, pixels),
-                            block(&cols, group, taps, pixels),
+                            block(grads, group, group_out, columns),
+                            block(&cols, group, taps, columns),
                         );
                         let dw = &mut dw[group * group_out * taps..][..group_out * taps];
                         product(g_group, cols_group.t(), dw, n > first);
@@ -314,7 +366,7 @@ impl ConvPlan {
                 }
                 if want_x {
                     let dx = &mut dx[(n - first) * image_len..][..image_len];
-                    self.grad_image(grads, w, dx, product);
+                    self.grad_image(grads, w, &lowering, dx, product);
                 }
             }
         };
@@ -335,32 +387,59 @@ impl ConvPlan {
         (want_x.then_some(dx), grad_w)
     }
 
-    /// dL/dx of one image: dcols_g = W_gᵀ · G_g, each column added back onto its pixels.
-    fn grad_image<T: Float>(&self, grads: &[T], w: &[T], dx: &mut [T], product: Product<T>) {
+    /// dL/dx of one image from its gradient in the columns' layout: dcols_g =
+    /// W_gᵀ · G_g, each column added back onto the pixels it was copied from.
+    fn grad_image<T: Float>(
+        &self,
+        grads: &[T],
+        w: &[T],
+        lowering: &Lowering,
+        dx: &mut [T],
+        product: Product<T>,
+    ) {
         let (in_channels, group_out, taps) = self.per_group();
-        let pixels = self.pixels();
+        let columns = self.column_len(lowering);
         let plane_len = self.window.height * self.window.width;
+        let mut dcols = match lowering {
+            Lowering::Input => None,
+            _ => Some(Scratch::new(taps * self.groups * columns)),
+        };
         for group in 0..self.groups {
             let (w_group, g_group) = (
                 block(w, group, group_out, taps),
-                block(grads, group, group_out, pixels),
+                block(grads, group, group_out, columns),
             );
-            let dx_group = &mut dx[group * in_channels * plane_len..][..in_channels * plane_len];
-            if self.columns_are_input() {
-                product(w_group.t(), g_group, dx_group, false);
-                continue;
-            }
-            let mut dcols = Scratch::new(taps * pixels);
-            product(w_group.t(), g_group, &mut dcols, false);
-            dx_group.fill(T::zero());
-            let window = Window {
-                batch: 1,
-                channels: in_channels,
-                ..self.window
+            let target = match &mut dcols {
+                Some(dcols) => &mut dcols[group * taps * columns..][..taps * columns],
+                // 1×1, stride 1: the columns are the image, so dcols is dx
+                None => &mut dx[group * in_channels * plane_len..][..in_channels * plane_len],
             };
-            col2im_add(&dcols, &window, dx_group);
+            product(w_group.t(), g_group, target, false);
+        }
+        let window = self.single_image();
+        match (lowering, dcols) {
+            (Lowering::Im2col, Some(dcols)) => {
+                dx.fill(T::zero());
+                col2im_add(&dcols, &window, dx);
+            }
+            (Lowering::Wide(padded), Some(dcols)) => {
+                let mut padded_dx = Scratch::new(window.channels * padded.plane_len);
+                padded.add_wide_columns(&dcols, &window, &mut padded_dx, dx);
+            }
+            _ => {}
         }
     }
+}
+
+/// How an image becomes the columns of its matrix product.
+enum Lowering {
+    /// A 1×1 kernel at stride 1 without padding: the image is its own columns.
+    Input,
+    /// Any stride: every receptive field copied into a column (`im2col`).
+    Im2col,
+    /// Stride 1: each row of the columns is one shifted copy of a padded plane,
+    /// and outputs come out at the padded width (the extra columns are dropped).
+    Wide(Padded),
 }
 
 /// A matrix product: [`gemm`], or [`gemm_serial`] inside a parallel task.
