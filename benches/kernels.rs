@@ -1,8 +1,10 @@
 //! Kernel micro-benchmarks: GEMM at square sizes and at the MNIST MLP's shapes
-//! (forward and both transposed-gradient products), conv2d at LeNet's shapes, and
-//! the cost of recording one op on a small tensor.
+//! (forward and both transposed-gradient products), conv2d at LeNet's and
+//! ResNet-20's shapes, batch norm at ResNet-20's, and the cost of recording one op
+//! on a small tensor.
 //!
-//! Run: `cargo bench --bench kernels` (throughput "elem/s" here is FLOP/s).
+//! Run: `cargo bench --bench kernels` (throughput "elem/s" is FLOP/s for GEMM and
+//! convolutions, bytes/s for batch norm).
 
 // criterion_group! defines an undocumented public function
 #![allow(missing_docs)]
@@ -106,6 +108,83 @@ fn conv2d(c: &mut Criterion) {
     group.finish();
 }
 
+/// ResNet-20's convolutions at batch 128 (CIFAR, 32×32): forward, and forward +
+/// backward with both gradients (input and weight: 3× the forward's FLOPs).
+fn conv2d_resnet(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d_resnet20");
+    group.sample_size(10);
+    let cases = [
+        ("stage1 3x3 16->16", [128, 16, 32, 32], [16, 16, 3, 3], 1, 1),
+        (
+            "stage2 3x3 s2 16->32",
+            [128, 16, 32, 32],
+            [32, 16, 3, 3],
+            2,
+            1,
+        ),
+        ("stage2 3x3 32->32", [128, 32, 16, 16], [32, 32, 3, 3], 1, 1),
+        (
+            "shortcut 1x1 s2 16->32",
+            [128, 16, 32, 32],
+            [32, 16, 1, 1],
+            2,
+            0,
+        ),
+        ("stage3 3x3 64->64", [128, 64, 8, 8], [64, 64, 3, 3], 1, 1),
+    ];
+    for (label, input, weight, stride, padding) in cases {
+        let options = nabla::Conv2dOptions::default()
+            .stride(stride)
+            .padding(padding);
+        let x = Tensor::<f32>::randn(&input, 0.0, 1.0, &mut nabla::rng(1)).requires_grad(true);
+        let w = Tensor::<f32>::randn(&weight, 0.0, 0.1, &mut nabla::rng(2)).requires_grad(true);
+        let out_size = input[2] / stride;
+        let flops =
+            2 * input[0] * weight[0] * out_size * out_size * weight[1] * weight[2] * weight[3];
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::new("forward", label), |bench| {
+            let _guard = nabla::no_grad();
+            bench.iter(|| black_box(x.conv2d(&w, None, options)))
+        });
+        group.throughput(Throughput::Elements(3 * flops as u64));
+        group.bench_function(BenchmarkId::new("forward+backward", label), |bench| {
+            bench.iter(|| {
+                x.conv2d(&w, None, options).sum().backward();
+                x.zero_grad();
+                w.zero_grad();
+            })
+        });
+    }
+    group.finish();
+}
+
+/// BatchNorm2d in training mode on ResNet-20's largest activation, [128, 16, 32, 32];
+/// throughput counts the bytes of the input read and the output written once.
+fn batch_norm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch_norm2d_resnet20");
+    group.sample_size(20);
+    let shape = [128, 16, 32, 32];
+    let x = Tensor::<f32>::randn(&shape, 0.0, 1.0, &mut nabla::rng(1)).requires_grad(true);
+    let gamma = Tensor::<f32>::ones(&[16]).requires_grad(true);
+    let beta = Tensor::<f32>::zeros(&[16]).requires_grad(true);
+    let bytes = 2 * 4 * x.numel() as u64;
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("forward", |bench| {
+        let _guard = nabla::no_grad();
+        bench.iter(|| black_box(x.batch_norm(&gamma, &beta, 1e-5, None)))
+    });
+    group.throughput(Throughput::Bytes(3 * bytes));
+    group.bench_function("forward+backward", |bench| {
+        bench.iter(|| {
+            x.batch_norm(&gamma, &beta, 1e-5, None).sum().backward();
+            for t in [&x, &gamma, &beta] {
+                t.zero_grad();
+            }
+        })
+    });
+    group.finish();
+}
+
 fn op_overhead(c: &mut Criterion) {
     // Recording one op on a 4-element tensor that takes part in a graph.
     let x = Tensor::<f32>::ones(&[4]).requires_grad(true);
@@ -119,5 +198,12 @@ fn op_overhead(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matmul, conv2d, op_overhead);
+criterion_group!(
+    benches,
+    matmul,
+    conv2d,
+    conv2d_resnet,
+    batch_norm,
+    op_overhead
+);
 criterion_main!(benches);

@@ -422,9 +422,10 @@ fn layer_stacks_that_cannot_connect() {
                     padding: 0,
                     dilation: 1,
                     groups: 1,
+                    bias: true,
                 },
                 L::Linear {
-                    out: 10,
+                    out: 10.into(),
                     bias: true,
                     init: None,
                 },
@@ -441,6 +442,7 @@ fn layer_stacks_that_cannot_connect() {
                 padding: 0,
                 dilation: 1,
                 groups: 1,
+                bias: true,
             }],
             &[784],
             vec!["layer 0 (`conv2d`)", "[784]"],
@@ -464,6 +466,7 @@ fn layer_stacks_that_cannot_connect() {
                 padding: 0,
                 dilation: 1,
                 groups: 2,
+                bias: true,
             }],
             &[3, 8, 8],
             vec!["layer 0 (`conv2d`)", "3 input", "2 groups"],
@@ -473,7 +476,7 @@ fn layer_stacks_that_cannot_connect() {
             vec![
                 L::Flatten,
                 L::Linear {
-                    out: 5,
+                    out: 5.into(),
                     bias: true,
                     init: None,
                 },

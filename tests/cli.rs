@@ -163,6 +163,19 @@ fn gradcheck_command() {
     let out = nabla(&["gradcheck", &config, "--max-elements", "16"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("all gradients pass"));
+    // a residual block with a projection shortcut, and the classes width
+    let residual = SMALL_MLP.replace(
+        "{ type = \"linear\", out = 32 },",
+        "{ type = \"conv2d\", out_channels = 2, kernel = 3, stride = 2, bias = false },\n  { type = \"residual\", layers = [{ type = \"conv2d\", out_channels = 3, kernel = 3, padding = 1 }, { type = \"batch_norm\" }], shortcut = [{ type = \"conv2d\", out_channels = 3, kernel = 1, bias = false }] },\n  { type = \"relu\" },\n  { type = \"global_avg_pool\" },\n  { type = \"linear\", out = 32 },",
+    );
+    let config = write_config(&dir, "residual.toml", &residual);
+    let out = nabla(&["gradcheck", &config, "--max-elements", "16"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("1.shortcut.0.weight") && report.contains("all gradients pass"),
+        "{report}"
+    );
 }
 
 /// Recomputes the default lesson (2-2-1 sigmoid, x = (1, 0), t = 1, η = 0.5) here,

@@ -87,14 +87,16 @@ fn default_network() -> Vec<Dense> {
 }
 
 /// Dense layers from a config made of linear layers, each optionally followed by
-/// sigmoid/tanh/relu; weights drawn as nabla would initialise them.
-fn network_from_config(config: &Config, inputs: usize) -> Result<Vec<Dense>> {
+/// sigmoid/tanh/relu; weights drawn as nabla would initialise them. `out =
+/// "classes"` means as many outputs as the target has values.
+fn network_from_config(config: &Config, inputs: usize, targets: usize) -> Result<Vec<Dense>> {
     let mut rng = crate::rng(config.train.seed);
     let mut layers: Vec<Dense> = Vec::new();
     let mut width = inputs;
     for (index, layer) in config.model.layers.iter().enumerate() {
         let activation = match layer {
             LayerConfig::Linear { out, .. } => {
+                let out = &out.resolve(targets);
                 let linear = crate::nn::Linear::<f64>::new(width, *out, &mut rng);
                 let w = linear.weight.to_vec();
                 let weights = (0..*out)
@@ -265,7 +267,7 @@ pub fn run(
             print!("{}", super::explain_model::explain_config(path, 0, lr)?);
             return Ok(());
         }
-        (Some(path), None) => network_from_config(&Config::load(path)?, x.len())?,
+        (Some(path), None) => network_from_config(&Config::load(path)?, x.len(), t.len())?,
         (None, Some(_)) => {
             return Err(Error::Config(
                 "--sample needs a config whose data to take the sample from".into(),

@@ -250,7 +250,7 @@ impl Padded {
     }
 
     /// How far tap (i, j) shifts a plane.
-    fn shift(&self, win: &Window, i: usize, j: usize) -> usize {
+    pub fn shift(&self, win: &Window, i: usize, j: usize) -> usize {
         i * win.dilation.0 * self.width + j * win.dilation.1
     }
 

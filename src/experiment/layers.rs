@@ -22,8 +22,8 @@ use crate::ops::conv::Conv2dOptions;
 pub enum LayerConfig {
     /// `z = x·Wᵀ + b` over the last axis; `out` features.
     Linear {
-        /// Output features.
-        out: usize,
+        /// Output features: a number, or `"classes"` for as many as the data has.
+        out: Width,
         /// Whether to add a bias.
         #[serde(default = "yes")]
         bias: bool,
@@ -49,6 +49,9 @@ pub enum LayerConfig {
         /// Channel groups.
         #[serde(default = "one")]
         groups: usize,
+        /// Whether to add a bias (leave it out before a batch norm, whose β does its job).
+        #[serde(default = "yes")]
+        bias: bool,
     },
     /// The largest value of each window.
     MaxPool2d {
@@ -72,8 +75,19 @@ pub enum LayerConfig {
         #[serde(default)]
         padding: usize,
     },
+    /// The mean of each channel over the whole image: `[C, H, W]` → `[C]`.
+    GlobalAvgPool,
     /// Every axis of a sample into one.
     Flatten,
+    /// A residual block: `layers(x) + shortcut(x)`, the shortcut being the identity
+    /// unless given. Blocks nest; an activation after the addition is the next layer.
+    Residual {
+        /// The main branch.
+        layers: Vec<LayerConfig>,
+        /// The branch `x` takes to the addition (a projection where shapes change).
+        #[serde(default)]
+        shortcut: Option<Vec<LayerConfig>>,
+    },
     /// Zeroes each value with probability `p` while training.
     Dropout {
         /// The drop probability, in [0, 1).
@@ -105,6 +119,81 @@ pub enum LayerConfig {
     Silu,
     /// `x / (1 + |x|)`.
     Softsign,
+}
+
+/// A linear layer's output width: a number, or `"classes"` — as many outputs as
+/// the data has classes, so a config copied to another data set needs no edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// Exactly this many.
+    Count(usize),
+    /// The number of classes of the data.
+    Classes,
+}
+
+impl Width {
+    /// The number of outputs, given the data's number of classes.
+    pub fn resolve(self, classes: usize) -> usize {
+        match self {
+            Width::Count(count) => count,
+            Width::Classes => classes,
+        }
+    }
+}
+
+impl From<usize> for Width {
+    fn from(count: usize) -> Self {
+        Width::Count(count)
+    }
+}
+
+impl Serialize for Width {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Width::Count(count) => serializer.serialize_u64(*count as u64),
+            Width::Classes => serializer.serialize_str("classes"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Width {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Width;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of outputs or \"classes\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Width, E> {
+                usize::try_from(v)
+                    .map(Width::Count)
+                    .map_err(|_| E::custom(format!("{v} outputs is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Width, E> {
+                u64::try_from(v)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "expected a number of outputs or \"classes\", found {v}"
+                        ))
+                    })
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Width, E> {
+                match v {
+                    "classes" => Ok(Width::Classes),
+                    other => Err(E::custom(format!(
+                        "expected a number of outputs or \"classes\", found \"{other}\""
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Weight initialisation schemes selectable per Linear layer.
@@ -141,9 +230,17 @@ impl LayerConfig {
                 "p".into(),
                 format!("dropout probability must be in [0, 1), found {p}"),
             )),
-            LayerConfig::Linear { out: 0, .. } => {
-                fail("out", "a linear layer needs at least 1 output")
+            LayerConfig::Linear {
+                out: Width::Count(0),
+                ..
+            } => fail("out", "a linear layer needs at least 1 output"),
+            LayerConfig::Residual { layers, .. } if layers.is_empty() => {
+                fail("layers", "a residual block needs at least one layer")
             }
+            LayerConfig::Residual { layers, shortcut } => layers
+                .iter()
+                .chain(shortcut.iter().flatten())
+                .try_for_each(LayerConfig::check),
             LayerConfig::Conv2d {
                 out_channels,
                 kernel,
@@ -169,10 +266,12 @@ impl LayerConfig {
     }
 
     /// The module this entry describes, for one sample's input of shape `input`
-    /// (parameters drawn from `rng`), or why it cannot take that input.
+    /// and data with `classes` classes (parameters drawn from `rng`), or why it
+    /// cannot take that input.
     pub fn build<T: Float>(
         &self,
         input: &[usize],
+        classes: usize,
         rng: &mut impl Rng,
     ) -> std::result::Result<Box<dyn Module<T>>, String> {
         let channels = || match *input {
@@ -183,6 +282,7 @@ impl LayerConfig {
         };
         Ok(match *self {
             LayerConfig::Linear { out, bias, init } => {
+                let out = out.resolve(classes);
                 let features = match *input {
                     [.., features] if input.len() <= 2 => features,
                     _ => {
@@ -201,6 +301,7 @@ impl LayerConfig {
                 padding,
                 dilation,
                 groups,
+                bias,
             } => {
                 let c = channels()?;
                 if c % groups != 0 || out_channels % groups != 0 {
@@ -213,7 +314,17 @@ impl LayerConfig {
                     .padding(padding)
                     .dilation(dilation)
                     .groups(groups);
-                Box::new(Conv2d::new(c, out_channels, kernel, options, rng))
+                let kernel = (kernel, kernel);
+                let init = Init::PyTorchDefault;
+                Box::new(Conv2d::with_init(
+                    c,
+                    out_channels,
+                    kernel,
+                    options,
+                    bias,
+                    init,
+                    rng,
+                ))
             }
             LayerConfig::MaxPool2d {
                 kernel,
@@ -239,7 +350,24 @@ impl LayerConfig {
                     padding,
                 })
             }
+            LayerConfig::GlobalAvgPool => Box::new(GlobalAvgPool2d),
             LayerConfig::Flatten => Box::new(Flatten),
+            LayerConfig::Residual {
+                ref layers,
+                ref shortcut,
+            } => {
+                let (layers, _) = build_stack(layers, input, classes, rng)
+                    .map_err(|why| format!("in its layers: {why}"))?;
+                let shortcut = shortcut
+                    .as_ref()
+                    .map(|shortcut| build_stack(shortcut, input, classes, rng))
+                    .transpose()
+                    .map_err(|why| format!("in its shortcut: {why}"))?;
+                Box::new(match shortcut {
+                    Some((shortcut, _)) => Residual::with_shortcut(layers, shortcut),
+                    None => Residual::new(layers),
+                })
+            }
             LayerConfig::Dropout { p } => Box::new(Dropout::new(p, rng.next_u64())),
             LayerConfig::BatchNorm => match *input {
                 [c] | [c, _] => Box::new(BatchNorm1d::new(c)),
@@ -263,11 +391,10 @@ impl LayerConfig {
 
     /// How many parameters the layer would have for `input`, computed before
     /// anything is allocated (saturating, so absurd configs cannot overflow).
-    fn parameter_count(&self, input: &[usize]) -> u128 {
+    fn parameter_count(&self, input: &[usize], classes: usize) -> u128 {
         match *self {
-            LayerConfig::Linear { out, .. } => {
-                (input.last().copied().unwrap_or(1) as u128).saturating_mul(out as u128)
-            }
+            LayerConfig::Linear { out, .. } => (input.last().copied().unwrap_or(1) as u128)
+                .saturating_mul(out.resolve(classes) as u128),
             LayerConfig::Conv2d {
                 out_channels,
                 kernel,
@@ -312,8 +439,8 @@ const MAX_LAYER_PARAMETERS: u128 = 1 << 30;
 /// model and each layer's output shape (without the batch axis).
 ///
 /// ```
-/// use nabla::experiment::LayerConfig;
-/// let layers = [LayerConfig::Flatten, LayerConfig::Linear { out: 10, bias: true, init: None }];
+/// use nabla::experiment::{LayerConfig, Width};
+/// let layers = [LayerConfig::Flatten, LayerConfig::Linear { out: Width::Classes, bias: true, init: None }];
 /// let (model, shapes) =
 ///     nabla::experiment::build_model::<f32>(&layers, &[1, 28, 28], 10, &mut nabla::rng(0)).unwrap();
 /// assert_eq!(shapes, [vec![784], vec![10]]);
@@ -324,20 +451,36 @@ pub fn build_model<T: Float>(
     classes: usize,
     rng: &mut impl Rng,
 ) -> Result<(Sequential<T>, Vec<Vec<usize>>)> {
+    let (model, shapes) = build_stack(layers, input_shape, classes, rng).map_err(Error::Config)?;
+    let shape = shapes.last().map_or(input_shape, Vec::as_slice);
+    if shape != [classes] {
+        return Err(Error::Config(format!(
+            "the last layer outputs shape {shape:?}, but the data has {classes} classes: end the model with {{ type = \"linear\", out = \"classes\" }}"
+        )));
+    }
+    Ok((model, shapes))
+}
+
+/// [`build_model`] without the check on the last shape: a residual block's branches
+/// are stacks too.
+fn build_stack<T: Float>(
+    layers: &[LayerConfig],
+    input_shape: &[usize],
+    classes: usize,
+    rng: &mut impl Rng,
+) -> std::result::Result<(Sequential<T>, Vec<Vec<usize>>), String> {
     let mut model = Sequential::new();
     let mut shape = input_shape.to_vec();
     let mut shapes = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
-        let fail = |message: String| {
-            Error::Config(format!("layer {index} (`{}`): {message}", layer.kind()))
-        };
-        let parameters = layer.parameter_count(&shape);
+        let fail = |message: String| format!("layer {index} (`{}`): {message}", layer.kind());
+        let parameters = layer.parameter_count(&shape, classes);
         if parameters > MAX_LAYER_PARAMETERS {
             return Err(fail(format!(
                 "would have {parameters} parameters for input shape {shape:?}; the limit is {MAX_LAYER_PARAMETERS}"
             )));
         }
-        let module = layer.build::<T>(&shape, rng).map_err(fail)?;
+        let module = layer.build::<T>(&shape, classes, rng).map_err(fail)?;
         let next = module.output_shape(&shape).map_err(fail)?;
         let activations: u128 = next.iter().map(|&s| s as u128).product();
         if activations > MAX_LAYER_PARAMETERS / 4 {
@@ -348,11 +491,6 @@ pub fn build_model<T: Float>(
         model.push(module);
         shapes.push(next.clone());
         shape = next;
-    }
-    if shape != [classes] {
-        return Err(Error::Config(format!(
-            "the last layer outputs shape {shape:?}, but the data has {classes} classes: end the model with {{ type = \"linear\", out = {classes} }}"
-        )));
     }
     Ok((model, shapes))
 }

@@ -27,5 +27,5 @@ pub mod optimizer;
 
 pub use config::{Config, DataConfig, DataKind, ModelConfig, OptimizerConfig, TrainConfig};
 pub use data::{Data, load_data};
-pub use layers::{InitKind, LayerConfig, build_model};
+pub use layers::{InitKind, LayerConfig, Width, build_model};
 pub use optimizer::{build_optimizer, build_schedule};
