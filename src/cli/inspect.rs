@@ -163,14 +163,16 @@ fn read_inputs(
     let width: usize = shape.iter().product();
     let mut batch_shape = vec![0];
     batch_shape.extend_from_slice(shape);
-    let (mean, std) = if trained.config.data.normalize {
-        (0.1307f32, 0.3081f32)
-    } else {
-        (0.0, 1.0)
-    };
-    let normalize = |pixel: f32| {
+    // the training data's normalisation, per channel (MNIST's, an image folder's)
+    let (mean, std) = trained
+        .data
+        .image_normalization
+        .clone()
+        .unwrap_or((vec![0.0], vec![1.0]));
+    let normalize = |pixel: f32, channel: usize| {
         let p = if invert { 1.0 - pixel } else { pixel };
-        (p - mean) / std
+        let channel = channel.min(mean.len() - 1);
+        (p - mean[channel]) / std[channel]
     };
     if lower.ends_with(".csv") {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -219,7 +221,7 @@ fn read_inputs(
         return Ok((names, Tensor::from_vec(values, &batch_shape)));
     }
     if lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
-        let [_, height, width_px] = match shape {
+        let [channels, height, width_px] = match shape {
             [c, h, w] => [*c, *h, *w],
             [n] => {
                 let side = (*n as f64).sqrt() as usize;
@@ -233,17 +235,24 @@ fn read_inputs(
         };
         let image = image::open(path)
             .map_err(|e| Error::format(path, format!("not a readable PNG/JPEG image: {e}")))?;
-        let gray = image.to_luma8();
-        let resized = image::imageops::resize(
-            &gray,
-            width_px as u32,
-            height as u32,
-            image::imageops::FilterType::Triangle,
-        );
-        let values: Vec<f32> = resized
-            .pixels()
-            .map(|p| normalize(p.0[0] as f32 / 255.0))
-            .collect();
+        let filter = image::imageops::FilterType::Triangle;
+        let resized = image.resize_exact(width_px as u32, height as u32, filter);
+        // planar [C, H, W], as the training data
+        let values: Vec<f32> = if channels == 3 {
+            let rgb = resized.to_rgb8();
+            (0..3)
+                .flat_map(|c| {
+                    let normalize = &normalize;
+                    rgb.pixels()
+                        .map(move |p| normalize(p.0[c] as f32 / 255.0, c))
+                })
+                .collect()
+        } else {
+            let grey = resized.to_luma8();
+            grey.pixels()
+                .map(|p| normalize(p.0[0] as f32 / 255.0, 0))
+                .collect()
+        };
         batch_shape[0] = 1;
         return Ok((vec![display], Tensor::from_vec(values, &batch_shape)));
     }
@@ -271,7 +280,7 @@ fn read_inputs(
     let values: Vec<f32> = idx
         .data
         .iter()
-        .map(|&p| normalize(p as f32 / 255.0))
+        .map(|&p| normalize(p as f32 / 255.0, 0))
         .collect();
     batch_shape[0] = count;
     let names = (0..count).map(|i| format!("{display} image {i}")).collect();

@@ -55,6 +55,12 @@ impl RunDir {
         })
     }
 
+    /// Writes `classes.json`: the class names in label order (label `i` is entry `i`).
+    pub fn write_classes(&self, class_names: &[String]) -> Result<()> {
+        let json = serde_json::to_string_pretty(class_names).expect("strings serialise");
+        write_atomically(&self.path.join("classes.json"), json.as_bytes())
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -46,6 +46,10 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let (config, out) = resolve(&args)?;
     let mut run_dir = RunDir::create(&out, &config)?;
     let data = experiment::load_data(&config)?;
+    for note in &data.notes {
+        eprintln!("note: {note}");
+    }
+    run_dir.write_classes(&data.class_names)?;
     let mut rng = crate::rng(config.train.seed);
     let (model, _) = experiment::build_model(
         &config.model.layers,

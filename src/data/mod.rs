@@ -1,11 +1,13 @@
 //! Data: datasets, a batching and shuffling loader, and readers for MNIST-style IDX
-//! files and CSV tables.
+//! files, CSV tables and (feature `images`) folders of PNG/JPEG images.
 //!
 //! Images stay as bytes in memory and become `f32` one batch at a time, so the
 //! MNIST training set costs 47 MB, not 188 MB.
 
 pub mod csv;
 pub mod idx;
+#[cfg(feature = "images")]
+pub mod image_folder;
 
 use rand::seq::SliceRandom;
 

@@ -52,6 +52,22 @@ pub struct DataConfig {
     /// Use only the first N test samples.
     #[serde(default)]
     pub test_limit: Option<usize>,
+    /// Image folders: resize every image to `[height, width]` (stretched).
+    #[serde(default)]
+    pub image_size: Option<[usize; 2]>,
+    /// Image folders: 1 (grey) or 3 (RGB); default: 3 if any image has colour (the
+    /// others are converted).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// Image folders: per-channel means on `[0, 1]` pixels (default: the training split's).
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    /// Image folders: per-channel standard deviations (default: the training split's).
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+    /// Image folders: `"error"` (default) or `"skip"` for files that do not decode.
+    #[serde(default)]
+    pub on_bad_image: OnBadImage,
 }
 
 /// The data formats `nabla train` reads.
@@ -64,6 +80,21 @@ pub enum DataKind {
     FashionMnist,
     /// A CSV file with a header, numeric features and a label column.
     Csv,
+    /// A directory of class folders of PNG/JPEG images (or `train/` and `test/`
+    /// holding them).
+    #[serde(rename = "image_folder", alias = "image-folder")]
+    ImageFolder,
+}
+
+/// What to do with an image file that does not decode.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadImage {
+    /// Stop, naming the file.
+    #[default]
+    Error,
+    /// Leave it out; the run says how many were skipped.
+    Skip,
 }
 
 /// The network: layers in order. The first layer's input size comes from the data.
@@ -365,6 +396,15 @@ impl Config {
             .filter(|n| n.is_nan() || *n <= 0.0)
         {
             return fail("clip_grad_norm", format!("must be positive, found {norm}"));
+        }
+        if let Some(channels) = self.data.channels.filter(|c| ![1, 3].contains(c)) {
+            return fail("channels", format!("must be 1 or 3, found {channels}"));
+        }
+        if let Some(size) = self.data.image_size.filter(|s| s.contains(&0)) {
+            return fail("image_size", format!("must be positive, found {size:?}"));
+        }
+        if self.data.mean.is_some() != self.data.std.is_some() {
+            return fail("mean", "give both mean and std, or neither".into());
         }
         if self.model.layers.is_empty() {
             return fail("layers", "the model needs at least one layer".into());

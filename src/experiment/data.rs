@@ -16,6 +16,11 @@ pub struct Data {
     pub class_names: Vec<String>,
     /// CSV: the training split's feature statistics, applied to new rows too.
     pub standardizer: Option<Standardizer>,
+    /// Images: per-channel `(mean, std)` of `[0, 1]` pixels that features are
+    /// normalised with (new images get the same), or `None` for `x/255`.
+    pub image_normalization: Option<(Vec<f32>, Vec<f32>)>,
+    /// What loading noticed (converted or skipped images), in plain words.
+    pub notes: Vec<String>,
 }
 
 /// Loads the data a config describes. Images are fed flat when the model starts
@@ -48,6 +53,8 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 test: Box::new(test),
                 class_names,
                 standardizer: None,
+                image_normalization: data.normalize.then(|| (vec![0.1307], vec![0.3081])),
+                notes: Vec::new(),
             })
         }
         DataKind::Csv => {
@@ -72,7 +79,62 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 test: Box::new(test),
                 class_names,
                 standardizer,
+                image_normalization: None,
+                notes: Vec::new(),
             })
         }
+        #[cfg(feature = "images")]
+        DataKind::ImageFolder => load_image_folder(config),
+        #[cfg(not(feature = "images"))]
+        DataKind::ImageFolder => Err(crate::error::Error::Config(
+            "image folders need nabla built with the `images` feature".into(),
+        )),
     }
+}
+
+/// An image folder, its limits applied; first layer Linear → flat features.
+#[cfg(feature = "images")]
+fn load_image_folder(config: &Config) -> Result<Data> {
+    use crate::data::image_folder::{BadImage, ImageFolderOptions, load_image_folder};
+    let data = &config.data;
+    let given = data.mean.clone().zip(data.std.clone());
+    let options = ImageFolderOptions {
+        image_size: data.image_size.map(|[h, w]| (h, w)),
+        channels: data.channels,
+        normalize: data.normalize.then_some(given),
+        test_fraction: data.test_fraction,
+        seed: config.train.seed,
+        on_bad_image: match data.on_bad_image {
+            super::config::OnBadImage::Error => BadImage::Error,
+            super::config::OnBadImage::Skip => BadImage::Skip,
+        },
+    };
+    let folder = load_image_folder(&data.path, &options)?;
+    let image_normalization = data.normalize.then(|| folder.train.normalization());
+    let limited =
+        |set: crate::data::image_folder::ImageFolderDataset, limit: Option<usize>| match limit {
+            Some(limit) => set.truncate(limit),
+            None => set,
+        };
+    let flat = matches!(
+        config.model.layers.first(),
+        Some(LayerConfig::Linear { .. })
+    );
+    let (train, test) = (
+        limited(folder.train, data.train_limit),
+        limited(folder.test, data.test_limit),
+    );
+    let (train, test): (Box<dyn Dataset>, Box<dyn Dataset>) = if flat {
+        (Box::new(train.flattened()), Box::new(test.flattened()))
+    } else {
+        (Box::new(train), Box::new(test))
+    };
+    Ok(Data {
+        train,
+        test,
+        class_names: folder.class_names,
+        standardizer: None,
+        image_normalization,
+        notes: folder.notes,
+    })
 }

@@ -1,0 +1,281 @@
+//! Image folders as data: the two layouts, class names, the held-out split,
+//! normalisation, every bad-input case with its message, and train → eval → predict
+//! through the binary with class names.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use nabla::data::Dataset;
+use nabla::data::image_folder::{BadImage, ImageFolderOptions, load_image_folder};
+
+/// An RGB image whose pixel (y, x) is (r + y, g + x, b).
+fn rgb(path: &Path, size: (u32, u32), [r, g, b]: [u8; 3]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let image = image::RgbImage::from_fn(size.1, size.0, |x, y| {
+        image::Rgb([r + y as u8, g + x as u8, b])
+    });
+    image.save(path).unwrap();
+}
+
+fn grey(path: &Path, size: (u32, u32), value: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::GrayImage::from_pixel(size.1, size.0, image::Luma([value]))
+        .save(path)
+        .unwrap();
+}
+
+fn raw() -> ImageFolderOptions {
+    ImageFolderOptions {
+        test_fraction: 0.2,
+        ..Default::default()
+    }
+}
+
+fn error(root: &Path, options: &ImageFolderOptions) -> String {
+    match load_image_folder(root, options) {
+        Ok(_) => panic!("{} loaded, but should not have", root.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn train_and_test_folders_in_sorted_class_order() {
+    let root = temp_dir("images-layout");
+    rgb(&root.join("train/dog/1.png"), (2, 3), [10, 20, 30]);
+    rgb(&root.join("train/cat/1.png"), (2, 3), [50, 60, 70]);
+    rgb(&root.join("train/cat/2.jpg"), (2, 3), [90, 100, 110]);
+    rgb(&root.join("test/dog/9.png"), (2, 3), [1, 2, 3]);
+    std::fs::write(root.join("train/cat/notes.txt"), "not an image").unwrap();
+    let folder = load_image_folder(&root, &raw()).unwrap();
+    assert_eq!(folder.class_names, ["cat", "dog"]);
+    assert_eq!(folder.train.len(), 3);
+    assert_eq!(folder.test.len(), 1);
+    assert_eq!(folder.train.feature_shape(), &[3, 2, 3]);
+    // sorted classes, then sorted files: cat/1.png, cat/2.jpg, dog/1.png
+    let labels: Vec<usize> = (0..3).map(|i| folder.train.label(i)).collect();
+    assert_eq!(labels, [0, 0, 1]);
+    // planar [C, H, W], x/255: the red plane of dog/1.png is 10 + y
+    let mut features = vec![0.0; 18];
+    folder.train.write_features(2, &mut features);
+    let expected_red = [10.0, 10.0, 10.0, 11.0, 11.0, 11.0].map(|v: f32| v / 255.0);
+    assert_eq!(features[..6], expected_red);
+    assert_eq!(features[6..9], [20.0, 21.0, 22.0].map(|v: f32| v / 255.0));
+    // a val/ folder stands in for test/
+    std::fs::rename(root.join("test"), root.join("val")).unwrap();
+    assert_eq!(load_image_folder(&root, &raw()).unwrap().test.len(), 1);
+}
+
+#[test]
+fn one_level_is_split_per_class_from_the_seed() {
+    let root = temp_dir("images-split");
+    for i in 0..10u8 {
+        grey(&root.join(format!("a/{i}.png")), (2, 2), i);
+        grey(&root.join(format!("b/{i}.png")), (2, 2), 100 + i);
+    }
+    let options = ImageFolderOptions { seed: 3, ..raw() };
+    let folder = load_image_folder(&root, &options).unwrap();
+    let test_labels: Vec<usize> = (0..folder.test.len())
+        .map(|i| folder.test.label(i))
+        .collect();
+    assert_eq!(test_labels, [0, 0, 1, 1], "20% of each class held out");
+    assert_eq!(folder.train.len(), 16);
+    let pixels = |set: &dyn Dataset| -> Vec<f32> {
+        let mut out = vec![0.0; 4 * set.len()];
+        set.write_batch(&(0..set.len()).collect::<Vec<_>>(), &mut out);
+        out
+    };
+    let again = load_image_folder(&root, &options).unwrap();
+    assert_eq!(
+        pixels(&folder.test),
+        pixels(&again.test),
+        "same seed, same split"
+    );
+    let other = load_image_folder(&root, &ImageFolderOptions { seed: 4, ..raw() }).unwrap();
+    assert_ne!(
+        pixels(&folder.test),
+        pixels(&other.test),
+        "another seed, another split"
+    );
+}
+
+#[test]
+fn normalisation_from_the_training_split() {
+    let root = temp_dir("images-normalize");
+    grey(&root.join("train/a/1.png"), (2, 2), 0);
+    grey(&root.join("train/b/1.png"), (2, 2), 255);
+    grey(&root.join("test/a/1.png"), (2, 2), 255);
+    let options = ImageFolderOptions {
+        normalize: Some(None),
+        ..raw()
+    };
+    let folder = load_image_folder(&root, &options).unwrap();
+    // training pixels are half 0, half 1: mean 0.5, std 0.5
+    let (mean, std) = folder.train.normalization();
+    assert!(
+        (mean[0] - 0.5).abs() < 1e-6 && (std[0] - 0.5).abs() < 1e-6,
+        "{mean:?} {std:?}"
+    );
+    let mut features = vec![0.0; 4];
+    folder.test.write_features(0, &mut features);
+    assert!(
+        features.iter().all(|&v| (v - 1.0).abs() < 1e-5),
+        "{features:?}"
+    );
+}
+
+#[test]
+fn bad_images_stop_or_are_skipped() {
+    let root = temp_dir("images-bad");
+    grey(&root.join("a/1.png"), (2, 2), 1);
+    grey(&root.join("a/2.png"), (2, 2), 2);
+    grey(&root.join("b/1.png"), (2, 2), 3);
+    grey(&root.join("b/2.png"), (2, 2), 4);
+    let corrupt = root.join("b/broken.png");
+    std::fs::write(&corrupt, b"\x89PNG but not really").unwrap();
+    let message = error(&root, &raw());
+    assert!(
+        message.contains(&corrupt.display().to_string())
+            && message.contains("not a readable PNG/JPEG image")
+            && message.contains("on_bad_image = \"skip\""),
+        "{message}"
+    );
+    let skipping = ImageFolderOptions {
+        on_bad_image: BadImage::Skip,
+        ..raw()
+    };
+    let folder = load_image_folder(&root, &skipping).unwrap();
+    assert_eq!(folder.train.len() + folder.test.len(), 4);
+    assert!(
+        folder.notes[0].starts_with("skipped 1 unreadable image")
+            && folder.notes[0].contains("broken.png"),
+        "{:?}",
+        folder.notes
+    );
+}
+
+#[test]
+fn folder_mistakes_have_clear_messages() {
+    let root = temp_dir("images-mistakes");
+    // not a directory
+    let missing = root.join("nowhere");
+    assert!(error(&missing, &raw()).contains("not a directory"));
+    // one class only
+    grey(&root.join("a/1.png"), (2, 2), 1);
+    assert!(error(&root, &raw()).contains("at least 2), found 1"));
+    // a class folder without images
+    std::fs::create_dir_all(root.join("b")).unwrap();
+    std::fs::write(root.join("b/readme.txt"), "hi").unwrap();
+    let message = error(&root, &raw());
+    assert!(
+        message.contains(&root.join("b").display().to_string())
+            && message.contains("has no images"),
+        "{message}"
+    );
+    // sizes differ without image_size: both files named
+    grey(&root.join("b/1.png"), (3, 2), 1);
+    let message = error(&root, &raw());
+    assert!(
+        message.contains("b/1.png")
+            && message.contains("is 3×2")
+            && message.contains("a/1.png is 2×2")
+            && message.contains("image_size"),
+        "{message}"
+    );
+    let resized = ImageFolderOptions {
+        image_size: Some((4, 4)),
+        ..raw()
+    };
+    let folder = load_image_folder(&root, &resized).unwrap();
+    assert_eq!(folder.train.feature_shape(), &[1, 4, 4]);
+    // grey and RGB mixed: RGB, and said so
+    rgb(&root.join("b/2.png"), (2, 2), [9, 9, 9]);
+    let folder = load_image_folder(&root, &resized).unwrap();
+    assert_eq!(folder.train.feature_shape(), &[3, 4, 4]);
+    assert!(
+        folder
+            .notes
+            .iter()
+            .any(|n| n == "converted 2 images to RGB"),
+        "{:?}",
+        folder.notes
+    );
+    // a test class the training split lacks
+    let split = temp_dir("images-unknown-class");
+    grey(&split.join("train/a/1.png"), (2, 2), 1);
+    grey(&split.join("train/b/1.png"), (2, 2), 1);
+    grey(&split.join("test/c/1.png"), (2, 2), 1);
+    assert!(error(&split, &raw()).contains("has a class folder `c`"));
+}
+
+/// Two shapes drawn on 8×8 grey images: a bright left half or a bright top half.
+fn shapes_folder(root: &Path) -> PathBuf {
+    for i in 0..24u32 {
+        let split = if i < 20 { "train" } else { "test" };
+        let noise = (i * 7 % 5) as u8 * 10;
+        let left = image::GrayImage::from_fn(8, 8, |x, _| {
+            image::Luma([if x < 4 { 200 + noise } else { noise }])
+        });
+        let top = image::GrayImage::from_fn(8, 8, |_, y| {
+            image::Luma([if y < 4 { 200 + noise } else { noise }])
+        });
+        for (class, image) in [("left", left), ("top", top)] {
+            let path = root.join(format!("{split}/{class}/{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image.save(path).unwrap();
+        }
+    }
+    root.join("test/top/21.png")
+}
+
+#[test]
+fn train_eval_predict_with_class_names() {
+    let dir = temp_dir("images-cli");
+    let sample = shapes_folder(&dir.join("shapes"));
+    let config = dir.join("shapes.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[data]
+kind = "image_folder"
+path = "{}"
+batch_size = 8
+
+[model]
+layers = [
+  {{ type = "conv2d", out_channels = 4, kernel = 3, padding = 1 }},
+  {{ type = "relu" }},
+  {{ type = "global_avg_pool" }},
+  {{ type = "linear", out = "classes" }},
+]
+
+[train]
+epochs = 15
+seed = 1
+optimizer = {{ kind = "adam", lr = 0.05 }}
+"#,
+            dir.join("shapes").display()
+        ),
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let out = nabla(&[
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let classes: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("classes.json")).unwrap()).unwrap();
+    assert_eq!(classes, ["left", "top"]);
+    let out = nabla(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("100.00%"), "{}", text(&out));
+    let out = nabla(&["predict", run.to_str().unwrap(), sample.to_str().unwrap()]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains(": top "), "{printed}");
+}
