@@ -335,6 +335,13 @@ fn pooling() {
         |t| t[0].avg_pool2d((2, 2), (2, 2), (0, 0)),
         &x,
     );
+    // 6 → 4: windows of 2 that overlap by one (rows 0-1, 1-2, 3-4, 4-5)
+    assert_gradients(
+        "adaptive_avg_pool2d 6x6 to 4x3",
+        |t| t[0].adaptive_avg_pool2d((4, 3)),
+        &x,
+    );
+    assert_gradients("global_avg_pool2d", |t| t[0].global_avg_pool2d(), &x);
     assert_gradients(
         "avg_pool2d overlap pad",
         |t| t[0].avg_pool2d((3, 2), (1, 2), (1, 1)),

@@ -331,3 +331,24 @@ optimizer = { kind = "sgd", lr = 0.1 }
     assert_eq!(shapes, [vec![8], vec![8], vec![2]]);
     assert_eq!(model.layers()[1].describe(), "Softsign()");
 }
+
+/// Adaptive average pooling picks PyTorch's windows: these values are what PyTorch
+/// 2.15's `F.adaptive_avg_pool2d(torch.arange(35.).reshape(1, 1, 5, 7), size)` prints.
+#[test]
+fn adaptive_avg_pool2d_windows_match_pytorch() {
+    let x = Tensor::<f64>::arange(0.0, 35.0, 1.0).reshape(&[1, 1, 5, 7]);
+    let pooled = AdaptiveAvgPool2d { out: (3, 2) }.forward(&x);
+    assert_eq!(pooled.shape(), &[1, 1, 3, 2]);
+    assert_eq!(pooled.to_vec(), [5.0, 8.0, 15.5, 18.5, 26.0, 29.0]);
+    let pooled = x.adaptive_avg_pool2d((4, 5));
+    assert_eq!(
+        pooled.to_vec(),
+        [
+            4.0, 5.0, 6.5, 8.0, 9.0, 11.0, 12.0, 13.5, 15.0, 16.0, 18.0, 19.0, 20.5, 22.0, 23.0,
+            25.0, 26.0, 27.5, 29.0, 30.0
+        ]
+    );
+    // the whole plane: the global average
+    let whole = x.adaptive_avg_pool2d((1, 1)).to_vec();
+    assert_eq!(whole, x.global_avg_pool2d().to_vec());
+}

@@ -682,3 +682,60 @@ pub fn plane_means_backward<T: Float>(grad_output: &[T], pixels: usize) -> Vec<T
     });
     dx
 }
+
+/// The input rows (or columns) that adaptive pooling averages for output `index` of
+/// `out` along an axis of length `len`: `⌊index·len/out⌋ .. ⌈(index+1)·len/out⌉`,
+/// PyTorch's rule (windows may overlap by one when `out` does not divide `len`).
+pub fn adaptive_range(index: usize, out: usize, len: usize) -> std::ops::Range<usize> {
+    index * len / out..((index + 1) * len).div_ceil(out)
+}
+
+/// Adaptive average pooling of `planes` planes of `size` (h, w) to `out` (oh, ow).
+pub fn adaptive_avg_pool2d<T: Float>(x: &[T], size: (usize, usize), out: (usize, usize)) -> Vec<T> {
+    let (plane_len, out_len) = (size.0 * size.1, out.0 * out.1);
+    let mut pooled = super::buffer::take(x.len() / plane_len * out_len);
+    let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut pooled, out_len, parallel, |p, pooled| {
+        let plane = &x[p * plane_len..][..plane_len];
+        for (oy, row) in pooled.chunks_exact_mut(out.1).enumerate() {
+            let rows = adaptive_range(oy, out.0, size.0);
+            for (ox, slot) in row.iter_mut().enumerate() {
+                let cols = adaptive_range(ox, out.1, size.1);
+                let count = T::cast((rows.len() * cols.len()) as f64);
+                let total = rows.clone().fold(T::zero(), |total, y| {
+                    total + super::reduce::sum_slice(&plane[y * size.1..][cols.clone()])
+                });
+                *slot = total / count;
+            }
+        }
+    });
+    pooled
+}
+
+/// Backward of [`adaptive_avg_pool2d`]: each output's gradient is shared equally by
+/// its window (pixels in two overlapping windows collect from both).
+pub fn adaptive_avg_pool2d_backward<T: Float>(
+    grad_output: &[T],
+    size: (usize, usize),
+    out: (usize, usize),
+) -> Vec<T> {
+    let (plane_len, out_len) = (size.0 * size.1, out.0 * out.1);
+    let mut dx = super::buffer::zeroed(grad_output.len() / out_len * plane_len);
+    let parallel = dx.len() >= PARALLEL_MIN_ELEMENTS;
+    for_each_chunk(&mut dx, plane_len, parallel, |p, plane| {
+        let grads = &grad_output[p * out_len..][..out_len];
+        for oy in 0..out.0 {
+            let rows = adaptive_range(oy, out.0, size.0);
+            for ox in 0..out.1 {
+                let cols = adaptive_range(ox, out.1, size.1);
+                let share = grads[oy * out.1 + ox] / T::cast((rows.len() * cols.len()) as f64);
+                for y in rows.clone() {
+                    plane[y * size.1..][cols.clone()]
+                        .iter_mut()
+                        .for_each(|d| *d += share);
+                }
+            }
+        }
+    });
+    dx
+}

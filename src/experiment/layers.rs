@@ -77,6 +77,11 @@ pub enum LayerConfig {
     },
     /// The mean of each channel over the whole image: `[C, H, W]` → `[C]`.
     GlobalAvgPool,
+    /// Average pooling to a fixed `[height, width]`, whatever the input's size.
+    AdaptiveAvgPool2d {
+        /// Output `[height, width]`.
+        out: [usize; 2],
+    },
     /// Every axis of a sample into one.
     Flatten,
     /// A residual block: `layers(x) + shortcut(x)`, the shortcut being the identity
@@ -234,6 +239,9 @@ impl LayerConfig {
                 out: Width::Count(0),
                 ..
             } => fail("out", "a linear layer needs at least 1 output"),
+            LayerConfig::AdaptiveAvgPool2d { out } if out.contains(&0) => {
+                fail("out", "an adaptive pooling size must be at least 1 × 1")
+            }
             LayerConfig::Residual { layers, .. } if layers.is_empty() => {
                 fail("layers", "a residual block needs at least one layer")
             }
@@ -351,6 +359,11 @@ impl LayerConfig {
                 })
             }
             LayerConfig::GlobalAvgPool => Box::new(GlobalAvgPool2d),
+            LayerConfig::AdaptiveAvgPool2d {
+                out: [height, width],
+            } => Box::new(AdaptiveAvgPool2d {
+                out: (height, width),
+            }),
             LayerConfig::Flatten => Box::new(Flatten),
             LayerConfig::Residual {
                 ref layers,

@@ -203,6 +203,36 @@ impl<T: Float> Module<T> for AvgPool2d {
     }
 }
 
+/// Average pooling to a fixed `(height, width)` whatever the input's size
+/// (PyTorch's `AdaptiveAvgPool2d`).
+#[derive(Clone, Copy, Debug)]
+pub struct AdaptiveAvgPool2d {
+    /// Output (height, width).
+    pub out: (usize, usize),
+}
+
+impl<T: Float> Module<T> for AdaptiveAvgPool2d {
+    fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
+        input.adaptive_avg_pool2d(self.out)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        match image(input)? {
+            (_, 0, _) | (_, _, 0) => Err(format!(
+                "has no pixels to average in an input of shape {input:?}"
+            )),
+            _ if self.out.0 == 0 || self.out.1 == 0 => {
+                Err(format!("cannot pool to an empty size {:?}", self.out))
+            }
+            (c, _, _) => Ok(vec![c, self.out.0, self.out.1]),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("AdaptiveAvgPool2d(output_size={:?})", self.out)
+    }
+}
+
 /// The mean of each channel over the whole image: `[N, C, H, W]` → `[N, C]`, the
 /// head of ResNets (PyTorch's `AdaptiveAvgPool2d(1)` followed by `Flatten()`).
 #[derive(Clone, Copy, Debug, Default)]

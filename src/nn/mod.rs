@@ -16,7 +16,7 @@ pub mod sequential;
 pub mod zoo;
 
 pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softsign, Tanh};
-pub use conv::{AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d};
+pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;

@@ -42,6 +42,31 @@ impl<T: Float> Tensor<T> {
         })
     }
 
+    /// Average pooling to a fixed output size `(oh, ow)` whatever the input's size:
+    /// output (i, j) averages input rows `⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉` and the
+    /// columns likewise (PyTorch's `adaptive_avg_pool2d`).
+    pub fn adaptive_avg_pool2d(&self, out: (usize, usize)) -> Tensor<T> {
+        let &[batch, channels, height, width] = self.shape() else {
+            panic!(
+                "adaptive_avg_pool2d: expects a 4-D input [N, C, H, W], got shape {:?}",
+                self.shape()
+            );
+        };
+        assert!(
+            out.0 > 0 && out.1 > 0 && height > 0 && width > 0,
+            "adaptive_avg_pool2d: cannot pool an input of shape {:?} to {out:?}",
+            self.shape()
+        );
+        let size = (height, width);
+        let values = kernels::adaptive_avg_pool2d(&self.data(), size, out);
+        let shape = [batch, channels, out.0, out.1];
+        // d mean/dxᵢ = 1/|window| for every xᵢ in the window
+        Tensor::from_op(values, &shape, "adaptive_avg_pool2d", &[self], move |ctx| {
+            let grad = kernels::adaptive_avg_pool2d_backward(&ctx.grad_output.data(), size, out);
+            vec![Some(Tensor::from_vec(grad, ctx.input(0).shape()))]
+        })
+    }
+
     /// The mean of each channel's whole `H × W` plane: `[N, C, H, W]` → `[N, C]`
     /// (PyTorch's `adaptive_avg_pool2d(x, 1)` followed by `flatten(1)`).
     pub fn global_avg_pool2d(&self) -> Tensor<T> {
