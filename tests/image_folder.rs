@@ -242,6 +242,7 @@ fn train_eval_predict_with_class_names() {
 kind = "image_folder"
 path = "{}"
 batch_size = 8
+augment = {{ random_crop = {{ size = 8, padding = 1 }} }}
 
 [model]
 layers = [
@@ -278,4 +279,104 @@ optimizer = {{ kind = "adam", lr = 0.05 }}
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains(": top "), "{printed}");
+}
+
+/// Each sample's crop and flip come from (seed, epoch, index): an epoch's batches are
+/// the same when rebuilt (as on resume), another epoch draws anew, and every
+/// augmented image is the original shifted by at most the padding, black (the fill)
+/// where it moved in from outside, perhaps mirrored.
+#[test]
+fn augmentation_is_seeded_per_sample_and_epoch() {
+    use nabla::data::DataLoader;
+    use nabla::data::augment::{Augmentation, RandomCrop};
+    let root = temp_dir("images-augment");
+    for i in 0..4u32 {
+        for (class, offset) in [("a", 0u8), ("b", 100)] {
+            let path = root.join(format!("train/{class}/{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image::GrayImage::from_fn(6, 6, |x, y| {
+                image::Luma([offset + (y * 6 + x) as u8 + i as u8])
+            })
+            .save(path)
+            .unwrap();
+        }
+        grey(&root.join(format!("test/a/{i}.png")), (6, 6), 1);
+    }
+    let folder = load_image_folder(&root, &raw()).unwrap();
+    let augmentation = Augmentation {
+        random_crop: Some(RandomCrop {
+            size: 6,
+            padding: 2,
+        }),
+        horizontal_flip: true,
+    };
+    let fill = -1.0;
+    let loader = DataLoader::new(&folder.train, 3)
+        .shuffle(1)
+        .augment(augmentation.clone(), 5, vec![fill])
+        .unwrap();
+    let epoch =
+        |e: usize| -> Vec<Vec<f32>> { loader.epoch(e).map(|b| b.inputs.to_vec()).collect() };
+    assert_eq!(epoch(1), epoch(1), "rebuilt batches are the same");
+    assert_ne!(epoch(1), epoch(2), "another epoch, other draws");
+    let resumed: Vec<Vec<f32>> = loader.epoch(1).skip(1).map(|b| b.inputs.to_vec()).collect();
+    assert_eq!(
+        resumed,
+        epoch(1)[1..],
+        "a batch does not depend on the ones before it"
+    );
+    // every sample is a shifted, perhaps mirrored, copy of its original
+    let order = loader.order(1);
+    let samples: Vec<f32> = epoch(1).concat();
+    let mut flips = 0;
+    for (sample, &index) in samples.chunks_exact(36).zip(&order) {
+        let mut original = vec![0.0; 36];
+        folder.train.write_features(index, &mut original);
+        let shifted = |dy: isize, dx: isize, flip: bool| -> Vec<f32> {
+            (0..36)
+                .map(|p| {
+                    let (y, x) = ((p / 6) as isize, (p % 6) as isize);
+                    let x = if flip { 5 - x } else { x };
+                    let (sy, sx) = (y + dy, x + dx);
+                    if (0..6).contains(&sy) && (0..6).contains(&sx) {
+                        original[(sy * 6 + sx) as usize]
+                    } else {
+                        fill
+                    }
+                })
+                .collect()
+        };
+        let found = (-2..=2)
+            .flat_map(|dy| (-2..=2).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]))
+            .find(|&(dy, dx, flip)| shifted(dy, dx, flip) == sample);
+        let (_, _, flip) =
+            found.unwrap_or_else(|| panic!("sample {index} is no crop of its image"));
+        flips += flip as usize;
+    }
+    assert!(
+        flips > 0 && flips < 8,
+        "about half are mirrored: {flips} of 8"
+    );
+    // shapes it cannot keep are refused with the reason
+    let wrong = Augmentation {
+        random_crop: Some(RandomCrop {
+            size: 4,
+            padding: 1,
+        }),
+        horizontal_flip: false,
+    };
+    let err = DataLoader::new(&folder.train, 3)
+        .augment(wrong, 0, vec![0.0])
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("random_crop size 4 must be the image size (6×6)"),
+        "{err}"
+    );
+    let flat = folder.train.clone().flattened();
+    let err = DataLoader::new(&flat, 3)
+        .augment(augmentation, 0, vec![0.0])
+        .err()
+        .unwrap();
+    assert!(err.contains("augmentation needs images"), "{err}");
 }

@@ -65,6 +65,19 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     if config.data.shuffle {
         train_loader = train_loader.shuffle(config.train.seed);
     }
+    if let Some(augmentation) = config.data.augment.clone() {
+        // a black pixel, normalised as the data is
+        let (mean, std) = data.image_normalization.clone().unwrap_or_default();
+        let fill = mean
+            .iter()
+            .zip(&std)
+            .map(|(m, s)| -m / s)
+            .collect::<Vec<_>>();
+        let fill = if fill.is_empty() { vec![0.0] } else { fill };
+        train_loader = train_loader
+            .augment(augmentation, config.train.seed, fill)
+            .map_err(|why| Error::Config(format!("[data] augment: {why}")))?;
+    }
     let test_loader = DataLoader::new(data.test.as_ref(), 1000);
     let mut options = fit_options(&config, train_loader.num_batches());
     if args.resume.is_some() {

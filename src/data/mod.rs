@@ -4,6 +4,7 @@
 //! Images stay as bytes in memory and become `f32` one batch at a time, so the
 //! MNIST training set costs 47 MB, not 188 MB.
 
+pub mod augment;
 pub mod csv;
 pub mod idx;
 #[cfg(feature = "images")]
@@ -79,6 +80,15 @@ pub struct DataLoader<'a, D: Dataset + ?Sized> {
     batch_size: usize,
     shuffle_seed: Option<u64>,
     drop_last: bool,
+    augmentation: Option<Augmenting>,
+}
+
+/// Augmentation as a loader applies it: what, from which seed, and the value of a
+/// black pixel per channel.
+struct Augmenting {
+    augmentation: augment::Augmentation,
+    seed: u64,
+    fill: Vec<f32>,
 }
 
 impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
@@ -91,7 +101,28 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
             batch_size,
             shuffle_seed: None,
             drop_last: false,
+            augmentation: None,
         }
+    }
+
+    /// Augments every sample of every batch, with draws seeded by (`seed`, epoch,
+    /// sample index); `fill` is each channel's value for a black pixel (after
+    /// normalisation). Fails, saying why, if the samples are not images it fits.
+    pub fn augment(
+        mut self,
+        augmentation: augment::Augmentation,
+        seed: u64,
+        fill: Vec<f32>,
+    ) -> Result<Self, String> {
+        augmentation.check(self.dataset.feature_shape())?;
+        if !augmentation.is_identity() {
+            self.augmentation = Some(Augmenting {
+                augmentation,
+                seed,
+                fill,
+            });
+        }
+        Ok(self)
     }
 
     /// Reshuffles every epoch, from `seed`.
@@ -144,7 +175,18 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
         let batch_size = self.batch_size;
         (0..order.len().div_ceil(batch_size)).map(move |b| {
             let picked = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
-            make_batch(self.dataset, picked)
+            let batch = make_batch(self.dataset, picked);
+            if let Some(augmenting) = &self.augmentation {
+                let &[c, h, w] = self.dataset.feature_shape() else {
+                    unreachable!("checked by augment()")
+                };
+                batch.inputs.update_data(|values| {
+                    let draw = (augmenting.seed, epoch);
+                    let augmentation = &augmenting.augmentation;
+                    augmentation.apply(values, [c, h, w], picked, draw, &augmenting.fill)
+                });
+            }
+            batch
         })
     }
 }

@@ -68,6 +68,11 @@ pub struct DataConfig {
     /// Image folders: `"error"` (default) or `"skip"` for files that do not decode.
     #[serde(default)]
     pub on_bad_image: OnBadImage,
+    /// Images: random crops and flips of the training samples, drawn per sample and
+    /// epoch from the seed: `{ random_crop = { size = 32, padding = 4 },
+    /// horizontal_flip = true }`.
+    #[serde(default)]
+    pub augment: Option<crate::data::augment::Augmentation>,
 }
 
 /// The data formats `nabla train` reads.
