@@ -1,4 +1,5 @@
-//! Readers and the loader: MNIST IDX (gz and raw), CSV tables, batching, shuffling.
+//! Readers and the loader: MNIST IDX (gz and raw), CIFAR-10 batches, CSV tables,
+//! batching, shuffling.
 
 mod common;
 
@@ -241,4 +242,63 @@ fn loader_batches_shuffles_and_drops() {
     let mut all: Vec<usize> = train.iter().chain(&validation).copied().collect();
     all.sort();
     assert_eq!(all, (0..10).collect::<Vec<_>>());
+}
+
+/// CIFAR-10's binary batches: records of a label byte and three 32×32 planes.
+#[test]
+fn cifar10_binary_batches() {
+    use nabla::data::cifar::load_cifar10;
+    let dir = temp_dir("cifar");
+    let record = |label: u8, shade: u8| -> Vec<u8> {
+        let mut bytes = vec![label];
+        bytes.extend((0..3 * 1024).map(|p| shade.wrapping_add((p / 1024) as u8 * 10)));
+        bytes
+    };
+    for batch in 1..=5u8 {
+        let bytes = [record(batch, batch), record(9, 200)].concat();
+        std::fs::write(dir.join(format!("data_batch_{batch}.bin")), bytes).unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), record(3, 7)).unwrap();
+    let (train, test, classes) = load_cifar10(&dir, false).unwrap();
+    assert_eq!((train.len(), test.len()), (10, 1));
+    assert_eq!(train.feature_shape(), &[3, 32, 32]);
+    assert_eq!(classes[0], "airplane");
+    let labels: Vec<usize> = (0..10).map(|i| train.label(i)).collect();
+    assert_eq!(labels, [1, 9, 2, 9, 3, 9, 4, 9, 5, 9]);
+    let mut features = vec![0.0; 3 * 1024];
+    test.write_features(0, &mut features);
+    // planes in order: red 7, green 17, blue 27
+    for (plane, shade) in [(0, 7.0), (1, 17.0), (2, 27.0)] {
+        assert!(
+            (features[plane * 1024] - shade / 255.0).abs() < 1e-6,
+            "{plane}"
+        );
+    }
+    // class names from batches.meta.txt when present
+    std::fs::write(
+        dir.join("batches.meta.txt"),
+        "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n",
+    )
+    .unwrap();
+    assert_eq!(load_cifar10(&dir, true).unwrap().2[9], "j");
+    // mistakes name the file
+    std::fs::write(
+        dir.join("test_batch.bin"),
+        [record(3, 7), vec![1, 2]].concat(),
+    )
+    .unwrap();
+    let err = load_cifar10(&dir, false).err().unwrap().to_string();
+    assert!(
+        err.contains("test_batch.bin") && err.contains("not a whole number of 3073-byte records"),
+        "{err}"
+    );
+    std::fs::write(dir.join("test_batch.bin"), record(12, 7)).unwrap();
+    let err = load_cifar10(&dir, false).err().unwrap().to_string();
+    assert!(err.contains("label 12, expected 0–9"), "{err}");
+    std::fs::remove_file(dir.join("data_batch_3.bin")).unwrap();
+    let err = load_cifar10(&dir, false).err().unwrap().to_string();
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("missing"),
+        "{err}"
+    );
 }

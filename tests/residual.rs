@@ -230,3 +230,20 @@ fn zoo_resnet20() {
     let x = Tensor::<f32>::randn(&[2, 3, 32, 32], 0.0, 1.0, &mut nabla::rng(1));
     assert_eq!(net.forward(&x).shape(), &[2, 10]);
 }
+
+/// examples/resnet20.toml is the library's ResNet-20, name for name and, from the
+/// same seed, weight for weight.
+#[test]
+fn resnet20_config_is_the_zoo_network() {
+    let path = format!("{}/examples/resnet20.toml", env!("CARGO_MANIFEST_DIR"));
+    let config = Config::load(path.as_ref()).unwrap();
+    let (from_config, _) =
+        build_model::<f32>(&config.model.layers, &[3, 32, 32], 10, &mut nabla::rng(7)).unwrap();
+    let zoo = nabla::nn::zoo::resnet20::<f32>(3, 10, &mut nabla::rng(7));
+    let (ours, theirs) = (from_config.state_dict(), zoo.state_dict());
+    assert_eq!(ours.len(), theirs.len());
+    for ((name, a), (zoo_name, b)) in ours.iter().zip(&theirs) {
+        assert_eq!(name, zoo_name);
+        assert_eq!(a.to_vec(), b.to_vec(), "{name}");
+    }
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use super::Dataset;
+use super::image_set::{ImageSet, channel_statistics};
 use crate::error::{Error, Result};
 
 /// What to do with a file that does not decode as an image.
@@ -47,84 +47,13 @@ pub struct ImageFolderOptions {
     pub on_bad_image: BadImage,
 }
 
-/// Images of one split as bytes, with their labels and the normalisation to apply.
-#[derive(Clone, Debug)]
-pub struct ImageFolderDataset {
-    pixels: Vec<u8>,
-    labels: Vec<usize>,
-    shape: [usize; 3],
-    classes: usize,
-    /// Per channel: `feature = pixel · scale + offset`.
-    scale: Vec<f32>,
-    offset: Vec<f32>,
-    /// Set when fed flat.
-    flat_shape: Option<[usize; 1]>,
-}
-
-impl ImageFolderDataset {
-    /// The first `limit` images only (quick runs).
-    pub fn truncate(mut self, limit: usize) -> Self {
-        let limit = limit.min(self.labels.len());
-        self.labels.truncate(limit);
-        self.pixels.truncate(limit * self.feature_len());
-        self
-    }
-
-    /// The same images fed as flat `[C·H·W]` vectors (for a model that starts with
-    /// a Linear layer).
-    pub fn flattened(mut self) -> Self {
-        self.flat_shape = Some([self.feature_len()]);
-        self
-    }
-
-    /// The per-channel `(mean, std)` the features are normalised with, on `[0, 1]` pixels.
-    pub fn normalization(&self) -> (Vec<f32>, Vec<f32>) {
-        let std: Vec<f32> = self.scale.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let mean = self.offset.iter().zip(&std).map(|(o, s)| -o * s).collect();
-        (mean, std)
-    }
-}
-
-impl Dataset for ImageFolderDataset {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-    fn feature_shape(&self) -> &[usize] {
-        match &self.flat_shape {
-            Some(flat) => flat,
-            None => &self.shape,
-        }
-    }
-    fn num_classes(&self) -> usize {
-        self.classes
-    }
-    fn write_features(&self, index: usize, out: &mut [f32]) {
-        let len = self.feature_len();
-        let plane = self.shape[1] * self.shape[2];
-        let pixels = &self.pixels[index * len..][..len];
-        for (c, (out, pixels)) in out
-            .chunks_exact_mut(plane)
-            .zip(pixels.chunks_exact(plane))
-            .enumerate()
-        {
-            let (scale, offset) = (self.scale[c], self.offset[c]);
-            for (o, &p) in out.iter_mut().zip(pixels) {
-                *o = p as f32 * scale + offset;
-            }
-        }
-    }
-    fn label(&self, index: usize) -> usize {
-        self.labels[index]
-    }
-}
-
 /// A loaded image folder: both splits, the class names and what the loader
 /// noticed (conversions, skipped files) in plain words.
 pub struct ImageFolder {
     /// The training split.
-    pub train: ImageFolderDataset,
+    pub train: ImageSet,
     /// The test split.
-    pub test: ImageFolderDataset,
+    pub test: ImageSet,
     /// Class names, sorted; label `i` is `class_names[i]`.
     pub class_names: Vec<String>,
     /// Things worth telling the user.
@@ -233,35 +162,25 @@ pub fn load_image_folder(root: &Path, options: &ImageFolderOptions) -> Result<Im
     let shape = [channels, height, width];
     let train_pixels = to_bytes(&train, shape, options.image_size.is_some(), &train[0].path)?;
     let test_pixels = to_bytes(&test, shape, options.image_size.is_some(), &train[0].path)?;
-    let (scale, offset) = match &options.normalize {
-        None => (vec![1.0 / 255.0; channels], vec![0.0; channels]),
-        Some(given) => {
-            let (mean, std) = match given {
-                Some((mean, std)) => (mean.clone(), std.clone()),
-                None => channel_statistics(&train_pixels, shape),
-            };
-            if mean.len() != channels || std.len() != channels || std.iter().any(|s| *s <= 0.0) {
-                return Err(Error::Config(format!(
-                    "normalisation needs {channels} means and {channels} positive standard deviations, found {mean:?} and {std:?}"
-                )));
-            }
-            let scale: Vec<f32> = std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-            let offset = mean.iter().zip(&std).map(|(m, s)| -m / s).collect();
-            (scale, offset)
-        }
+    let normalization = match &options.normalize {
+        None => None,
+        Some(Some(given)) => Some(given.clone()),
+        Some(None) => Some(channel_statistics(&train_pixels, shape)),
     };
-    let dataset = |pixels: Vec<u8>, split: &[Decoded]| ImageFolderDataset {
-        pixels,
-        labels: split.iter().map(|d| d.label).collect(),
+    let train_labels = train.iter().map(|d| d.label).collect();
+    let test_labels = test.iter().map(|d| d.label).collect();
+    let classes = class_names.len();
+    let train = ImageSet::new(
+        train_pixels,
+        train_labels,
         shape,
-        classes: class_names.len(),
-        scale: scale.clone(),
-        offset: offset.clone(),
-        flat_shape: None,
-    };
+        classes,
+        normalization.clone(),
+    )?;
+    let test = ImageSet::new(test_pixels, test_labels, shape, classes, normalization)?;
     Ok(ImageFolder {
-        train: dataset(train_pixels, &train),
-        test: dataset(test_pixels, &test),
+        train,
+        test,
         class_names,
         notes,
     })
@@ -410,36 +329,4 @@ fn to_bytes(images: &[Decoded], shape: [usize; 3], resize: bool, first: &Path) -
         }
     }
     Ok(out)
-}
-
-/// Per-channel mean and standard deviation of `[0, 1]` pixels over a split.
-fn channel_statistics(
-    pixels: &[u8],
-    [channels, height, width]: [usize; 3],
-) -> (Vec<f32>, Vec<f32>) {
-    let plane = height * width;
-    let mut sums = vec![(0f64, 0f64, 0usize); channels];
-    for image in pixels.chunks_exact(channels * plane) {
-        for (c, values) in image.chunks_exact(plane).enumerate() {
-            for &p in values {
-                let v = p as f64 / 255.0;
-                sums[c].0 += v;
-                sums[c].1 += v * v;
-                sums[c].2 += 1;
-            }
-        }
-    }
-    let mean: Vec<f32> = sums
-        .iter()
-        .map(|s| (s.0 / s.2.max(1) as f64) as f32)
-        .collect();
-    let std = sums
-        .iter()
-        .zip(&mean)
-        .map(|(s, &m)| {
-            let var = s.1 / s.2.max(1) as f64 - (m as f64).powi(2);
-            (var.max(0.0).sqrt() as f32).max(1e-6)
-        })
-        .collect();
-    (mean, std)
 }

@@ -1,14 +1,17 @@
 //! Data: datasets, a batching and shuffling loader, and readers for MNIST-style IDX
-//! files, CSV tables and (feature `images`) folders of PNG/JPEG images.
+//! files, CIFAR-10's binary batches, CSV tables and (feature `images`) folders of
+//! PNG/JPEG images.
 //!
 //! Images stay as bytes in memory and become `f32` one batch at a time, so the
 //! MNIST training set costs 47 MB, not 188 MB.
 
 pub mod augment;
+pub mod cifar;
 pub mod csv;
 pub mod idx;
 #[cfg(feature = "images")]
 pub mod image_folder;
+pub mod image_set;
 
 use rand::seq::SliceRandom;
 

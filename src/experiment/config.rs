@@ -85,6 +85,9 @@ pub enum DataKind {
     FashionMnist,
     /// A CSV file with a header, numeric features and a label column.
     Csv,
+    /// CIFAR-10's binary version: a directory of `data_batch_*.bin` and `test_batch.bin`.
+    #[serde(rename = "cifar10", alias = "cifar-10")]
+    Cifar10,
     /// A directory of class folders of PNG/JPEG images (or `train/` and `test/`
     /// holding them).
     #[serde(rename = "image_folder", alias = "image-folder")]

@@ -3,6 +3,7 @@
 use super::config::{Config, DataKind};
 use super::layers::LayerConfig;
 use crate::data::csv::Standardizer;
+use crate::data::image_set::ImageSet;
 use crate::data::{CsvOptions, Dataset, load_mnist, read_csv, train_validation_split};
 use crate::error::Result;
 
@@ -83,6 +84,21 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 notes: Vec::new(),
             })
         }
+        DataKind::Cifar10 => {
+            let (train, test, class_names) =
+                crate::data::cifar::load_cifar10(&data.path, data.normalize)?;
+            let image_normalization = data.normalize.then(|| train.normalization());
+            let (train, test) = (limit(train, data.train_limit), limit(test, data.test_limit));
+            let (train, test) = feed(config, train, test);
+            Ok(Data {
+                train,
+                test,
+                class_names,
+                standardizer: None,
+                image_normalization,
+                notes: Vec::new(),
+            })
+        }
         #[cfg(feature = "images")]
         DataKind::ImageFolder => load_image_folder(config),
         #[cfg(not(feature = "images"))]
@@ -111,24 +127,11 @@ fn load_image_folder(config: &Config) -> Result<Data> {
     };
     let folder = load_image_folder(&data.path, &options)?;
     let image_normalization = data.normalize.then(|| folder.train.normalization());
-    let limited =
-        |set: crate::data::image_folder::ImageFolderDataset, limit: Option<usize>| match limit {
-            Some(limit) => set.truncate(limit),
-            None => set,
-        };
-    let flat = matches!(
-        config.model.layers.first(),
-        Some(LayerConfig::Linear { .. })
-    );
     let (train, test) = (
-        limited(folder.train, data.train_limit),
-        limited(folder.test, data.test_limit),
+        limit(folder.train, data.train_limit),
+        limit(folder.test, data.test_limit),
     );
-    let (train, test): (Box<dyn Dataset>, Box<dyn Dataset>) = if flat {
-        (Box::new(train.flattened()), Box::new(test.flattened()))
-    } else {
-        (Box::new(train), Box::new(test))
-    };
+    let (train, test) = feed(config, train, test);
     Ok(Data {
         train,
         test,
@@ -137,4 +140,24 @@ fn load_image_folder(config: &Config) -> Result<Data> {
         image_normalization,
         notes: folder.notes,
     })
+}
+
+/// The first `limit` images, if a limit is set.
+fn limit(set: ImageSet, limit: Option<usize>) -> ImageSet {
+    match limit {
+        Some(limit) => set.truncate(limit),
+        None => set,
+    }
+}
+
+/// Image splits as the model takes them: flat when it starts with a Linear layer.
+fn feed(config: &Config, train: ImageSet, test: ImageSet) -> (Box<dyn Dataset>, Box<dyn Dataset>) {
+    if matches!(
+        config.model.layers.first(),
+        Some(LayerConfig::Linear { .. })
+    ) {
+        (Box::new(train.flattened()), Box::new(test.flattened()))
+    } else {
+        (Box::new(train), Box::new(test))
+    }
 }
