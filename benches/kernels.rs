@@ -67,29 +67,22 @@ fn matmul(c: &mut Criterion) {
     );
 }
 
-fn conv2d(c: &mut Criterion) {
-    let mut group = c.benchmark_group("conv2d_lenet");
-    group.sample_size(20);
-    let cases = [
-        (
-            "conv1 64x1x28x28 6@5x5 pad2",
-            [64, 1, 28, 28],
-            [6, 1, 5, 5],
-            2,
-            28,
-        ),
-        (
-            "conv2 64x6x14x14 16@5x5",
-            [64, 6, 14, 14],
-            [16, 6, 5, 5],
-            0,
-            10,
-        ),
-    ];
-    for (label, input, weight, padding, out_size) in cases {
-        let options = nabla::Conv2dOptions::default().padding(padding);
-        let x = Tensor::<f32>::randn(&input, 0.0, 1.0, &mut nabla::rng(1));
+/// A convolution case: label, input `[N, C, H, W]`, weight `[O, C, kh, kw]`, stride, padding.
+type ConvCase = (&'static str, [usize; 4], [usize; 4], usize, usize);
+
+/// Forward, and forward + backward, of each case. With `input_grad` the input
+/// needs a gradient too (then backward does 2× the forward's FLOPs, else 1×).
+fn bench_convs(c: &mut Criterion, group_name: &str, cases: &[ConvCase], input_grad: bool) {
+    let mut group = c.benchmark_group(group_name);
+    group.sample_size(10);
+    for &(label, input, weight, stride, padding) in cases {
+        let options = nabla::Conv2dOptions::default()
+            .stride(stride)
+            .padding(padding);
+        let x =
+            Tensor::<f32>::randn(&input, 0.0, 1.0, &mut nabla::rng(1)).requires_grad(input_grad);
         let w = Tensor::<f32>::randn(&weight, 0.0, 0.1, &mut nabla::rng(2)).requires_grad(true);
+        let out_size = (input[2] + 2 * padding - weight[2]) / stride + 1;
         let flops =
             2 * input[0] * weight[0] * out_size * out_size * weight[1] * weight[2] * weight[3];
         group.throughput(Throughput::Elements(flops as u64));
@@ -97,10 +90,12 @@ fn conv2d(c: &mut Criterion) {
             let _guard = nabla::no_grad();
             bench.iter(|| black_box(x.conv2d(&w, None, options)))
         });
-        group.throughput(Throughput::Elements(3 * flops as u64));
+        let passes = if input_grad { 3 } else { 2 };
+        group.throughput(Throughput::Elements(passes * flops as u64));
         group.bench_function(BenchmarkId::new("forward+backward", label), |bench| {
             bench.iter(|| {
                 x.conv2d(&w, None, options).sum().backward();
+                x.zero_grad();
                 w.zero_grad();
             })
         });
@@ -108,11 +103,29 @@ fn conv2d(c: &mut Criterion) {
     group.finish();
 }
 
-/// ResNet-20's convolutions at batch 128 (CIFAR, 32×32): forward, and forward +
-/// backward with both gradients (input and weight: 3× the forward's FLOPs).
+/// LeNet's convolutions at batch 64 (the first layer's input needs no gradient).
+fn conv2d(c: &mut Criterion) {
+    let cases = [
+        (
+            "conv1 64x1x28x28 6@5x5 pad2",
+            [64, 1, 28, 28],
+            [6, 1, 5, 5],
+            1,
+            2,
+        ),
+        (
+            "conv2 64x6x14x14 16@5x5",
+            [64, 6, 14, 14],
+            [16, 6, 5, 5],
+            1,
+            0,
+        ),
+    ];
+    bench_convs(c, "conv2d_lenet", &cases, false);
+}
+
+/// ResNet-20's convolutions at batch 128 (CIFAR, 32×32), with both gradients.
 fn conv2d_resnet(c: &mut Criterion) {
-    let mut group = c.benchmark_group("conv2d_resnet20");
-    group.sample_size(10);
     let cases = [
         ("stage1 3x3 16->16", [128, 16, 32, 32], [16, 16, 3, 3], 1, 1),
         (
@@ -132,30 +145,7 @@ fn conv2d_resnet(c: &mut Criterion) {
         ),
         ("stage3 3x3 64->64", [128, 64, 8, 8], [64, 64, 3, 3], 1, 1),
     ];
-    for (label, input, weight, stride, padding) in cases {
-        let options = nabla::Conv2dOptions::default()
-            .stride(stride)
-            .padding(padding);
-        let x = Tensor::<f32>::randn(&input, 0.0, 1.0, &mut nabla::rng(1)).requires_grad(true);
-        let w = Tensor::<f32>::randn(&weight, 0.0, 0.1, &mut nabla::rng(2)).requires_grad(true);
-        let out_size = input[2] / stride;
-        let flops =
-            2 * input[0] * weight[0] * out_size * out_size * weight[1] * weight[2] * weight[3];
-        group.throughput(Throughput::Elements(flops as u64));
-        group.bench_function(BenchmarkId::new("forward", label), |bench| {
-            let _guard = nabla::no_grad();
-            bench.iter(|| black_box(x.conv2d(&w, None, options)))
-        });
-        group.throughput(Throughput::Elements(3 * flops as u64));
-        group.bench_function(BenchmarkId::new("forward+backward", label), |bench| {
-            bench.iter(|| {
-                x.conv2d(&w, None, options).sum().backward();
-                x.zero_grad();
-                w.zero_grad();
-            })
-        });
-    }
-    group.finish();
+    bench_convs(c, "conv2d_resnet20", &cases, true);
 }
 
 /// BatchNorm2d in training mode on ResNet-20's largest activation, [128, 16, 32, 32];

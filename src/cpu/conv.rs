@@ -136,7 +136,9 @@ impl Window {
     }
 }
 
-fn for_each_chunk<T: Float>(
+/// Calls `body(index, chunk)` for each `chunk`-long piece of `data`, in parallel
+/// when asked (each piece is written by one task).
+pub(crate) fn for_each_chunk<T: Float>(
     data: &mut [T],
     chunk: usize,
     parallel: bool,

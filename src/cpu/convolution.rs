@@ -13,7 +13,9 @@
 use rayon::prelude::*;
 
 use super::buffer::{self, Scratch};
-use super::conv::{Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight, im2col};
+use super::conv::{
+    Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight, for_each_chunk, im2col,
+};
 use super::gemm::{MatRef, gemm, gemm_serial};
 use super::reduce;
 use crate::element::Float;
@@ -241,7 +243,7 @@ impl ConvPlan {
         } else {
             gemm
         };
-        for_each_image(&mut out, out_len, parallel, |n, out| {
+        for_each_chunk(&mut out, out_len, parallel, |n, out| {
             let cols = self.columns(&x[n * self.image_len()..][..self.image_len()], &lowering);
             let mut wide = match lowering {
                 Lowering::Wide(_) => Some(Scratch::new(self.out_channels * columns)),
@@ -462,28 +464,6 @@ impl<T: Float> std::ops::Deref for Columns<'_, T> {
             Columns::Input(image) => image,
             Columns::Scratch(cols) => cols,
         }
-    }
-}
-
-/// Calls `body(n, out_n)` for each image's `len`-long piece of `out`.
-fn for_each_image<T: Float>(
-    out: &mut [T],
-    len: usize,
-    parallel: bool,
-    body: impl Fn(usize, &mut [T]) + Sync,
-) {
-    if len == 0 {
-        return;
-    }
-    if parallel {
-        crate::threads::ensure_init();
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(n, out)| body(n, out));
-    } else {
-        out.chunks_mut(len)
-            .enumerate()
-            .for_each(|(n, out)| body(n, out));
     }
 }
 

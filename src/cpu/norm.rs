@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::PARALLEL_MIN_ELEMENTS;
-use super::reduce::sum_slice;
+use super::reduce::{LaneSum, sum_slice};
 use crate::element::Float;
 
 /// The `[N, C, L]` view of a batch-norm input.
@@ -69,34 +69,6 @@ fn squared_deviations<T: Float>(run: &[T], mean: T) -> T {
 /// `Σ g·(x − mean)` over a run (centred first, so a large mean cancels nothing).
 fn centered_dot<T: Float>(g: &[T], x: &[T], mean: T) -> T {
     super::wide_simd(LaneSum(g, x, move |g: T, v: T| g * (v - mean)))
-}
-
-/// `Σᵢ f(aᵢ, bᵢ)` in 16 interleaved partial sums, so the loop vectorises.
-struct LaneSum<'a, T, F>(&'a [T], &'a [T], F);
-
-impl<T: Float, F: Fn(T, T) -> T> super::SimdKernel for LaneSum<'_, T, F> {
-    type Output = T;
-
-    #[inline(always)]
-    fn run(self) -> T {
-        const LANES: usize = 16;
-        let LaneSum(a, b, f) = self;
-        let mut lanes = [T::zero(); LANES];
-        let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
-            let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
-                (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
-            for k in 0..LANES {
-                lanes[k] += f(a_chunk[k], b_chunk[k]);
-            }
-        }
-        let tail = a_chunks
-            .remainder()
-            .iter()
-            .zip(b_chunks.remainder())
-            .fold(T::zero(), |acc, (&x, &y)| acc + f(x, y));
-        lanes.iter().fold(T::zero(), |acc, &lane| acc + lane) + tail
-    }
 }
 
 /// `y = (x − μ_c)·(s_c·γ_c) + β_c` for every value of channel c (s = 1/√(σ² + ε)).

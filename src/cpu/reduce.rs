@@ -50,18 +50,21 @@ pub fn sum_slice<T: Float>(x: &[T]) -> T {
 /// `Σᵢ aᵢ·bᵢ`, with 32 accumulators so the loop vectorises and several vector
 /// multiply-adds are in flight at once (8 floats wide where the CPU has AVX2).
 pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    super::wide_simd(Dot(a, b))
+    super::wide_simd(LaneSum(a, b, |x: T, y: T| x * y))
 }
 
-struct Dot<'a, T>(&'a [T], &'a [T]);
+/// `Σᵢ f(aᵢ, bᵢ)` in 32 interleaved partial sums (lane k takes every 32nd term),
+/// added up at the end: a fixed order, whatever the CPU, that the compiler turns
+/// into SIMD. Its `run` must be called through [`super::wide_simd`].
+pub struct LaneSum<'a, T, F>(pub &'a [T], pub &'a [T], pub F);
 
-impl<T: Float> super::SimdKernel for Dot<'_, T> {
+impl<T: Float, F: Fn(T, T) -> T> super::SimdKernel for LaneSum<'_, T, F> {
     type Output = T;
 
     #[inline(always)]
     fn run(self) -> T {
         const LANES: usize = 32;
-        let Dot(a, b) = self;
+        let LaneSum(a, b, f) = self;
         let mut lanes = [T::zero(); LANES];
         let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
         for (a_chunk, b_chunk) in (&mut a_chunks).zip(&mut b_chunks) {
@@ -69,14 +72,14 @@ impl<T: Float> super::SimdKernel for Dot<'_, T> {
             let (a_chunk, b_chunk): (&[T; LANES], &[T; LANES]) =
                 (a_chunk.try_into().unwrap(), b_chunk.try_into().unwrap());
             for k in 0..LANES {
-                lanes[k] += a_chunk[k] * b_chunk[k];
+                lanes[k] += f(a_chunk[k], b_chunk[k]);
             }
         }
         let tail: T = a_chunks
             .remainder()
             .iter()
             .zip(b_chunks.remainder())
-            .map(|(&x, &y)| x * y)
+            .map(|(&x, &y)| f(x, y))
             .sum();
         lanes.iter().copied().sum::<T>() + tail
     }
