@@ -8,7 +8,9 @@
 //! rule: `dW = Σ_n G_n · colsₙᵀ` and `dcolsₙ = Wᵀ · G_n`, whose columns are added
 //! back onto the pixels they were copied from (`col2im`). An image's columns fit in
 //! cache and are rebuilt in backward rather than kept: a batch's would take
-//! `kh·kw` times the input's memory.
+//! `kh·kw` times the input's memory. At stride 1 the columns are built in the
+//! "wide" layout (`conv::Padded`): each row is one shifted copy of a padded plane,
+//! and the product's rows come out at the padded width, narrowed afterwards.
 
 use rayon::prelude::*;
 
