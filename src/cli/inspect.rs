@@ -235,24 +235,15 @@ fn read_inputs(
         };
         let image = image::open(path)
             .map_err(|e| Error::format(path, format!("not a readable PNG/JPEG image: {e}")))?;
-        let filter = image::imageops::FilterType::Triangle;
-        let resized = image.resize_exact(width_px as u32, height as u32, filter);
-        // planar [C, H, W], as the training data
-        let values: Vec<f32> = if channels == 3 {
-            let rgb = resized.to_rgb8();
-            (0..3)
-                .flat_map(|c| {
-                    let normalize = &normalize;
-                    rgb.pixels()
-                        .map(move |p| normalize(p.0[c] as f32 / 255.0, c))
-                })
-                .collect()
-        } else {
-            let grey = resized.to_luma8();
-            grey.pixels()
-                .map(|p| normalize(p.0[0] as f32 / 255.0, 0))
-                .collect()
-        };
+        // planar [C, H, W] bytes, as the training images were made
+        let mut bytes = Vec::new();
+        crate::data::image_folder::planar_bytes(&image, [channels, height, width_px], &mut bytes);
+        let plane = height * width_px;
+        let values: Vec<f32> = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| normalize(p as f32 / 255.0, i / plane))
+            .collect();
         batch_shape[0] = 1;
         return Ok((vec![display], Tensor::from_vec(values, &batch_shape)));
     }

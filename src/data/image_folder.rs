@@ -311,22 +311,33 @@ fn to_bytes(images: &[Decoded], shape: [usize; 3], resize: bool, first: &Path) -
                 ),
             ));
         }
-        let resized;
-        let image = if resize {
-            let filter = image::imageops::FilterType::Triangle;
-            resized = image.resize_exact(width as u32, height as u32, filter);
-            &resized
-        } else {
-            image
-        };
-        if channels == 1 {
-            out.extend_from_slice(image.to_luma8().as_raw());
-        } else {
-            let rgb = image.to_rgb8();
-            for c in 0..3 {
-                out.extend(rgb.as_raw().iter().skip(c).step_by(3));
-            }
-        }
+        planar_bytes(image, shape, &mut out);
     }
     Ok(out)
+}
+
+/// One image as `[C, H, W]` bytes appended to `out`: resized to `H × W` (exactly,
+/// stretching) if it is another size, converted to grey (C = 1) or RGB (C = 3).
+/// Training images and the images `nabla predict` is given go through this one path.
+pub fn planar_bytes(
+    image: &image::DynamicImage,
+    [channels, height, width]: [usize; 3],
+    out: &mut Vec<u8>,
+) {
+    let resized;
+    let image = if (image.height() as usize, image.width() as usize) != (height, width) {
+        let filter = image::imageops::FilterType::Triangle;
+        resized = image.resize_exact(width as u32, height as u32, filter);
+        &resized
+    } else {
+        image
+    };
+    if channels == 1 {
+        out.extend_from_slice(image.to_luma8().as_raw());
+    } else {
+        let rgb = image.to_rgb8();
+        for c in 0..3 {
+            out.extend(rgb.as_raw().iter().skip(c).step_by(3));
+        }
+    }
 }

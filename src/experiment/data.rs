@@ -24,6 +24,17 @@ pub struct Data {
     pub notes: Vec<String>,
 }
 
+impl Data {
+    /// Each channel's feature value for a black pixel (what augmentation pads with):
+    /// `(0 − mean)/std` under the data's normalisation, 0 without one.
+    pub fn black_pixel(&self) -> Vec<f32> {
+        match &self.image_normalization {
+            Some((mean, std)) => mean.iter().zip(std).map(|(m, s)| -m / s).collect(),
+            None => vec![0.0],
+        }
+    }
+}
+
 /// Loads the data a config describes. Images are fed flat when the model starts
 /// with a Linear layer (as PyTorch's `x.reshape(-1, 784)`), so parameter names match.
 pub fn load_data(config: &Config) -> Result<Data> {
