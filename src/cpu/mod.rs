@@ -4,6 +4,7 @@
 //! gradients flow; the functions here decide *how* to loop, when to use threads and
 //! which GEMM to call. A GPU backend would add a sibling of this module.
 
+pub mod attention;
 pub mod buffer;
 pub mod conv;
 pub mod convolution;

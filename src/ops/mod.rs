@@ -4,6 +4,7 @@
 //! respect to each input.
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod linear;
