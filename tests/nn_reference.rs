@@ -5,63 +5,10 @@ use nabla::loss::{self, CrossEntropyOptions, Reduction};
 use nabla::nn::*;
 use nabla::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 use nabla::{Conv2dOptions, Tensor};
-use serde_json::Value;
 
-fn reference(name: &str) -> Value {
-    let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
 
-fn numbers(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn shape(v: &Value) -> Vec<usize> {
-    v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
-}
-
-fn tensor<T: nabla::Float>(v: &Value) -> Tensor<T> {
-    Tensor::from_vec(
-        numbers(&v["values"]).into_iter().map(T::cast).collect(),
-        &shape(v),
-    )
-}
-
-/// Copies the reference state (PyTorch names) into the module, checking the names match.
-fn load_state<T: nabla::Float>(module: &dyn Module<T>, state: &Value) {
-    let ours = module.state_dict();
-    assert_eq!(
-        ours.len(),
-        state.as_object().unwrap().len(),
-        "state names differ"
-    );
-    for (name, t) in ours {
-        let stored = &state[&name];
-        assert!(!stored.is_null(), "PyTorch has no tensor named {name}");
-        assert_eq!(t.shape(), shape(stored).as_slice(), "{name}");
-        t.copy_from_slice(&tensor::<T>(stored).to_vec());
-    }
-}
-
-fn assert_close(name: &str, actual: &[f64], expected: &[f64], tolerance: f64) {
-    assert_eq!(actual.len(), expected.len(), "{name}: lengths");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let scale = 1f64.max(e.abs());
-        assert!(
-            (a - e).abs() <= tolerance * scale,
-            "{name}[{i}]: nabla {a} vs PyTorch {e}"
-        );
-    }
-}
+use common::reference::*;
 
 fn check_layer(name: &str, module: &dyn Module<f64>) {
     let cases = reference("layers.json");

@@ -5,7 +5,10 @@
 use nabla::experiment::{Config, build_model};
 use nabla::nn::Module;
 use nabla::{Tensor, gradcheck_module};
-use serde_json::Value;
+
+mod common;
+
+use common::reference::{load_state, numbers, reference, tensor};
 
 /// The network of make_residual_reference.py, as a config.
 const RESIDUAL_CNN: &str = r#"
@@ -50,77 +53,41 @@ fn config(text: &str) -> Config {
     Config::parse(text, "residual.toml".as_ref()).unwrap()
 }
 
-fn reference() -> Value {
-    let path = format!(
-        "{}/tests/reference/residual.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn numbers(v: &Value) -> Vec<f64> {
-    let values = v["values"].as_array().unwrap();
-    values.iter().map(|x| x.as_f64().unwrap()).collect()
-}
-
-fn tensor(v: &Value) -> Tensor<f64> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    Tensor::from_vec(numbers(v), &shape)
-}
-
+/// Values of `{shape, values}` entries, checked to 1e-10 (f64 on both sides).
 fn assert_close(what: &str, actual: &[f64], expected: &[f64]) {
-    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-10 * e.abs().max(1.0),
-            "{what}[{i}]: nabla {a} vs PyTorch {e}"
-        );
-    }
+    common::reference::assert_close(what, actual, expected, 1e-10);
 }
 
 /// Same names as PyTorch's state_dict (no more, no fewer), same outputs in training
 /// and evaluation mode, same parameter gradients.
 #[test]
 fn residual_config_matches_pytorch() {
-    let reference = reference();
+    let reference = reference("residual.json");
     let layers = &config(RESIDUAL_CNN).model.layers;
     let (model, shapes) = build_model::<f64>(layers, &[3, 8, 8], 3, &mut nabla::rng(0)).unwrap();
     assert_eq!(shapes[3], [4, 8, 8]);
     assert_eq!(shapes[5], [8, 4, 4]);
-    let state = reference["state"].as_object().unwrap();
-    let ours = model.state_dict();
-    assert_eq!(ours.len(), state.len(), "state_dict sizes differ");
-    for (name, t) in &ours {
-        let stored = state
-            .get(name)
-            .unwrap_or_else(|| panic!("PyTorch has no tensor named {name}"));
-        let stored = tensor(stored);
-        assert_eq!(t.shape(), stored.shape(), "{name}");
-        t.copy_from_slice(&stored.to_vec());
-    }
-    let x = tensor(&reference["input"]);
+    load_state(&model, &reference["state"]);
+    let x = tensor::<f64>(&reference["input"]);
     model.train();
     let y = model.forward(&x);
     assert_close(
         "train output",
         &y.to_vec(),
-        &numbers(&reference["train_output"]),
+        &numbers(&reference["train_output"]["values"]),
     );
-    (&y * &tensor(&reference["upstream"])).sum().backward();
+    (&y * &tensor::<f64>(&reference["upstream"]))
+        .sum()
+        .backward();
     for (name, p) in model.named_parameters() {
-        let expected = numbers(&reference["grads"][&name]);
+        let expected = numbers(&reference["grads"][&name]["values"]);
         assert_close(&name, &p.grad().unwrap().to_vec(), &expected);
     }
     model.eval();
     assert_close(
         "eval output",
         &model.forward(&x).to_vec(),
-        &numbers(&reference["eval_output"]),
+        &numbers(&reference["eval_output"]["values"]),
     );
 }
 

@@ -3,6 +3,7 @@
 use rand::Rng;
 
 use super::Module;
+use super::init::Init;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -17,8 +18,13 @@ pub struct Embedding<T: Float = f32> {
 impl<T: Float> Embedding<T> {
     /// A table of `num_embeddings` rows of size `dim`.
     pub fn new(num_embeddings: usize, dim: usize, rng: &mut impl Rng) -> Self {
+        Self::with_init(num_embeddings, dim, Init::Normal(1.0), rng)
+    }
+
+    /// A table filled by `init` (`Init::Normal(0.02)` for a GPT's token embedding).
+    pub fn with_init(num_embeddings: usize, dim: usize, init: Init, rng: &mut impl Rng) -> Self {
         Embedding {
-            weight: Tensor::randn(&[num_embeddings, dim], 0.0, 1.0, rng).requires_grad(true),
+            weight: init.tensor(&[num_embeddings, dim], rng).requires_grad(true),
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Init {
     XavierUniform,
     /// Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)).
     XavierNormal,
+    /// N(0, std²) whatever the shape: GPT-2's N(0, 0.02²) for linear and embedding weights.
+    Normal(f64),
     /// All zeros.
     Zeros,
     /// Every element the same value.
@@ -51,6 +53,7 @@ impl Init {
             Init::KaimingNormal => Tensor::randn(shape, 0.0, (2.0 / fan_in).sqrt(), rng),
             Init::XavierUniform => uniform_bound(shape, (6.0 / (fan_in + fan_out)).sqrt(), rng),
             Init::XavierNormal => Tensor::randn(shape, 0.0, (2.0 / (fan_in + fan_out)).sqrt(), rng),
+            Init::Normal(std) => Tensor::randn(shape, 0.0, std, rng),
             Init::Zeros => Tensor::zeros(shape),
             Init::Constant(value) => Tensor::full(shape, T::cast(value)),
         }

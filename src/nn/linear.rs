@@ -32,7 +32,8 @@ impl<T: Float> Linear<T> {
     }
 
     /// A layer with a chosen weight initialisation; the bias (if any) gets
-    /// PyTorch's default, or zeros for `Init::Zeros`/`Init::Constant`.
+    /// PyTorch's default, or zeros for `Init::Zeros`/`Init::Constant`/`Init::Normal`
+    /// (GPT's recipe: N(0, σ²) weights, zero biases).
     pub fn with_init(
         in_features: usize,
         out_features: usize,
@@ -45,7 +46,7 @@ impl<T: Float> Linear<T> {
             .requires_grad(true);
         let bias = bias.then(|| {
             let b = match init {
-                Init::Zeros | Init::Constant(_) => Tensor::zeros(&[out_features]),
+                Init::Zeros | Init::Constant(_) | Init::Normal(_) => Tensor::zeros(&[out_features]),
                 _ => default_bias(out_features, in_features, rng),
             };
             b.requires_grad(true)

@@ -5,6 +5,7 @@
 //! of a `Sequential`'s first Linear), so a checkpoint opens in PyTorch and back.
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod dropout;
 pub mod embedding;
@@ -13,9 +14,11 @@ pub mod linear;
 pub mod norm;
 pub mod residual;
 pub mod sequential;
+pub mod transformer;
 pub mod zoo;
 
 pub use activation::{Gelu, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softsign, Tanh};
+pub use attention::{KvCache, MultiHeadAttention};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
@@ -23,6 +26,7 @@ pub use linear::Linear;
 pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
 pub use residual::Residual;
 pub use sequential::Sequential;
+pub use transformer::{PositionalEmbedding, TransformerBlock};
 
 use crate::element::Float;
 use crate::tensor::Tensor;
@@ -35,6 +39,16 @@ use crate::tensor::Tensor;
 pub trait Module<T: Float = f32> {
     /// Forward propagation.
     fn forward(&self, input: &Tensor<T>) -> Tensor<T>;
+
+    /// Forward propagation of new positions of a sequence during generation, with
+    /// the keys and values of the earlier ones in `cache` (see [`KvCache`]). The
+    /// default, plain `forward`, is right for every layer that treats positions
+    /// independently (linear, norms, activations, embeddings); attention and
+    /// position embeddings, and containers of them, say otherwise.
+    fn forward_cached(&self, input: &Tensor<T>, cache: &mut KvCache<T>) -> Tensor<T> {
+        let _ = cache;
+        self.forward(input)
+    }
 
     /// A one-line description, like PyTorch's `repr`: `Linear(in=784, out=256)`.
     fn describe(&self) -> String;

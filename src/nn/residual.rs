@@ -4,7 +4,7 @@
 //! gradient of a sum flows unchanged into both branches, and the engine adds what
 //! reaches `x` along each.
 
-use super::{Module, Sequential, prefixed};
+use super::{KvCache, Module, Sequential, prefixed};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -55,6 +55,14 @@ impl<T: Float> Module<T> for Residual<T> {
         // d(out)/d(body) = d(out)/d(shortcut) = 1
         match &self.shortcut {
             Some(shortcut) => body + shortcut.forward(input),
+            None => body + input,
+        }
+    }
+
+    fn forward_cached(&self, input: &Tensor<T>, cache: &mut KvCache<T>) -> Tensor<T> {
+        let body = self.layers.forward_cached(input, cache);
+        match &self.shortcut {
+            Some(shortcut) => body + shortcut.forward_cached(input, cache),
             None => body + input,
         }
     }

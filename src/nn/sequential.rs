@@ -1,7 +1,7 @@
 //! A stack of layers applied in order; parameter names are the layer's index,
 //! exactly as PyTorch's `nn.Sequential.state_dict()` names them.
 
-use super::{Module, prefixed};
+use super::{KvCache, Module, prefixed};
 use crate::autograd::no_grad;
 use crate::element::Float;
 use crate::tensor::Tensor;
@@ -115,6 +115,12 @@ impl<T: Float> Module<T> for Sequential<T> {
         self.layers
             .iter()
             .fold(input.clone(), |x, layer| layer.forward(&x))
+    }
+
+    fn forward_cached(&self, input: &Tensor<T>, cache: &mut KvCache<T>) -> Tensor<T> {
+        self.layers
+            .iter()
+            .fold(input.clone(), |x, layer| layer.forward_cached(&x, cache))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {

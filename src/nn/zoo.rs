@@ -4,7 +4,8 @@ use rand::Rng;
 
 use super::init::Init;
 use super::{
-    BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, Relu, Residual, Sequential,
+    BatchNorm2d, Conv2d, Embedding, Flatten, GlobalAvgPool2d, LayerNorm, Linear, MaxPool2d,
+    PositionalEmbedding, Relu, Residual, Sequential, TransformerBlock,
 };
 use crate::element::Float;
 use crate::ops::conv::Conv2dOptions;
@@ -117,4 +118,63 @@ fn conv_no_bias<T: Float>(
         Init::PyTorchDefault,
         rng,
     )
+}
+
+/// The shape of a GPT: [`gpt`] builds it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GptShape {
+    /// Tokens in the vocabulary.
+    pub vocab: usize,
+    /// The longest sequence (the number of learned positions).
+    pub block_size: usize,
+    /// Features per position.
+    pub dim: usize,
+    /// Attention heads per block.
+    pub heads: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// How much wider each block's MLP is than `dim`.
+    pub mlp_ratio: usize,
+}
+
+impl GptShape {
+    /// The reference `gpt` workload (`shared/bench/torch_gpt.py`): 128 features,
+    /// 4 heads, 4 blocks, an MLP 4× wider, 128 positions.
+    pub fn reference(vocab: usize) -> Self {
+        GptShape {
+            vocab,
+            block_size: 128,
+            dim: 128,
+            heads: 4,
+            layers: 4,
+            mlp_ratio: 4,
+        }
+    }
+}
+
+/// A decoder-only transformer (GPT-2's layout) mapping token ids `[batch, time]`
+/// to next-token logits `[batch, time, vocab]`: token embedding, learned position
+/// embedding, `layers` causal pre-LayerNorm blocks, a final LayerNorm and a linear
+/// head without bias. Linear and embedding weights N(0, 0.02²), biases 0.
+///
+/// Parameter names are those of an `nn.Sequential` of the same modules:
+/// `0.weight` (tokens), `1.weight` (positions), `2.ln1.weight` … `2.out.bias`
+/// for the first block, then the final norm and `{layers + 3}.weight` for the head.
+pub fn gpt<T: Float>(shape: GptShape, rng: &mut impl Rng) -> Sequential<T> {
+    let init = Init::Normal(0.02);
+    let mut model = Sequential::new()
+        .layer(Embedding::with_init(shape.vocab, shape.dim, init, rng))
+        .layer(PositionalEmbedding::with_init(
+            shape.block_size,
+            shape.dim,
+            init,
+            rng,
+        ));
+    for _ in 0..shape.layers {
+        let block = TransformerBlock::new(shape.dim, shape.heads, shape.mlp_ratio, true, init, rng);
+        model = model.layer(block);
+    }
+    model
+        .layer(LayerNorm::new(&[shape.dim]))
+        .layer(Linear::with_init(shape.dim, shape.vocab, false, init, rng))
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use nabla::{Tensor, gradcheck};
 use proptest::prelude::*;
 
