@@ -23,14 +23,16 @@ pub fn run(
     epochs: Option<usize>,
     steps: Option<usize>,
     data_dir: &std::path::Path,
+    text: &std::path::Path,
 ) -> Result<()> {
     match workload {
         "mlp" | "cnn" => classifier(workload, epochs, data_dir),
         "tiny" => tiny(steps.unwrap_or(10_000)),
         "resnet" => resnet(steps.unwrap_or(20)),
+        "gpt" => gpt(steps.unwrap_or(200), text),
         "gemm" => gemm_workload(),
         other => Err(Error::Config(format!(
-            "unknown workload `{other}`: expected mlp, cnn, tiny, resnet or gemm"
+            "unknown workload `{other}`: expected mlp, cnn, tiny, resnet, gpt or gemm"
         ))),
     }
 }
@@ -197,6 +199,74 @@ fn resnet(steps: usize) -> Result<()> {
     line["ms_per_step"] = json!(round(seconds * 1e3 / steps as f64, 2));
     line["images_per_s"] = json!(round((BATCH * steps) as f64 / seconds, 1));
     line["final_loss"] = json!(round(last, 5));
+    line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+    line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
+    line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+    println!("{line}");
+    Ok(())
+}
+
+/// The reference `gpt` workload (`shared/bench/torch_gpt.py`): a character GPT
+/// (4 blocks of 128 features, 4 heads, 128 positions) on `text`, batches of 32
+/// random windows, AdamW 1e-3 (β 0.9, 0.99; decay 0.1 on matrices only), gradient
+/// norm clipped at 1. 3 warm-up steps, `steps` timed ones, then the loss over 20
+/// fixed validation windows.
+fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
+    use crate::data::text::{TextCorpus, Tokenizer, random_offsets, spaced_offsets, windows};
+    use crate::nn::zoo::{GptShape, gpt};
+    use crate::optim::AdamW;
+    const BATCH: usize = 32;
+    const BLOCK: usize = 128;
+    let corpus = TextCorpus::load(text, Tokenizer::Char, 0.1, BLOCK)?;
+    let vocab = corpus.vocabulary.len();
+    let model = gpt::<f32>(GptShape::reference(vocab), &mut crate::rng(0));
+    let mut optimizer = AdamW::new(model.named_parameters(), 1e-3)
+        .betas(0.9, 0.99)
+        .eps(1e-8)
+        .weight_decay(0.1)
+        .decay_matrices_only();
+    let options = CrossEntropyOptions::default();
+    let mut step_number = 0;
+    let mut take_step = || {
+        let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), BLOCK);
+        step_number += 1;
+        let batch = windows(&corpus.train, &offsets, BLOCK);
+        let loss_of = |logits: &Tensor| {
+            let flat = logits.reshape(&[BATCH * BLOCK, vocab]);
+            cross_entropy(&flat, &batch.targets, &options)
+        };
+        step(&model, &mut optimizer, &batch.inputs, loss_of, Some(1.0))
+            .map(|taken| taken.loss)
+            .map_err(|bad| bad.into_error("the gpt workload"))
+    };
+    for _ in 0..3 {
+        take_step()?;
+    }
+    let rss_before = resident_mb();
+    let busy = CpuLoad::start();
+    let started = Instant::now();
+    let mut last = 0.0;
+    for _ in 0..steps {
+        last = take_step()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let other_busy = busy.other_fraction(seconds);
+    let val_loss = {
+        let _guard = no_grad();
+        let offsets = spaced_offsets(20, corpus.validation.len(), BLOCK);
+        let batch = windows(&corpus.validation, &offsets, BLOCK);
+        let logits = model.forward(&batch.inputs);
+        let flat = logits.reshape(&[offsets.len() * BLOCK, vocab]);
+        cross_entropy(&flat, &batch.targets, &options).item() as f64
+    };
+    let mut line = record("gpt");
+    line["steps"] = json!(steps);
+    line["vocab"] = json!(vocab);
+    line["params"] = json!(model.num_parameters());
+    line["ms_per_step"] = json!(round(seconds * 1e3 / steps as f64, 2));
+    line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / seconds, 1));
+    line["final_train_loss"] = json!(round(last, 4));
+    line["val_loss"] = json!(round(val_loss, 4));
     line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
     line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
     line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));

@@ -121,22 +121,26 @@ enum Command {
     },
     /// Run a reference benchmark workload; prints one JSON object per line.
     #[command(
-        after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gemm"
+        after_help = "Examples:\n  nabla bench --workload mlp --threads 2\n  nabla bench --workload tiny\n  nabla bench --workload gpt --steps 50\n  nabla bench --workload gemm"
     )]
     Bench {
-        /// mlp, cnn, tiny, gemm (as shared/bench/torch_mnist.py defines them) or
-        /// resnet (shared/bench/torch_resnet.py).
+        /// mlp, cnn, tiny, gemm (as shared/bench/torch_mnist.py defines them),
+        /// resnet (shared/bench/torch_resnet.py) or gpt (shared/bench/torch_gpt.py).
         #[arg(long)]
         workload: String,
         /// Epochs (default: 5 for mlp, 2 for cnn).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         epochs: Option<u32>,
-        /// Timed steps of the tiny (default 10000) or resnet (default 20) workload.
+        /// Timed steps of the tiny (default 10000), resnet (default 20) or gpt
+        /// (default 200) workload.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         steps: Option<u32>,
         /// The MNIST directory.
         #[arg(long, default_value = "data/mnist")]
         data_dir: PathBuf,
+        /// The text of the gpt workload.
+        #[arg(long, default_value = "data/shakespeare.txt")]
+        text: PathBuf,
     },
     /// Download a dataset and verify its checksums.
     #[cfg(feature = "fetch")]
@@ -236,11 +240,13 @@ pub fn main() -> ExitCode {
             epochs,
             steps,
             data_dir,
+            text,
         } => bench::run(
             &workload,
             epochs.map(|e| e as usize),
             steps.map(|s| s as usize),
             &data_dir,
+            &text,
         )
         .map(|_| ExitCode::SUCCESS),
         #[cfg(feature = "fetch")]

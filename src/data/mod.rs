@@ -12,6 +12,7 @@ pub mod idx;
 #[cfg(feature = "images")]
 pub mod image_folder;
 pub mod image_set;
+pub mod text;
 
 use rand::seq::SliceRandom;
 

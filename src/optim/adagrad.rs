@@ -60,7 +60,7 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         let (lr, lr_decay) = (self.state.lr(), self.lr_decay);
         let (eps, decay) = (T::cast(self.eps), T::cast(self.weight_decay));
         let initial = T::cast(self.initial_accumulator_value);
-        self.state.update(["sum"], initial, |t| {
+        self.state.update(["sum"], initial, |t, _| {
             // scalars in f64, as PyTorch computes them in Python
             let step_lr = T::cast(lr / (1.0 + (t - 1) as f64 * lr_decay));
             move |w: &mut T, [sum]: &mut [T; 1], g: T| {

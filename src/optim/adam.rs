@@ -23,6 +23,8 @@ pub struct Adam<T: Float = f32> {
     pub weight_decay: f64,
     /// AdamW: decoupled weight decay, `w ← w·(1 − lr·weight_decay)` before the step.
     decoupled: bool,
+    /// Decay only parameters with two or more axes (see [`Adam::decay_matrices_only`]).
+    matrices_only: bool,
 }
 
 /// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay (default 0.01).
@@ -47,6 +49,7 @@ impl<T: Float> Adam<T> {
             eps: 1e-8,
             weight_decay: 0.0,
             decoupled: false,
+            matrices_only: false,
         }
     }
 
@@ -67,22 +70,35 @@ impl<T: Float> Adam<T> {
         self.weight_decay = weight_decay;
         self
     }
+
+    /// Applies the weight decay only to parameters with two or more axes (weight
+    /// matrices, convolution kernels, embeddings), not to biases and norm scales:
+    /// the GPT recipe, which PyTorch writes as two parameter groups.
+    pub fn decay_matrices_only(mut self) -> Self {
+        self.matrices_only = true;
+        self
+    }
 }
 
 impl<T: Float> Optimizer<T> for Adam<T> {
     fn step(&mut self) {
         let (beta1, beta2) = self.betas;
-        let (lr, weight_decay, decoupled) = (self.state.lr(), self.weight_decay, self.decoupled);
+        let (lr, decoupled, matrices_only) = (self.state.lr(), self.decoupled, self.matrices_only);
         let (one_minus_beta1, beta2_t, one_minus_beta2) =
             (T::cast(1.0 - beta1), T::cast(beta2), T::cast(1.0 - beta2));
-        let (eps, decay) = (T::cast(self.eps), T::cast(weight_decay));
-        // AdamW shrinks the weight, Adam adds the decay to the gradient
-        let (shrink, gradient_decay) = match (decoupled, weight_decay != 0.0) {
-            (true, true) => (T::cast(1.0 - lr * weight_decay), T::zero()),
-            _ => (T::one(), decay),
+        let eps = T::cast(self.eps);
+        let weight_decay_of = |shape: &[usize]| {
+            let decays = !matrices_only || shape.len() >= 2;
+            if decays { self.weight_decay } else { 0.0 }
         };
         self.state
-            .update(["exp_avg", "exp_avg_sq"], T::zero(), |t| {
+            .update(["exp_avg", "exp_avg_sq"], T::zero(), |t, shape| {
+                let weight_decay = weight_decay_of(shape);
+                // AdamW shrinks the weight, Adam adds the decay to the gradient
+                let (shrink, gradient_decay) = match (decoupled, weight_decay != 0.0) {
+                    (true, true) => (T::cast(1.0 - lr * weight_decay), T::zero()),
+                    _ => (T::one(), T::cast(weight_decay)),
+                };
                 // scalars in f64, as PyTorch computes them in Python
                 let step_size = T::cast(lr / (1.0 - beta1.powi(t as i32)));
                 let bias_correction2_sqrt = T::cast((1.0 - beta2.powi(t as i32)).sqrt());

@@ -86,13 +86,13 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
         };
         let zero = T::zero();
         match (self.centered, self.momentum > 0.0) {
-            (false, false) => self.state.update(["square_avg"], zero, |_| {
+            (false, false) => self.state.update(["square_avg"], zero, |_, _| {
                 move |w: &mut T, [s]: &mut [T; 1], g: T| {
                     let g = decay_and_square(*w, g, s);
                     *w -= lr * (g / (s.sqrt() + eps));
                 }
             }),
-            (true, false) => self.state.update(["square_avg", "grad_avg"], zero, |_| {
+            (true, false) => self.state.update(["square_avg", "grad_avg"], zero, |_, _| {
                 move |w: &mut T, [s, mean]: &mut [T; 2], g: T| {
                     let g = decay_and_square(*w, g, s);
                     *w -= lr * (g / centered(g, *s, mean));
@@ -100,7 +100,7 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
             }),
             (false, true) => self
                 .state
-                .update(["square_avg", "momentum_buffer"], zero, |_| {
+                .update(["square_avg", "momentum_buffer"], zero, |_, _| {
                     move |w: &mut T, [s, b]: &mut [T; 2], g: T| {
                         let g = decay_and_square(*w, g, s);
                         *b = *b * momentum + g / (s.sqrt() + eps);
@@ -109,7 +109,7 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
                 }),
             (true, true) => {
                 let buffers = ["square_avg", "grad_avg", "momentum_buffer"];
-                self.state.update(buffers, zero, |_| {
+                self.state.update(buffers, zero, |_, _| {
                     move |w: &mut T, [s, mean, b]: &mut [T; 3], g: T| {
                         let g = decay_and_square(*w, g, s);
                         *b = *b * momentum + g / centered(g, *s, mean);

@@ -71,12 +71,12 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         // d = g + λ·w
         let decayed = move |w: T, g: T| g + weight_decay * w;
         if self.momentum == 0.0 {
-            self.state.update([], T::zero(), |_| {
+            self.state.update([], T::zero(), |_, _| {
                 move |w: &mut T, _: &mut [T; 0], g: T| *w -= lr * decayed(*w, g)
             });
             return;
         }
-        self.state.update(["momentum_buffer"], T::zero(), |t| {
+        self.state.update(["momentum_buffer"], T::zero(), |t, _| {
             move |w: &mut T, [v]: &mut [T; 1], g: T| {
                 let d = decayed(*w, g);
                 // v ← μ·v + (1 − dampening)·d, and v = d on the first step

@@ -65,15 +65,16 @@ impl<T: Float> ParamState<T> {
 
     /// One optimizer step: for every parameter that has a gradient, counts the step
     /// and applies `rule(&mut weight, &mut [buffer values], gradient)` to each of its
-    /// weights (through the parallel kernel [`cpu::update::apply`]). `rule_for(t)`
-    /// makes the rule for a parameter's `t`-th step (t counts from 1), so rules can
-    /// use bias corrections or decayed rates. The buffers named in `buffers` start
+    /// weights (through the parallel kernel [`cpu::update::apply`]). `rule_for(t,
+    /// shape)` makes the rule for the `t`-th step (t counts from 1) of a parameter of
+    /// that shape, so rules can use bias corrections, decayed rates or treat biases
+    /// differently from weights. The buffers named in `buffers` start
     /// filled with `initial`.
     pub fn update<const N: usize, R>(
         &mut self,
         buffers: [&'static str; N],
         initial: T,
-        rule_for: impl Fn(u64) -> R,
+        rule_for: impl Fn(u64, &[usize]) -> R,
     ) where
         R: Fn(&mut T, &mut [T; N], T) + Sync + Copy,
     {
@@ -85,7 +86,7 @@ impl<T: Float> ParamState<T> {
         for (index, (_, param)) in self.params.iter().enumerate() {
             let Some(grad) = param.grad() else { continue };
             self.steps[index] += 1;
-            let rule = rule_for(self.steps[index]);
+            let rule = rule_for(self.steps[index], param.shape());
             let grad = grad.data();
             param.update_data(|weights| {
                 let states = named.each_mut().map(|buffer| {

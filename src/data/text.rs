@@ -1,0 +1,233 @@
+//! Text for language models: a file turned into token ids (one per character or
+//! per byte), split into training text and the held-out tail, and cut into
+//! windows: the inputs are `block_size` tokens, the targets the same tokens one
+//! position later (each position predicts the next token).
+
+use std::path::Path;
+
+use rand::RngExt;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// How text becomes tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokenizer {
+    /// One token per Unicode character of a UTF-8 file; the vocabulary is the
+    /// sorted set of characters of the file.
+    Char,
+    /// One token per byte (256 tokens), for any file.
+    Byte,
+}
+
+/// The tokens a model knows and their ids.
+///
+/// ```
+/// use nabla::data::text::Vocabulary;
+/// let vocabulary = Vocabulary::of_chars("hello");
+/// assert_eq!(vocabulary.len(), 4); // e h l o
+/// assert_eq!(vocabulary.encode("hole").unwrap(), vec![1, 3, 2, 0]);
+/// assert_eq!(vocabulary.decode(&[1, 0, 2, 2, 3]), "hello");
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Vocabulary {
+    /// How text is split.
+    pub tokenizer: Tokenizer,
+    /// For `Char`: the characters, id = position. Empty for `Byte`.
+    #[serde(default)]
+    pub chars: Vec<char>,
+}
+
+impl Vocabulary {
+    /// The sorted distinct characters of `text`.
+    pub fn of_chars(text: &str) -> Self {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        Vocabulary {
+            tokenizer: Tokenizer::Char,
+            chars,
+        }
+    }
+
+    /// All 256 bytes.
+    pub fn bytes() -> Self {
+        Vocabulary {
+            tokenizer: Tokenizer::Byte,
+            chars: Vec::new(),
+        }
+    }
+
+    /// The number of tokens.
+    pub fn len(&self) -> usize {
+        match self.tokenizer {
+            Tokenizer::Char => self.chars.len(),
+            Tokenizer::Byte => 256,
+        }
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids of `text`, or an error naming the first character the vocabulary
+    /// lacks and where it is.
+    pub fn encode(&self, text: &str) -> std::result::Result<Vec<usize>, String> {
+        match self.tokenizer {
+            Tokenizer::Byte => Ok(text.bytes().map(usize::from).collect()),
+            Tokenizer::Char => text
+                .chars()
+                .enumerate()
+                .map(|(at, c)| {
+                    self.chars.binary_search(&c).map_err(|_| {
+                        format!(
+                            "character {c:?} (at character {at}) is not in the model's vocabulary of {} characters",
+                            self.chars.len()
+                        )
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The text of `ids` (bytes that are not UTF-8 show as U+FFFD).
+    pub fn decode(&self, ids: &[usize]) -> String {
+        match self.tokenizer {
+            Tokenizer::Char => ids.iter().map(|&id| self.chars[id]).collect(),
+            Tokenizer::Byte => {
+                let bytes: Vec<u8> = ids.iter().map(|&id| id as u8).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+}
+
+/// A text file as token ids, split into training text and validation tail.
+pub struct TextCorpus {
+    /// The vocabulary (built from the whole file for `Char`).
+    pub vocabulary: Vocabulary,
+    /// The first `1 − val_fraction` of the file's tokens.
+    pub train: Vec<u32>,
+    /// The last `val_fraction` of them.
+    pub validation: Vec<u32>,
+}
+
+impl TextCorpus {
+    /// Reads `path` with `tokenizer` and holds out the last `val_fraction` of its
+    /// tokens. Errors name the file and what is wrong: empty, not UTF-8 (for
+    /// `Char`, with the byte offset), or a split too short for one window of
+    /// `block_size` tokens plus its target.
+    pub fn load(
+        path: &Path,
+        tokenizer: Tokenizer,
+        val_fraction: f64,
+        block_size: usize,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, tokenizer, val_fraction, block_size).map_err(|message| {
+            Error::Format {
+                path: path.to_path_buf(),
+                message,
+            }
+        })
+    }
+
+    /// [`TextCorpus::load`] on bytes in memory; the error says what is wrong.
+    pub fn from_bytes(
+        bytes: &[u8],
+        tokenizer: Tokenizer,
+        val_fraction: f64,
+        block_size: usize,
+    ) -> std::result::Result<Self, String> {
+        if bytes.is_empty() {
+            return Err("the file is empty: a language model needs text to learn from".into());
+        }
+        if !(0.0..1.0).contains(&val_fraction) {
+            return Err(format!("val_fraction {val_fraction} is not in [0, 1)"));
+        }
+        let (vocabulary, ids): (Vocabulary, Vec<u32>) = match tokenizer {
+            Tokenizer::Byte => (
+                Vocabulary::bytes(),
+                bytes.iter().map(|&b| b as u32).collect(),
+            ),
+            Tokenizer::Char => {
+                let text = std::str::from_utf8(bytes).map_err(|e| {
+                    format!(
+                        "not valid UTF-8 at byte {} (tokenizer = \"char\" reads UTF-8; use tokenizer = \"byte\" for other files)",
+                        e.valid_up_to()
+                    )
+                })?;
+                let vocabulary = Vocabulary::of_chars(text);
+                let ids = vocabulary
+                    .encode(text)
+                    .expect("every character is in its own vocabulary");
+                (vocabulary, ids.into_iter().map(|id| id as u32).collect())
+            }
+        };
+        let held_out = (ids.len() as f64 * val_fraction).round() as usize;
+        let split = ids.len() - held_out;
+        let needed = block_size + 1;
+        if split < needed || (held_out > 0 && held_out < needed) {
+            return Err(format!(
+                "{} tokens ({split} for training, {held_out} held out) are too few: each part needs at least block_size + 1 = {needed}",
+                ids.len()
+            ));
+        }
+        let (train, validation) = ids.split_at(split);
+        Ok(TextCorpus {
+            vocabulary,
+            train: train.to_vec(),
+            validation: validation.to_vec(),
+        })
+    }
+}
+
+/// A batch of windows: inputs `[windows, block_size]` (token ids as floats, what
+/// an embedding takes) and the targets, the next token of every position, row by row.
+pub struct Windows {
+    /// `[windows, block_size]`.
+    pub inputs: Tensor<f32>,
+    /// `windows · block_size` next-token ids.
+    pub targets: Vec<usize>,
+}
+
+/// The windows of `tokens` starting at `offsets`: `tokens[o..o + block_size]`
+/// and, as targets, `tokens[o + 1..o + block_size + 1]`.
+pub fn windows(tokens: &[u32], offsets: &[usize], block_size: usize) -> Windows {
+    let mut inputs = Vec::with_capacity(offsets.len() * block_size);
+    let mut targets = Vec::with_capacity(offsets.len() * block_size);
+    for &offset in offsets {
+        let window = &tokens[offset..offset + block_size + 1];
+        inputs.extend(window[..block_size].iter().map(|&t| t as f32));
+        targets.extend(window[1..].iter().map(|&t| t as usize));
+    }
+    Windows {
+        inputs: Tensor::from_vec(inputs, &[offsets.len(), block_size]),
+        targets,
+    }
+}
+
+/// `count` random window starts in `tokens_len` tokens for training step `step`,
+/// drawn from a generator seeded by (`seed`, `step`): any step's batch can be made
+/// again, so a resumed run sees the windows it would have seen.
+pub fn random_offsets(
+    seed: u64,
+    step: usize,
+    count: usize,
+    tokens_len: usize,
+    block_size: usize,
+) -> Vec<usize> {
+    let mut rng = crate::rng(seed ^ (step as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let starts = tokens_len - block_size; // the last start leaves room for one target
+    (0..count).map(|_| rng.random_range(0..starts)).collect()
+}
+
+/// `count` evenly spaced window starts over `tokens_len` tokens, the first at 0
+/// and the last at the end: `i · (len − block_size − 1) / count`, as the reference
+/// workload picks its validation windows.
+pub fn spaced_offsets(count: usize, tokens_len: usize, block_size: usize) -> Vec<usize> {
+    let room = tokens_len - block_size - 1;
+    (0..count).map(|i| i * room / count).collect()
+}
