@@ -42,6 +42,7 @@ pub mod element;
 pub mod error;
 #[cfg(feature = "experiment")]
 pub mod experiment;
+pub mod generate;
 pub mod gradcheck;
 pub mod loss;
 pub mod memory;

@@ -452,7 +452,15 @@ fn data_fetch_from_a_local_server() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for command in ["train", "eval", "predict", "gradcheck", "explain"] {
+    for command in [
+        "train",
+        "eval",
+        "predict",
+        "generate",
+        "gradcheck",
+        "explain",
+        "bench",
+    ] {
         let out = nabla(&[command, "--help"]);
         assert!(out.status.success());
         assert!(

@@ -177,7 +177,7 @@ fn classes_width_and_bias_free_convolutions() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("expected a number of outputs or \"classes\", found \"labels\""),
+        err.contains("expected a number of outputs, \"classes\" or \"vocab\", found \"labels\""),
         "{err}"
     );
 }

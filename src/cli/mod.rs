@@ -6,6 +6,7 @@ pub mod explain;
 pub mod explain_model;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub mod generate;
 pub mod inspect;
 pub mod plot;
 pub mod progress;
@@ -82,6 +83,29 @@ enum Command {
         /// Invert image brightness (for dark digits on a light background).
         #[arg(long)]
         invert: bool,
+    },
+    /// Let a trained language model write: streams the text as it is sampled.
+    #[command(
+        after_help = "Example:\n  nabla generate runs/shakespeare --prompt \"ROMEO:\" --tokens 500 --temperature 0.8 --top-k 40"
+    )]
+    Generate {
+        /// The run directory of a model trained on text.
+        run: PathBuf,
+        /// The text to continue.
+        #[arg(long, default_value = "\n")]
+        prompt: String,
+        /// How many tokens to write.
+        #[arg(long, default_value_t = 500)]
+        tokens: usize,
+        /// Below 1: safer, more repetitive text; above 1: wilder; 0: always the likeliest.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Draw only among the k likeliest tokens.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        top_k: Option<u32>,
+        /// Same seed, same text.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Check every parameter's analytic gradient against finite differences (f64).
     #[command(after_help = "Example:\n  nabla gradcheck examples/mnist-cnn.toml")]
@@ -194,6 +218,13 @@ pub fn main() -> ExitCode {
         }
         Command::Eval {
             target,
+            config: _,
+            data,
+        } if target.join("vocab.json").is_file() => {
+            generate::eval(&target, data.as_deref()).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            target,
             config,
             data,
         } => inspect::open(&target, config.as_deref(), data.as_deref())
@@ -208,6 +239,21 @@ pub fn main() -> ExitCode {
         } => inspect::open(&target, config.as_deref(), None)
             .and_then(|t| inspect::predict(&t, &inputs, top as usize, invert))
             .map(|_| ExitCode::SUCCESS),
+        Command::Generate {
+            run,
+            prompt,
+            tokens,
+            temperature,
+            top_k,
+            seed,
+        } => {
+            let sampling = crate::generate::Sampling {
+                temperature,
+                top_k: top_k.map(|k| k as usize),
+                seed,
+            };
+            generate::run(&run, &prompt, tokens, sampling).map(|_| ExitCode::SUCCESS)
+        }
         Command::Gradcheck {
             config,
             tolerance,

@@ -15,6 +15,8 @@ pub struct Progress {
     epochs: usize,
     started: Instant,
     last_reported_tenth: usize,
+    /// A language model trained by steps: periods of this many steps.
+    steps_per_period: Option<usize>,
 }
 
 impl Progress {
@@ -26,7 +28,15 @@ impl Progress {
             epochs,
             started: Instant::now(),
             last_reported_tenth: 0,
+            steps_per_period: None,
         }
+    }
+
+    /// Reports steps and tokens (a language model trained by `max_steps`, in
+    /// periods of `steps_per_period` steps) instead of epochs and samples.
+    pub fn by_steps(mut self, steps_per_period: Option<usize>) -> Self {
+        self.steps_per_period = steps_per_period;
+        self
     }
 
     /// A new epoch of `batches` steps begins.
@@ -42,7 +52,10 @@ impl Progress {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(format!("{epoch}/{}", self.epochs));
+            bar.set_prefix(match self.steps_per_period {
+                Some(steps) => format!("{epoch}/{} ({steps} steps)", self.epochs),
+                None => format!("{epoch}/{}", self.epochs),
+            });
             self.bar = Some(bar);
         }
     }
@@ -50,8 +63,13 @@ impl Progress {
     /// A step finished; `loss` and `accuracy` are running means over the epoch.
     pub fn step(&mut self, batch: usize, batches: usize, loss: f64, accuracy: f64, samples: usize) {
         let rate = samples as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let unit = if self.steps_per_period.is_some() {
+            "tokens"
+        } else {
+            "samples"
+        };
         let message = format!(
-            "loss {loss:.4} acc {:.2}% {rate:.0} samples/s",
+            "loss {loss:.4} acc {:.2}% {rate:.0} {unit}/s",
             100.0 * accuracy
         );
         match &self.bar {
@@ -75,7 +93,11 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        println!("{}", summary_line(m, self.epochs));
+        let line = match self.steps_per_period {
+            Some(steps) => steps_summary_line(m, self.epochs, steps),
+            None => summary_line(m, self.epochs),
+        };
+        println!("{line}");
     }
 
     /// A message that must not be mixed into the bar.
@@ -107,6 +129,28 @@ pub fn summary_line(m: &EpochMetrics, epochs: usize) -> String {
         m.epoch,
         m.train_loss,
         100.0 * m.train_accuracy,
+        m.seconds,
+        m.lr
+    )
+}
+
+/// `step 500/3000  train loss 1.9012 nats (6.69 ppl)  val loss 1.8867 nats (6.60 ppl) acc 44.1%  60.2 s  lr 1.0000e-3`:
+/// a language model's period, its losses in nats per token and as perplexity.
+pub fn steps_summary_line(m: &EpochMetrics, periods: usize, steps_per_period: usize) -> String {
+    let val = match (m.test_loss, m.test_accuracy) {
+        (Some(loss), Some(accuracy)) => format!(
+            "  val loss {loss:.4} nats ({:.2} ppl) acc {:.1}%",
+            loss.exp(),
+            100.0 * accuracy
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "step {}/{}  train loss {:.4} nats ({:.2} ppl){val}  {:.1} s  lr {:.4e}",
+        m.epoch * steps_per_period,
+        periods * steps_per_period,
+        m.train_loss,
+        m.train_loss.exp(),
         m.seconds,
         m.lr
     )

@@ -61,6 +61,12 @@ impl RunDir {
         write_atomically(&self.path.join("classes.json"), json.as_bytes())
     }
 
+    /// Writes `vocab.json`: the tokens of a language model, what `generate` reads.
+    pub fn write_vocabulary(&self, vocabulary: &crate::data::text::Vocabulary) -> Result<()> {
+        let json = serde_json::to_string_pretty(vocabulary).expect("a vocabulary serialises");
+        write_atomically(&self.path.join("vocab.json"), json.as_bytes())
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -13,7 +13,6 @@ use crate::checkpoint::load_model;
 use crate::data::{DataLoader, Dataset, make_batch};
 use crate::error::{Error, Result};
 use crate::experiment::{self, Config};
-use crate::loss::{CrossEntropyOptions, cross_entropy};
 use crate::nn::Sequential;
 use crate::tensor::Tensor;
 use crate::train::health::{gradient_health, gradient_norms};
@@ -50,6 +49,9 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         eprintln!("note: {note}");
     }
     run_dir.write_classes(&data.class_names)?;
+    if let Some(vocabulary) = &data.vocabulary {
+        run_dir.write_vocabulary(vocabulary)?;
+    }
     let mut rng = crate::rng(config.train.seed);
     let (model, _) = experiment::build_model(
         &config.model.layers,
@@ -65,6 +67,12 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     if config.data.shuffle {
         train_loader = train_loader.shuffle(config.train.seed);
     }
+    let steps_per_period = config.train.steps_per_period();
+    if let Some(steps) = steps_per_period {
+        train_loader = train_loader
+            .shuffle(config.train.seed)
+            .samples_per_epoch(steps * config.data.batch_size);
+    }
     if let Some(augmentation) = config.data.augment.clone() {
         // a black pixel, normalised as the data is
         let (mean, std) = data.image_normalization.clone().unwrap_or_default();
@@ -78,7 +86,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
             .augment(augmentation, config.train.seed, fill)
             .map_err(|why| Error::Config(format!("[data] augment: {why}")))?;
     }
-    let test_loader = DataLoader::new(data.test.as_ref(), 1000);
+    // text windows are large samples: evaluate them a training batch at a time
+    let test_batch = if data.vocabulary.is_some() {
+        config.data.batch_size
+    } else {
+        1000
+    };
+    let test_loader = DataLoader::new(data.test.as_ref(), test_batch);
     let mut options = fit_options(&config, train_loader.num_batches());
     if args.resume.is_some() {
         let point = run_dir.resume(&model, optimizer.as_mut())?;
@@ -103,12 +117,7 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         return Ok(Outcome::Finished);
     }
 
-    let loss_options = CrossEntropyOptions {
-        label_smoothing: config.train.label_smoothing,
-        ..Default::default()
-    };
-    let loss =
-        move |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &loss_options);
+    let loss = experiment::build_loss(&config.train);
     let probe = make_batch(
         data.train.as_ref(),
         &(0..data.train.len().min(256)).collect::<Vec<_>>(),
@@ -116,13 +125,14 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     let mut watcher = Watcher {
         run_dir,
         model: &model,
-        progress: Progress::new(options.epochs),
+        progress: Progress::new(options.epochs).by_steps(steps_per_period),
         interrupted: ctrl_c_flag(),
         probe: probe.inputs,
         checkpoint_every: config.train.checkpoint_every,
         grad_norms: BTreeMap::new(),
         failure: None,
         stopped_at: None,
+        language_model: data.vocabulary.is_some(),
     };
     let result = fit(
         &model,
@@ -148,6 +158,11 @@ fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf)> {
         (None, None) => return Err(Error::Config("give a config file, or --resume DIR".into())),
     };
     if let Some(epochs) = args.epochs {
+        if config.train.max_steps.is_some() {
+            return Err(Error::Config(
+                "--epochs does not apply to a run that trains by `max_steps`".into(),
+            ));
+        }
         config.train.epochs = epochs;
     }
     if let Some(seed) = args.seed {
@@ -159,11 +174,11 @@ fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf)> {
 fn fit_options(config: &Config, steps_per_epoch: usize) -> FitOptions {
     let (schedule, schedule_per_step) = experiment::build_schedule(
         config.train.schedule.as_ref(),
-        config.train.epochs,
+        config.train.periods(),
         steps_per_epoch,
     );
     FitOptions {
-        epochs: config.train.epochs,
+        epochs: config.train.periods(),
         schedule,
         schedule_per_step,
         base_lr: Some(config.train.optimizer.lr()),
@@ -200,6 +215,8 @@ struct Watcher<'a> {
     failure: Option<Error>,
     /// (epoch, step) where Ctrl-C stopped the run.
     stopped_at: Option<(usize, usize)>,
+    /// A text model: report losses, not accuracy, at the end.
+    language_model: bool,
 }
 
 impl Watcher<'_> {
@@ -280,11 +297,19 @@ impl Watcher<'_> {
             );
             return Ok(Outcome::Interrupted);
         }
-        if let Some(last) = self.run_dir.history().last() {
-            println!(
+        match (self.run_dir.history().last(), self.language_model) {
+            (Some(last), true) => {
+                let loss = last.test_loss.unwrap_or(f64::NAN);
+                println!(
+                    "done: validation loss {loss:.4} nats/token (perplexity {:.2}) — run directory {out}\nwrite with: nabla generate {out} --prompt \"…\"",
+                    loss.exp()
+                );
+            }
+            (Some(last), false) => println!(
                 "done: test accuracy {:.2}% — run directory {out}",
                 100.0 * last.test_accuracy.unwrap_or(0.0)
-            );
+            ),
+            (None, _) => {}
         }
         Ok(Outcome::Finished)
     }

@@ -14,6 +14,7 @@ pub mod image_folder;
 pub mod image_set;
 pub mod text;
 
+use rand::RngExt;
 use rand::seq::SliceRandom;
 
 use crate::tensor::Tensor;
@@ -40,8 +41,19 @@ pub trait Dataset {
     /// Writes sample `index`'s (normalised) features into `out`, every element of it.
     fn write_features(&self, index: usize, out: &mut [f32]);
 
-    /// Sample `index`'s class.
+    /// Sample `index`'s class (for a sequence, the class of its last position).
     fn label(&self, index: usize) -> usize;
+
+    /// Labels per sample: 1 for a classifier, `block_size` for text windows (one
+    /// next token per position).
+    fn labels_per_sample(&self) -> usize {
+        1
+    }
+
+    /// Appends sample `index`'s [`Dataset::labels_per_sample`] labels to `out`.
+    fn write_labels(&self, index: usize, out: &mut Vec<usize>) {
+        out.push(self.label(index));
+    }
 
     /// The number of features per sample.
     fn feature_len(&self) -> usize {
@@ -62,7 +74,7 @@ pub trait Dataset {
 pub struct Batch {
     /// The features, `[batch, feature_shape…]`.
     pub inputs: Tensor<f32>,
-    /// Each sample's class.
+    /// Each sample's class (or, for sequences, each position's), sample by sample.
     pub labels: Vec<usize>,
 }
 
@@ -85,6 +97,7 @@ pub struct DataLoader<'a, D: Dataset + ?Sized> {
     shuffle_seed: Option<u64>,
     drop_last: bool,
     augmentation: Option<Augmenting>,
+    samples_per_epoch: Option<usize>,
 }
 
 /// Augmentation as a loader applies it: what, from which seed, and the value of a
@@ -106,6 +119,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
             shuffle_seed: None,
             drop_last: false,
             augmentation: None,
+            samples_per_epoch: None,
         }
     }
 
@@ -135,6 +149,14 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
         self
     }
 
+    /// Makes each epoch `count` samples drawn at random, with replacement, from the
+    /// seed given to [`DataLoader::shuffle`] and the epoch: how a language model
+    /// picks its windows, where an "epoch" is a stretch of steps between evaluations.
+    pub fn samples_per_epoch(mut self, count: usize) -> Self {
+        self.samples_per_epoch = Some(count);
+        self
+    }
+
     /// Drops a last batch smaller than `batch_size`.
     pub fn drop_last(mut self, on: bool) -> Self {
         self.drop_last = on;
@@ -149,6 +171,9 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
 
     /// The number of samples an epoch visits.
     pub fn num_samples(&self) -> usize {
+        if let Some(count) = self.samples_per_epoch {
+            return count;
+        }
         if self.drop_last {
             self.indices.len() / self.batch_size * self.batch_size
         } else {
@@ -163,11 +188,17 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
 
     /// The sample order of epoch `epoch`.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
+        // one generator per epoch, so any epoch's order can be rebuilt on resume
+        let epoch_rng =
+            |seed: u64| crate::rng(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        if let Some(count) = self.samples_per_epoch.filter(|_| !self.indices.is_empty()) {
+            let mut rng = epoch_rng(self.shuffle_seed.unwrap_or(0));
+            let pick = |_| self.indices[rng.random_range(0..self.indices.len())];
+            return (0..count).map(pick).collect();
+        }
         let mut order = self.indices.clone();
         if let Some(seed) = self.shuffle_seed {
-            // one generator per epoch, so any epoch's order can be rebuilt on resume
-            let mut rng = crate::rng(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            order.shuffle(&mut rng);
+            order.shuffle(&mut epoch_rng(seed));
         }
         order.truncate(self.num_samples());
         order
@@ -204,7 +235,13 @@ pub fn make_batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch 
     shape.extend_from_slice(dataset.feature_shape());
     Batch {
         inputs: Tensor::from_vec(values, &shape),
-        labels: indices.iter().map(|&i| dataset.label(i)).collect(),
+        labels: {
+            let mut labels = Vec::with_capacity(indices.len() * dataset.labels_per_sample());
+            indices
+                .iter()
+                .for_each(|&i| dataset.write_labels(i, &mut labels));
+            labels
+        },
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use rand::RngExt;
 
+use super::Dataset;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -182,6 +183,135 @@ impl TextCorpus {
             validation: validation.to_vec(),
         })
     }
+}
+
+/// Windows of a token sequence as a [`Dataset`]: sample i is the window starting
+/// at its i-th start, its features the window's `block_size` token ids, its labels
+/// the next token of every position. Training text offers every start (drawn at
+/// random per step, see [`crate::data::DataLoader::samples_per_epoch`]);
+/// validation text is cut into consecutive windows, so evaluation covers all of it
+/// once.
+pub struct TextWindows {
+    tokens: Vec<u32>,
+    block_size: usize,
+    stride: usize,
+    vocabulary_len: usize,
+    shape: [usize; 1],
+}
+
+impl TextWindows {
+    /// Every window of `tokens` (starts 0, 1, 2, …).
+    pub fn every(tokens: Vec<u32>, block_size: usize, vocabulary_len: usize) -> Self {
+        Self::strided(tokens, block_size, 1, vocabulary_len)
+    }
+
+    /// Consecutive windows, each starting where the previous one ended.
+    pub fn consecutive(tokens: Vec<u32>, block_size: usize, vocabulary_len: usize) -> Self {
+        Self::strided(tokens, block_size, block_size, vocabulary_len)
+    }
+
+    fn strided(tokens: Vec<u32>, block_size: usize, stride: usize, vocabulary_len: usize) -> Self {
+        TextWindows {
+            tokens,
+            block_size,
+            stride,
+            vocabulary_len,
+            shape: [block_size],
+        }
+    }
+
+    /// The first `windows` windows only (quick runs).
+    pub fn truncate(mut self, windows: usize) -> Self {
+        let keep = windows.min(self.len());
+        if keep > 0 {
+            self.tokens
+                .truncate((keep - 1) * self.stride + self.block_size + 1);
+        }
+        self
+    }
+
+    /// The tokens.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    fn window(&self, index: usize) -> &[u32] {
+        let start = index * self.stride;
+        &self.tokens[start..start + self.block_size + 1]
+    }
+}
+
+impl Dataset for TextWindows {
+    fn len(&self) -> usize {
+        // a window needs block_size tokens and one more for its last target
+        (self.tokens.len().saturating_sub(self.block_size + 1)) / self.stride
+            + usize::from(self.tokens.len() > self.block_size)
+    }
+
+    fn feature_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn num_classes(&self) -> usize {
+        self.vocabulary_len
+    }
+
+    fn write_features(&self, index: usize, out: &mut [f32]) {
+        let window = self.window(index);
+        for (o, &token) in out.iter_mut().zip(&window[..self.block_size]) {
+            *o = token as f32;
+        }
+    }
+
+    fn label(&self, index: usize) -> usize {
+        self.window(index)[self.block_size] as usize
+    }
+
+    fn labels_per_sample(&self) -> usize {
+        self.block_size
+    }
+
+    fn write_labels(&self, index: usize, out: &mut Vec<usize>) {
+        out.extend(self.window(index)[1..].iter().map(|&t| t as usize));
+    }
+}
+
+/// The tokens of the file at `path` in an existing vocabulary (a trained model's):
+/// errors name the file and what is wrong — empty, not UTF-8, or a character the
+/// vocabulary lacks (with its line and column).
+pub fn encode_file(path: &Path, vocabulary: &Vocabulary) -> Result<Vec<u32>> {
+    let fail = |message: String| Error::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    if vocabulary.tokenizer == Tokenizer::Byte {
+        return Ok(bytes.iter().map(|&b| b as u32).collect());
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        fail(format!(
+            "not valid UTF-8 at byte {} (the model reads characters of UTF-8 text)",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut ids = Vec::with_capacity(text.len());
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        for (column, c) in line.chars().enumerate() {
+            let id = vocabulary.chars.binary_search(&c).map_err(|_| {
+                fail(format!(
+                    "line {}, column {}: character {c:?} is not in the model's vocabulary of {} characters",
+                    number + 1,
+                    column + 1,
+                    vocabulary.chars.len()
+                ))
+            })?;
+            ids.push(id as u32);
+        }
+    }
+    Ok(ids)
 }
 
 /// A batch of windows: inputs `[windows, block_size]` (token ids as floats, what

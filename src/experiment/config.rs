@@ -73,6 +73,15 @@ pub struct DataConfig {
     /// horizontal_flip = true }`.
     #[serde(default)]
     pub augment: Option<crate::data::augment::Augmentation>,
+    /// Text: `"char"` (default; one token per character of a UTF-8 file) or `"byte"`.
+    #[serde(default = "default_tokenizer")]
+    pub tokenizer: crate::data::text::Tokenizer,
+    /// Text: tokens per window (the context a model sees); required for text.
+    #[serde(default)]
+    pub block_size: Option<usize>,
+    /// Text: the fraction of the file, taken from its end, held out for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
 }
 
 /// The data formats `nabla train` reads.
@@ -92,6 +101,9 @@ pub enum DataKind {
     /// holding them).
     #[serde(rename = "image_folder", alias = "image-folder")]
     ImageFolder,
+    /// A text file for a language model: windows of `block_size` tokens, each
+    /// position's label the next token.
+    Text,
 }
 
 /// What to do with an image file that does not decode.
@@ -117,8 +129,17 @@ pub struct ModelConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Passes over the training data.
+    /// Passes over the training data (or give `max_steps`).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub epochs: usize,
+    /// Train for this many steps instead of epochs, each on `batch_size` samples
+    /// drawn at random (how language models train).
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+    /// With `max_steps`: evaluate (and record metrics, checkpoint) every this many
+    /// steps; must divide `max_steps` (default: `max_steps`, once at the end).
+    #[serde(default)]
+    pub eval_every: Option<usize>,
     /// Seeds initialisation, shuffling and dropout: same seed, same run.
     #[serde(default)]
     pub seed: u64,
@@ -204,6 +225,10 @@ pub enum OptimizerConfig {
         /// L2 penalty (decoupled for AdamW).
         #[serde(default = "default_adamw_decay")]
         weight_decay: f64,
+        /// Decay only weights with two or more axes, not biases and norm scales
+        /// (the GPT recipe).
+        #[serde(default)]
+        decay_matrices_only: bool,
     },
     /// RMSprop.
     Rmsprop {
@@ -329,6 +354,15 @@ fn default_adamw_decay() -> f64 {
 fn default_alpha() -> f64 {
     0.99
 }
+fn default_tokenizer() -> crate::data::text::Tokenizer {
+    crate::data::text::Tokenizer::Char
+}
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
 fn default_gamma() -> f64 {
     0.1
 }
@@ -337,6 +371,21 @@ fn default_start_factor() -> f64 {
 }
 fn default_pct_start() -> f64 {
     0.3
+}
+
+impl TrainConfig {
+    /// The number of training periods: epochs, or `max_steps / eval_every`.
+    pub fn periods(&self) -> usize {
+        match self.max_steps {
+            Some(steps) => steps / self.steps_per_period().unwrap_or(steps),
+            None => self.epochs,
+        }
+    }
+
+    /// With `max_steps`: the steps between evaluations.
+    pub fn steps_per_period(&self) -> Option<usize> {
+        self.max_steps.map(|steps| self.eval_every.unwrap_or(steps))
+    }
 }
 
 impl Config {
@@ -382,8 +431,50 @@ impl Config {
                 format!("must be between 0 and 1, found {}", self.data.test_fraction),
             );
         }
-        if self.train.epochs == 0 {
-            return fail("epochs", "must be at least 1, found 0".into());
+        match (
+            self.train.epochs,
+            self.train.max_steps,
+            self.train.eval_every,
+        ) {
+            (0, None, _) => {
+                return fail(
+                    "epochs",
+                    "training needs at least 1 epoch: give `epochs = N` (passes over the data) or `max_steps = N` in [train]".into(),
+                );
+            }
+            (epochs, Some(_), _) if epochs > 0 => {
+                return fail("max_steps", "give `epochs` or `max_steps`, not both".into());
+            }
+            (_, None, Some(_)) => {
+                return fail("eval_every", "goes with `max_steps`".into());
+            }
+            (_, Some(0), _) => return fail("max_steps", "must be at least 1, found 0".into()),
+            (_, Some(steps), Some(every)) if every == 0 || steps % every != 0 => {
+                return fail(
+                    "eval_every",
+                    format!("must divide max_steps = {steps} into whole periods, found {every}"),
+                );
+            }
+            _ => {}
+        }
+        if self.data.kind == DataKind::Text {
+            match self.data.block_size {
+                None => {
+                    return fail(
+                        "block_size",
+                        "text needs `block_size = N` in [data]: the tokens a model sees at once"
+                            .into(),
+                    );
+                }
+                Some(0) => return fail("block_size", "must be at least 1, found 0".into()),
+                _ => {}
+            }
+            if !(0.0..1.0).contains(&self.data.val_fraction) || self.data.val_fraction == 0.0 {
+                return fail(
+                    "val_fraction",
+                    format!("must be between 0 and 1, found {}", self.data.val_fraction),
+                );
+            }
         }
         let lr = self.train.optimizer.lr();
         if !(lr > 0.0 && lr.is_finite()) {

@@ -4,6 +4,7 @@ use super::config::{Config, DataKind};
 use super::layers::LayerConfig;
 use crate::data::csv::Standardizer;
 use crate::data::image_set::ImageSet;
+use crate::data::text::{TextCorpus, TextWindows, Vocabulary};
 use crate::data::{CsvOptions, Dataset, load_mnist, read_csv, train_validation_split};
 use crate::error::Result;
 
@@ -22,6 +23,8 @@ pub struct Data {
     pub image_normalization: Option<(Vec<f32>, Vec<f32>)>,
     /// What loading noticed (converted or skipped images), in plain words.
     pub notes: Vec<String>,
+    /// Text: the tokens the model reads and writes (saved with the run).
+    pub vocabulary: Option<Vocabulary>,
 }
 
 impl Data {
@@ -67,6 +70,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 standardizer: None,
                 image_normalization: data.normalize.then(|| (vec![0.1307], vec![0.3081])),
                 notes: Vec::new(),
+                vocabulary: None,
             })
         }
         DataKind::Csv => {
@@ -93,6 +97,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 standardizer,
                 image_normalization: None,
                 notes: Vec::new(),
+                vocabulary: None,
             })
         }
         DataKind::Cifar10 => {
@@ -108,8 +113,10 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 standardizer: None,
                 image_normalization,
                 notes: Vec::new(),
+                vocabulary: None,
             })
         }
+        DataKind::Text => load_text(config),
         #[cfg(feature = "images")]
         DataKind::ImageFolder => load_image_folder(config),
         #[cfg(not(feature = "images"))]
@@ -150,6 +157,41 @@ fn load_image_folder(config: &Config) -> Result<Data> {
         standardizer: None,
         image_normalization,
         notes: folder.notes,
+        vocabulary: None,
+    })
+}
+
+/// A text file: every window of the training text, consecutive windows of the
+/// held-out tail; the classes are the vocabulary's tokens.
+fn load_text(config: &Config) -> Result<Data> {
+    let data = &config.data;
+    let block_size = data.block_size.expect("checked by Config::validate");
+    let corpus = TextCorpus::load(&data.path, data.tokenizer, data.val_fraction, block_size)?;
+    let vocabulary = corpus.vocabulary;
+    let mut train = TextWindows::every(corpus.train, block_size, vocabulary.len());
+    let mut test = TextWindows::consecutive(corpus.validation, block_size, vocabulary.len());
+    if let Some(limit) = data.train_limit {
+        train = train.truncate(limit);
+    }
+    if let Some(limit) = data.test_limit {
+        test = test.truncate(limit);
+    }
+    let notes = vec![format!(
+        "text: {} training and {} validation tokens, a vocabulary of {}",
+        train.tokens().len(),
+        test.tokens().len(),
+        vocabulary.len()
+    )];
+    Ok(Data {
+        train: Box::new(train),
+        test: Box::new(test),
+        class_names: (0..vocabulary.len())
+            .map(|id| vocabulary.decode(&[id]))
+            .collect(),
+        standardizer: None,
+        image_normalization: None,
+        notes,
+        vocabulary: Some(vocabulary),
     })
 }
 

@@ -100,8 +100,46 @@ pub enum LayerConfig {
     },
     /// Batch norm: 1-D for features, 2-D for images (chosen by the input).
     BatchNorm,
-    /// Layer norm over the whole sample.
-    LayerNorm,
+    /// Layer norm: over the last axis (each position's features, as transformers
+    /// use it), or with `over = "sample"` over the whole sample.
+    LayerNorm {
+        /// `"last"` (default) or `"sample"`.
+        #[serde(default)]
+        over: NormAxes,
+    },
+    /// A lookup table of learned vectors, one per token of the data's vocabulary:
+    /// token ids `[time]` → `[time, dim]`.
+    Embedding {
+        /// Features per token.
+        dim: usize,
+        /// Initialisation: N(0, 1) as PyTorch's, or `"gpt"` for N(0, 0.02²).
+        #[serde(default)]
+        init: Option<InitKind>,
+    },
+    /// Adds a learned vector per position to a sequence `[time, dim]`.
+    PositionalEmbedding {
+        /// Positions it has vectors for (default: the sequence length).
+        #[serde(default)]
+        max_len: Option<usize>,
+        /// Initialisation: N(0, 1) as PyTorch's, or `"gpt"` for N(0, 0.02²).
+        #[serde(default)]
+        init: Option<InitKind>,
+    },
+    /// A pre-LayerNorm transformer block: `x + attention(ln(x))`, then
+    /// `x + mlp(ln(x))`, over a sequence `[time, dim]`.
+    TransformerBlock {
+        /// Attention heads; must divide the feature count.
+        heads: usize,
+        /// How much wider the MLP is than the features.
+        #[serde(default = "default_mlp_ratio")]
+        mlp_ratio: usize,
+        /// Each position attends only to itself and earlier ones (a GPT).
+        #[serde(default = "yes")]
+        causal: bool,
+        /// Linear weights' initialisation (default `"gpt"`: N(0, 0.02²), zero biases).
+        #[serde(default)]
+        init: Option<InitKind>,
+    },
     /// `max(0, x)`.
     Relu,
     /// `x` for `x > 0`, else `slope·x`.
@@ -126,8 +164,20 @@ pub enum LayerConfig {
     Softsign,
 }
 
+/// The axes a layer norm normalises.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NormAxes {
+    /// The last axis: each position's (or pixel column's) features.
+    #[default]
+    Last,
+    /// Every axis of a sample.
+    Sample,
+}
+
 /// A linear layer's output width: a number, or `"classes"` — as many outputs as
-/// the data has classes, so a config copied to another data set needs no edit.
+/// the data has classes (for text, `"vocab"` says the same: one per token), so a
+/// config copied to another data set needs no edit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Width {
     /// Exactly this many.
@@ -190,9 +240,9 @@ impl<'de> Deserialize<'de> for Width {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Width, E> {
                 match v {
-                    "classes" => Ok(Width::Classes),
+                    "classes" | "vocab" => Ok(Width::Classes),
                     other => Err(E::custom(format!(
-                        "expected a number of outputs or \"classes\", found \"{other}\""
+                        "expected a number of outputs, \"classes\" or \"vocab\", found \"{other}\""
                     ))),
                 }
             }
@@ -217,6 +267,8 @@ pub enum InitKind {
     XavierNormal,
     /// All zeros.
     Zeros,
+    /// N(0, 0.02²) weights and zero biases: GPT-2's.
+    Gpt,
 }
 
 impl LayerConfig {
@@ -239,6 +291,15 @@ impl LayerConfig {
                 out: Width::Count(0),
                 ..
             } => fail("out", "a linear layer needs at least 1 output"),
+            LayerConfig::TransformerBlock { heads: 0, .. } => {
+                fail("heads", "a transformer block needs at least 1 head")
+            }
+            LayerConfig::TransformerBlock { mlp_ratio: 0, .. } => {
+                fail("mlp_ratio", "must be at least 1")
+            }
+            LayerConfig::PositionalEmbedding {
+                max_len: Some(0), ..
+            } => fail("max_len", "must be at least 1"),
             LayerConfig::AdaptiveAvgPool2d { out } if out.contains(&0) => {
                 fail("out", "an adaptive pooling size must be at least 1 × 1")
             }
@@ -391,7 +452,51 @@ impl LayerConfig {
                     ));
                 }
             },
-            LayerConfig::LayerNorm => Box::new(LayerNorm::new(input)),
+            LayerConfig::LayerNorm { over } => match (over, input.last()) {
+                (NormAxes::Sample, _) => Box::new(LayerNorm::new(input)),
+                (NormAxes::Last, Some(&features)) => Box::new(LayerNorm::new(&[features])),
+                (NormAxes::Last, None) => return Err("expects at least one axis".into()),
+            },
+            LayerConfig::Embedding { dim, init } => {
+                if dim == 0 {
+                    return Err("an embedding needs at least 1 feature".into());
+                }
+                let init = init.map_or(Init::Normal(1.0), InitKind::scheme);
+                Box::new(Embedding::with_init(classes, dim, init, rng))
+            }
+            LayerConfig::PositionalEmbedding { max_len, init } => {
+                let &[time, dim] = input else {
+                    return Err(format!(
+                        "expects a sequence [time, features], but receives shape {input:?}; put an embedding before it"
+                    ));
+                };
+                let init = init.map_or(Init::Normal(1.0), InitKind::scheme);
+                Box::new(PositionalEmbedding::with_init(
+                    max_len.unwrap_or(time),
+                    dim,
+                    init,
+                    rng,
+                ))
+            }
+            LayerConfig::TransformerBlock {
+                heads,
+                mlp_ratio,
+                causal,
+                init,
+            } => {
+                let &[_, dim] = input else {
+                    return Err(format!(
+                        "expects a sequence [time, features], but receives shape {input:?}; put an embedding before it"
+                    ));
+                };
+                if heads == 0 || dim % heads != 0 {
+                    return Err(format!("{heads} heads do not divide {dim} features"));
+                }
+                let init = init.map_or(Init::Normal(0.02), InitKind::scheme);
+                Box::new(TransformerBlock::new(
+                    dim, heads, mlp_ratio, causal, init, rng,
+                ))
+            }
             LayerConfig::Relu => Box::new(Relu),
             LayerConfig::LeakyRelu { slope } => Box::new(LeakyRelu { slope }),
             LayerConfig::Sigmoid => Box::new(Sigmoid),
@@ -408,6 +513,12 @@ impl LayerConfig {
         match *self {
             LayerConfig::Linear { out, .. } => (input.last().copied().unwrap_or(1) as u128)
                 .saturating_mul(out.resolve(classes) as u128),
+            LayerConfig::Embedding { dim, .. } => (classes as u128).saturating_mul(dim as u128),
+            LayerConfig::TransformerBlock { mlp_ratio, .. } => {
+                let dim = input.last().copied().unwrap_or(1) as u128;
+                dim.saturating_mul(dim)
+                    .saturating_mul(4 + 2 * mlp_ratio as u128)
+            }
             LayerConfig::Conv2d {
                 out_channels,
                 kernel,
@@ -429,6 +540,7 @@ impl InitKind {
             InitKind::XavierUniform => Init::XavierUniform,
             InitKind::XavierNormal => Init::XavierNormal,
             InitKind::Zeros => Init::Zeros,
+            InitKind::Gpt => Init::Normal(0.02),
         }
     }
 }
@@ -466,7 +578,13 @@ pub fn build_model<T: Float>(
 ) -> Result<(Sequential<T>, Vec<Vec<usize>>)> {
     let (model, shapes) = build_stack(layers, input_shape, classes, rng).map_err(Error::Config)?;
     let shape = shapes.last().map_or(input_shape, Vec::as_slice);
-    if shape != [classes] {
+    // a classifier outputs [classes]; a sequence model [time, classes]
+    let fits = shape == [classes]
+        || (shape.len() == 2
+            && shape[1] == classes
+            && input_shape.len() == 1
+            && shape[0] == input_shape[0]);
+    if !fits {
         return Err(Error::Config(format!(
             "the last layer outputs shape {shape:?}, but the data has {classes} classes: end the model with {{ type = \"linear\", out = \"classes\" }}"
         )));
@@ -516,4 +634,7 @@ fn one() -> usize {
 }
 fn default_slope() -> f64 {
     0.01
+}
+fn default_mlp_ratio() -> usize {
+    4
 }

@@ -23,9 +23,11 @@
 pub mod config;
 pub mod data;
 pub mod layers;
+pub mod loss;
 pub mod optimizer;
 
 pub use config::{Config, DataConfig, DataKind, ModelConfig, OptimizerConfig, TrainConfig};
 pub use data::{Data, load_data};
-pub use layers::{InitKind, LayerConfig, Width, build_model};
+pub use layers::{InitKind, LayerConfig, NormAxes, Width, build_model};
+pub use loss::build_loss;
 pub use optimizer::{build_optimizer, build_schedule};

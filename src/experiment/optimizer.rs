@@ -40,12 +40,18 @@ pub fn build_optimizer(
             betas,
             eps,
             weight_decay,
-        } => Box::new(
-            AdamW::new(params, lr)
+            decay_matrices_only,
+        } => {
+            let adamw = AdamW::new(params, lr)
                 .betas(betas.0, betas.1)
                 .eps(eps)
-                .weight_decay(weight_decay),
-        ),
+                .weight_decay(weight_decay);
+            Box::new(if decay_matrices_only {
+                adamw.decay_matrices_only()
+            } else {
+                adamw
+            })
+        }
         OptimizerConfig::Rmsprop {
             lr,
             alpha,
