@@ -431,3 +431,77 @@ fn batch_norm_fused_matches_composed() {
         close(f, c, what, 2e-3);
     }
 }
+
+// ------------------------------------------------------------- layer norm
+
+/// The fused op's gradients for the input, γ and β: every x of a row moves its
+/// row's mean and variance, so dL/dx has the paths through μ and σ² too.
+#[test]
+fn layer_norm_fused() {
+    for (name, shape, normalized) in [
+        ("layer_norm [N, D]", vec![5, 4], vec![4]),
+        ("layer_norm [B, T, D]", vec![2, 3, 6], vec![6]),
+        ("layer_norm over two axes", vec![3, 2, 5], vec![2, 5]),
+    ] {
+        let inputs = [
+            randn(&shape, 21),
+            randn(&normalized, 22),
+            randn(&normalized, 23),
+        ];
+        assert_gradients(name, |t| t[0].layer_norm(&t[1], &t[2], 1e-5), &inputs);
+    }
+    // many rows (several parallel tasks), far from zero
+    let offset = [
+        &randn(&[300, 8], 24) + 1e3,
+        randn(&[8], 25),
+        randn(&[8], 26),
+    ];
+    assert_gradients(
+        "layer_norm offset 1000",
+        |t| t[0].layer_norm(&t[1], &t[2], 1e-5),
+        &offset,
+    );
+}
+
+/// The fused op equals its definition composed of elementwise ops, values and
+/// gradients, in f32 at a transformer's size (4096 rows of 128).
+#[test]
+fn layer_norm_fused_matches_composed() {
+    let mut rng = nabla::rng(4);
+    let x = (Tensor::<f32>::randn(&[32, 128, 128], 0.0, 1.0, &mut rng) + 3.0).requires_grad(true);
+    let gamma = Tensor::<f32>::randn(&[128], 1.0, 0.5, &mut rng).requires_grad(true);
+    let beta = Tensor::<f32>::randn(&[128], 0.0, 0.5, &mut rng).requires_grad(true);
+    let upstream = Tensor::<f32>::randn(&[32, 128, 128], 0.0, 1.0, &mut rng);
+    let run = |fused: bool| {
+        for t in [&x, &gamma, &beta] {
+            t.zero_grad();
+        }
+        let y = if fused {
+            x.layer_norm(&gamma, &beta, 1e-5)
+        } else {
+            let mean = x.mean_axes(&[-1], true);
+            let var = x.var_axes(&[-1], 0, true);
+            (&x - &mean) / &(var + 1e-5).sqrt() * &gamma + &beta
+        };
+        (&y * &upstream).sum().backward();
+        let grads: Vec<Vec<f32>> = [&x, &gamma, &beta]
+            .iter()
+            .map(|t| t.grad().unwrap().to_vec())
+            .collect();
+        (y.to_vec(), grads)
+    };
+    let (fused, fused_grads) = run(true);
+    let (composed, composed_grads) = run(false);
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
+            .fold(0.0, f32::max)
+    };
+    assert!(worst(&fused, &composed) < 1e-5, "values");
+    for (i, (a, b)) in fused_grads.iter().zip(&composed_grads).enumerate() {
+        // dγ and dβ sum 4096 rows: allow for the summation order
+        let bound = if i == 0 { 1e-5 } else { 1e-4 };
+        assert!(worst(a, b) < bound, "gradient {i}: {}", worst(a, b));
+    }
+}

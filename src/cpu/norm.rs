@@ -192,3 +192,119 @@ fn for_each_run<T: Float>(
         }
     }
 }
+
+/// Rows per parallel task of the layer-norm kernels: fixed, so the weight and bias
+/// gradients (summed per task, then over tasks in order) do not depend on the
+/// thread count.
+const ROWS_PER_TASK: usize = 64;
+
+/// One task's rows of the output, and their means and inverse deviations.
+type RowBlock<'a, T> = ((&'a mut [T], &'a mut [T]), &'a mut [T]);
+
+/// Layer norm forward over rows of `features` values: per row the mean μ and
+/// s = 1/√(σ² + ε) (two passes, centred), then `y = (x − μ)·s·γ + β`.
+/// Returns `(y, mean, inv_std)`.
+pub fn layer_norm<T: Float>(
+    x: &[T],
+    features: usize,
+    weight: &[T],
+    bias: &[T],
+    eps: T,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let rows = x.len() / features.max(1);
+    let mut y = super::buffer::take(x.len());
+    let mut mean = super::buffer::take(rows);
+    let mut inv_std = super::buffer::take(rows);
+    let count = T::cast(features as f64);
+    let task = |(t, ((y, mean), inv_std)): (usize, RowBlock<'_, T>)| {
+        let start = t * ROWS_PER_TASK;
+        for (r, y) in y.chunks_exact_mut(features).enumerate() {
+            let row = &x[(start + r) * features..][..features];
+            let mu = sum_slice(row) / count;
+            let s = T::one() / (squared_deviations(row, mu) / count + eps).sqrt();
+            for (((o, &v), &g), &b) in y.iter_mut().zip(row).zip(weight).zip(bias) {
+                *o = (v - mu) * s * g + b;
+            }
+            (mean[r], inv_std[r]) = (mu, s);
+        }
+    };
+    if features == 0 || rows == 0 {
+        return (y, mean, inv_std);
+    }
+    let row_block = ROWS_PER_TASK * features;
+    if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        let tasks = y
+            .par_chunks_mut(row_block)
+            .zip(mean.par_chunks_mut(ROWS_PER_TASK))
+            .zip(inv_std.par_chunks_mut(ROWS_PER_TASK));
+        tasks.enumerate().for_each(task);
+    } else {
+        let tasks = y
+            .chunks_mut(row_block)
+            .zip(mean.chunks_mut(ROWS_PER_TASK))
+            .zip(inv_std.chunks_mut(ROWS_PER_TASK));
+        tasks.enumerate().for_each(task);
+    }
+    (y, mean, inv_std)
+}
+
+/// Layer norm backward. With x̂ = (x − μ)·s and ĝ = g·γ per row of n features:
+/// `dx = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dγ = Σ_rows g·x̂`, `dβ = Σ_rows g`.
+/// Returns `(dx, dγ, dβ)`.
+pub fn layer_norm_backward<T: Float>(
+    grad_output: &[T],
+    x: &[T],
+    features: usize,
+    weight: &[T],
+    (mean, inv_std): (&[T], &[T]),
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let mut dx = super::buffer::take(x.len());
+    let count = T::cast(features as f64);
+    // each task: its rows' dx, and its partial dγ, dβ
+    let task = |(start, dx): (usize, &mut [T])| {
+        let mut partial = vec![T::zero(); 2 * features];
+        let (dgamma, dbeta) = partial.split_at_mut(features);
+        for (r, dx) in dx.chunks_exact_mut(features).enumerate() {
+            let at = (start + r) * features;
+            let (g, row) = (&grad_output[at..][..features], &x[at..][..features]);
+            let (mu, s) = (mean[start + r], inv_std[start + r]);
+            let (mut sum_gw, mut sum_gw_xhat) = (T::zero(), T::zero());
+            for i in 0..features {
+                let xhat = (row[i] - mu) * s;
+                let gw = g[i] * weight[i];
+                sum_gw += gw;
+                sum_gw_xhat += gw * xhat;
+                dgamma[i] += g[i] * xhat;
+                dbeta[i] += g[i];
+            }
+            let (mean_gw, mean_gw_xhat) = (sum_gw / count, sum_gw_xhat / count);
+            for i in 0..features {
+                let xhat = (row[i] - mu) * s;
+                dx[i] = s * (g[i] * weight[i] - mean_gw - xhat * mean_gw_xhat);
+            }
+        }
+        partial
+    };
+    let row_block = ROWS_PER_TASK * features.max(1);
+    let partials: Vec<Vec<T>> = if x.len() >= PARALLEL_MIN_ELEMENTS {
+        crate::threads::ensure_init();
+        dx.par_chunks_mut(row_block)
+            .enumerate()
+            .map(|(t, dx)| task((t * ROWS_PER_TASK, dx)))
+            .collect()
+    } else {
+        dx.chunks_mut(row_block)
+            .enumerate()
+            .map(|(t, dx)| task((t * ROWS_PER_TASK, dx)))
+            .collect()
+    };
+    let mut dgamma = super::buffer::zeroed(features);
+    let mut dbeta = super::buffer::zeroed(features);
+    for partial in &partials {
+        let (pg, pb) = partial.split_at(features);
+        dgamma.iter_mut().zip(pg).for_each(|(d, &p)| *d += p);
+        dbeta.iter_mut().zip(pb).for_each(|(d, &p)| *d += p);
+    }
+    (dx, dgamma, dbeta)
+}

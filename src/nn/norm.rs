@@ -1,7 +1,7 @@
 //! Normalisation layers. Batch norm normalises each channel by the batch's mean
 //! and variance while training (one fused op, `Tensor::batch_norm`) and keeps
 //! running averages for evaluation; layer norm normalises each sample over its last
-//! axes, composed of differentiable ops.
+//! axes (one fused op too, `Tensor::layer_norm`).
 
 use std::cell::Cell;
 
@@ -171,11 +171,7 @@ impl<T: Float> Module<T> for LayerNorm<T> {
             "LayerNorm({normalized_shape:?}): input of shape {:?} does not end in {normalized_shape:?}",
             x.shape()
         );
-        let axes: Vec<isize> = (1..=k as isize).map(|a| -a).collect();
-        let mean = x.mean_axes(&axes, true);
-        let var = x.var_axes(&axes, 0, true);
-        let normalized = (x - &mean) / &(var + T::cast(self.eps)).sqrt();
-        normalized * &self.weight + &self.bias
+        x.layer_norm(&self.weight, &self.bias, self.eps)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {

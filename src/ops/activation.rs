@@ -1,6 +1,8 @@
 //! Activation functions: the nonlinearity each neuron applies to its weighted sum.
 //! Each is written as `f(x)` and, beside it, `f'(x)` (from the output where cheaper).
 
+use crate::cpu;
+use crate::cpu::buffer::Recycled;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -60,15 +62,20 @@ impl<T: Float> Tensor<T> {
 
     /// GELU, exact: `x · Φ(x)` with Φ the standard normal CDF.
     pub fn gelu(&self) -> Tensor<T> {
-        // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density
-        self.unary_op(
-            "gelu",
-            |x| x * normal_cdf(x),
-            |x, _| {
-                let density = (-(x * x) * T::cast(0.5)).exp() * T::cast(0.398_942_280_401_432_7);
-                normal_cdf(x) + x * density
-            },
-        )
+        let x = self.data();
+        // Φ(x) is kept for backward: the error function is the costly part
+        let cdf = Recycled::new(cpu::map(&x, normal_cdf));
+        let values = cpu::zip(&x, &cdf, |x, cdf| x * cdf);
+        drop(x);
+        Tensor::from_op(values, self.shape(), "gelu", &[self], move |ctx| {
+            // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density
+            let density = |x: T| (-(x * x) * T::cast(0.5)).exp() * T::cast(0.398_942_280_401_432_7);
+            let (x, grad_output) = (ctx.input(0).data(), ctx.grad_output.data());
+            let grad = cpu::zip3(&grad_output, &x, &cdf, |g, x, cdf| {
+                g * (cdf + x * density(x))
+            });
+            vec![Some(Tensor::from_vec(grad, ctx.output.shape()))]
+        })
     }
 
     /// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`

@@ -90,6 +90,62 @@ impl<T: Float> Tensor<T> {
     }
 }
 
+impl<T: Float> Tensor<T> {
+    /// Layer norm as one op: each sample's last axes (the shape of `weight`, γ,
+    /// and `bias`, β) normalised by their own mean and (biased) variance, then
+    /// scaled and shifted: `y = γ·(x − μ)/√(σ² + ε) + β`. Backward, per row of n
+    /// values with x̂ the normalised input and ĝ = γ·g:
+    /// `dx = s·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, `dγ = Σ g·x̂`, `dβ = Σ g`.
+    ///
+    /// ```
+    /// use nabla::Tensor;
+    /// let x = Tensor::<f64>::from_vec(vec![1.0, 3.0, 10.0, 30.0], &[2, 2]);
+    /// let y = x.layer_norm(&Tensor::ones(&[2]), &Tensor::zeros(&[2]), 0.0);
+    /// assert_eq!(y.to_vec(), vec![-1.0, 1.0, -1.0, 1.0]);
+    /// ```
+    pub fn layer_norm(&self, weight: &Tensor<T>, bias: &Tensor<T>, eps: f64) -> Tensor<T> {
+        let normalized = weight.shape();
+        assert!(
+            self.shape().ends_with(normalized) && bias.shape() == normalized,
+            "layer_norm: input of shape {:?} must end in the weight's shape {normalized:?}, and the bias {:?} must equal it",
+            self.shape(),
+            bias.shape()
+        );
+        let features = weight.numel();
+        let (y, mean, inv_std) = kernels::layer_norm(
+            &self.data(),
+            features,
+            &weight.data(),
+            &bias.data(),
+            T::cast(eps),
+        );
+        let (mean, inv_std) = (Recycled::new(mean), Recycled::new(inv_std));
+        Tensor::from_op(
+            y,
+            self.shape(),
+            "layer_norm",
+            &[self, weight, bias],
+            move |ctx| {
+                let (x, weight) = (ctx.input(0), ctx.input(1));
+                let (dx, dweight, dbias) = kernels::layer_norm_backward(
+                    &ctx.grad_output.data(),
+                    &x.data(),
+                    features,
+                    &weight.data(),
+                    (&mean, &inv_std),
+                );
+                vec![
+                    ctx.needs_grad(0).then(|| Tensor::from_vec(dx, x.shape())),
+                    ctx.needs_grad(1)
+                        .then(|| Tensor::from_vec(dweight, weight.shape())),
+                    ctx.needs_grad(2)
+                        .then(|| Tensor::from_vec(dbias, weight.shape())),
+                ]
+            },
+        )
+    }
+}
+
 /// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
 fn update_running<T: Float>(
     running: RunningStatistics<'_, T>,
