@@ -1,14 +1,18 @@
-//! Scaled dot-product attention kernels, one independent `(batch, head)` matrix
-//! per task: scores `S = Q·Kᵀ·scale`, hidden positions set to −∞, row-wise
-//! softmax `P`, output `O = P·V`. Backward from `P` (kept from forward):
+//! Scaled dot-product attention kernels. Each (batch, head) pair is one problem:
+//! scores `S = Q·Kᵀ·scale`, hidden positions left out, row-wise softmax `P`,
+//! output `O = P·V`. Backward from `P` (kept from forward):
 //!
 //! ```text
 //! dV = Pᵀ·dO      dP = dO·Vᵀ      dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale
 //! dQ = dS·K       dK = dSᵀ·Q
 //! ```
 //!
-//! Every matrix is computed by one thread, in a fixed order, so results do not
-//! depend on the thread count.
+//! Operands may sit in their buffers with strides ([`Placement`]): a
+//! transformer's packed `[batch, time, 3·dim]` projections are read in place, one
+//! head's columns at a time, and the output is written with its heads already
+//! merged — no permuted copies either way. Work is shared out by group (a batch
+//! element's heads); every problem is computed by one thread in a fixed order, so
+//! results do not depend on the thread count.
 
 use rayon::prelude::*;
 
@@ -17,12 +21,14 @@ use super::buffer::{self, Scratch};
 use super::gemm::{MatRef, gemm_serial};
 use crate::element::Float;
 
-/// The sizes of one attention call: `matrices` independent (batch × head) problems,
-/// each with `queries` query rows and `keys` key/value rows.
+/// The sizes of one attention call: `groups × heads` independent problems, each
+/// with `queries` query rows and `keys` key/value rows.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
-    /// Independent problems (batch × heads).
-    pub matrices: usize,
+    /// Groups of problems that share a contiguous piece of every buffer (batch elements).
+    pub groups: usize,
+    /// Problems per group (heads).
+    pub heads: usize,
     /// Query rows per problem.
     pub queries: usize,
     /// Key (and value) rows per problem.
@@ -37,165 +43,298 @@ impl AttentionShape {
     fn scores_len(&self) -> usize {
         self.queries * self.keys
     }
+
+    fn problems(&self) -> usize {
+        self.groups * self.heads
+    }
 }
 
-/// Whether matrix `m`'s query `i` may not look at key `j`.
-pub trait Hidden: Fn(usize, usize, usize) -> bool + Sync {}
-impl<F: Fn(usize, usize, usize) -> bool + Sync> Hidden for F {}
+/// Where an operand's matrices lie in their buffer: row i of problem (g, h)
+/// starts at `offset + g·group_len + h·head_stride + i·row_stride`, and group g
+/// owns `group_len` elements from `g·group_len`.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// Where the first group's first matrix starts within a group's piece.
+    pub offset: usize,
+    /// Elements per group.
+    pub group_len: usize,
+    /// Distance between the first rows of consecutive heads.
+    pub head_stride: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+}
 
-/// Forward: returns the output `[matrices, queries, value_dim]` and the attention
-/// probabilities `[matrices, queries, keys]` (what backward needs). A query row
-/// whose every key is hidden attends to nothing: its probabilities and output are 0.
+impl Placement {
+    /// One `rows × cols` row-major matrix per group.
+    pub fn contiguous(rows: usize, cols: usize) -> Self {
+        Placement {
+            offset: 0,
+            group_len: rows * cols,
+            head_stride: 0,
+            row_stride: cols,
+        }
+    }
+
+    /// Group g's piece of a buffer.
+    fn piece<'a, T>(&self, buffer: &'a [T], g: usize) -> &'a [T] {
+        &buffer[g * self.group_len..][..self.group_len]
+    }
+
+    /// Head h's `rows × cols` matrix within group `piece`.
+    fn matrix<'a, T: Float>(
+        &self,
+        piece: &'a [T],
+        h: usize,
+        rows: usize,
+        cols: usize,
+    ) -> MatRef<'a, T> {
+        let start = self.offset + h * self.head_stride;
+        let end = start + (rows.max(1) - 1) * self.row_stride + cols;
+        MatRef {
+            data: &piece[start..end],
+            rows,
+            cols,
+            row_stride: self.row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// Copies a row-major `rows × cols` matrix into head h's place in `piece`.
+    fn write<T: Float>(&self, piece: &mut [T], h: usize, matrix: &[T], cols: usize) {
+        for (i, row) in matrix.chunks_exact(cols).enumerate() {
+            let at = self.offset + h * self.head_stride + i * self.row_stride;
+            piece[at..at + cols].copy_from_slice(row);
+        }
+    }
+}
+
+/// Which scores are hidden.
+#[derive(Clone, Copy, Debug)]
+pub enum Hidden<'a> {
+    /// None.
+    Nothing,
+    /// Keys after the query's position, the last query aligned with the last key.
+    Later,
+    /// A mask `[problems, queries, keys]`, `true` = hidden.
+    Given(&'a [bool]),
+}
+
+/// Forward. `q`, `k`, `v` are read through their placements; the output is
+/// written through `out` into a buffer of `groups · out.group_len` elements.
+/// Returns the output and the attention probabilities `[problems, queries, keys]`
+/// (what backward needs). A query whose every key is hidden attends to nothing:
+/// its probabilities and output are 0.
 pub fn forward<T: Float>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    (q, k, v): (&[T], &[T], &[T]),
+    places: [Placement; 3],
+    out: Placement,
     shape: AttentionShape,
     scale: T,
-    hidden: impl Hidden,
+    hidden: Hidden<'_>,
 ) -> (Vec<T>, Vec<T>) {
     let AttentionShape {
+        heads,
         queries,
         keys,
         dim,
         value_dim,
         ..
     } = shape;
-    let mut out = buffer::take(shape.matrices * queries * value_dim);
-    let mut probabilities = buffer::take(shape.matrices * shape.scores_len());
-    if out.is_empty() || probabilities.is_empty() {
-        out.fill(T::zero()); // no keys: every query attends to nothing
-        return (out, probabilities);
+    let mut output = buffer::zeroed(shape.groups * out.group_len);
+    let mut probabilities = buffer::take(shape.problems() * shape.scores_len());
+    if output.is_empty() || probabilities.is_empty() {
+        return (output, probabilities); // no queries, or no keys to attend to
     }
-    let one_matrix = |(m, (out, p)): (usize, (&mut [T], &mut [T]))| {
-        let (q, k) = (matrix(q, m, queries, dim), matrix(k, m, keys, dim));
-        let v = matrix(v, m, keys, value_dim);
-        // S = Q·Kᵀ
-        gemm_serial(q, k.t(), p, false);
-        for (i, row) in p.chunks_exact_mut(keys).enumerate() {
-            softmax_row(row, scale, |j| hidden(m, i, j));
+    let [q_place, k_place, v_place] = places;
+    let one_group = |(g, (out_piece, p_piece)): (usize, (&mut [T], &mut [T]))| {
+        let (q, k, v) = (
+            q_place.piece(q, g),
+            k_place.piece(k, g),
+            v_place.piece(v, g),
+        );
+        let mut head_out = Scratch::new(queries * value_dim);
+        for (h, p) in p_piece.chunks_exact_mut(shape.scores_len()).enumerate() {
+            // S = Q·Kᵀ
+            let q = q_place.matrix(q, h, queries, dim);
+            let k = k_place.matrix(k, h, keys, dim);
+            gemm_serial(q, k.t(), p, false);
+            let problem = g * heads + h;
+            for (i, row) in p.chunks_exact_mut(keys).enumerate() {
+                match hidden {
+                    Hidden::Nothing => softmax_prefix(row, scale, keys),
+                    // key j is visible while j + queries ≤ i + keys
+                    Hidden::Later => {
+                        softmax_prefix(row, scale, (i + keys + 1).saturating_sub(queries))
+                    }
+                    Hidden::Given(mask) => {
+                        let at = (problem * queries + i) * keys;
+                        softmax_masked(row, scale, &mask[at..at + keys]);
+                    }
+                }
+            }
+            // O = P·V
+            let p = MatRef::row_major(p, queries, keys);
+            gemm_serial(
+                p,
+                v_place.matrix(v, h, keys, value_dim),
+                &mut head_out,
+                false,
+            );
+            out.write(out_piece, h, &head_out, value_dim);
         }
-        // O = P·V
-        let p = MatRef::row_major(p, queries, keys);
-        gemm_serial(p, v, out, false);
     };
-    let (out_len, scores_len) = (queries * value_dim, shape.scores_len());
+    let (out_len, p_len) = (out.group_len, heads * shape.scores_len());
     if parallel(shape) {
         crate::threads::ensure_init();
-        let tasks = out
+        let tasks = output
             .par_chunks_mut(out_len)
-            .zip(probabilities.par_chunks_mut(scores_len));
-        tasks.enumerate().for_each(one_matrix);
+            .zip(probabilities.par_chunks_mut(p_len));
+        tasks.enumerate().for_each(one_group);
     } else {
-        let tasks = out
+        let tasks = output
             .chunks_mut(out_len)
-            .zip(probabilities.chunks_mut(scores_len));
-        tasks.enumerate().for_each(one_matrix);
+            .zip(probabilities.chunks_mut(p_len));
+        tasks.enumerate().for_each(one_group);
     }
-    (out, probabilities)
+    (output, probabilities)
 }
 
-/// `row ← softmax(row·scale)` over the keys not hidden; hidden keys get 0.
-fn softmax_row<T: Float>(row: &mut [T], scale: T, hidden: impl Fn(usize) -> bool) {
-    let mut max = T::neg_infinity();
-    for (j, s) in row.iter_mut().enumerate() {
-        *s = if hidden(j) {
-            T::neg_infinity()
-        } else {
-            *s * scale
-        };
-        max = max.max(*s);
+/// `row ← softmax(row·scale)` over its first `visible` entries; the rest get 0.
+fn softmax_prefix<T: Float>(row: &mut [T], scale: T, visible: usize) {
+    let (seen, rest) = row.split_at_mut(visible.min(row.len()));
+    rest.fill(T::zero());
+    if seen.is_empty() {
+        return; // every key hidden: attend to nothing
     }
+    let max = seen.iter().fold(T::neg_infinity(), |m, &s| m.max(s));
+    let mut total = T::zero();
+    for s in seen.iter_mut() {
+        *s = ((*s - max) * scale).exp();
+        total += *s;
+    }
+    let inverse = T::one() / total;
+    seen.iter_mut().for_each(|s| *s *= inverse);
+}
+
+/// `row ← softmax(row·scale)` over the keys the mask leaves visible; hidden keys get 0.
+fn softmax_masked<T: Float>(row: &mut [T], scale: T, hidden: &[bool]) {
+    let max = row
+        .iter()
+        .zip(hidden)
+        .filter(|&(_, &h)| !h)
+        .fold(T::neg_infinity(), |m, (&s, _)| m.max(s));
     if max == T::neg_infinity() {
         row.fill(T::zero()); // every key hidden: attend to nothing
         return;
     }
     let mut total = T::zero();
-    for s in row.iter_mut() {
-        *s = (*s - max).exp(); // exp(−∞) = 0 for hidden keys
+    for (s, &h) in row.iter_mut().zip(hidden) {
+        *s = if h {
+            T::zero()
+        } else {
+            ((*s - max) * scale).exp()
+        };
         total += *s;
     }
     let inverse = T::one() / total;
     row.iter_mut().for_each(|s| *s *= inverse);
 }
 
-/// One matrix's `((dQ, dK), dV)` output slices, as the zipped chunks deliver them.
-type MatrixGrads<'a, T> = ((&'a mut [T], &'a mut [T]), &'a mut [T]);
-
-/// Backward: from `grad_output` `[matrices, queries, value_dim]` and the forward's
-/// probabilities, the gradients `(dQ, dK, dV)` in the layouts of `q`, `k`, `v`.
+/// Backward: from `grad_output` (read through `out`) and the forward's
+/// probabilities, writes dQ, dK and dV through `grad_places` into `grads`: a list
+/// of buffers, each `groups · group_len` long, `grad_places[i] = (buffer, placement)`
+/// (one buffer for packed projections, three otherwise). Every element of the
+/// buffers is written.
 pub fn backward<T: Float>(
     grad_output: &[T],
     (q, k, v): (&[T], &[T], &[T]),
     probabilities: &[T],
-    shape: AttentionShape,
-    scale: T,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+    (places, out): ([Placement; 3], Placement),
+    grad_places: [(usize, Placement); 3],
+    grads: &mut [Vec<T>],
+    (shape, scale): (AttentionShape, T),
+) {
     let AttentionShape {
+        heads,
         queries,
         keys,
         dim,
         value_dim,
         ..
     } = shape;
-    let mut dq = buffer::take(q.len());
-    let mut dk = buffer::take(k.len());
-    let mut dv = buffer::take(v.len());
-    if probabilities.is_empty() || dv.is_empty() || dq.is_empty() {
-        for grad in [&mut dq, &mut dk, &mut dv] {
-            grad.fill(T::zero());
-        }
-        return (dq, dk, dv);
+    for grad in grads.iter_mut() {
+        grad.fill(T::zero()); // packed buffers may have gaps; problems without keys get 0
     }
-    let one_matrix = |(m, ((dq, dk), dv)): (usize, MatrixGrads<'_, T>)| {
+    if probabilities.is_empty() || shape.problems() == 0 {
+        return;
+    }
+    let [q_place, k_place, v_place] = places;
+    let one_group = |(g, mut pieces): (usize, Vec<&mut [T]>)| {
         let (q, k, v) = (
-            matrix(q, m, queries, dim),
-            matrix(k, m, keys, dim),
-            matrix(v, m, keys, value_dim),
+            q_place.piece(q, g),
+            k_place.piece(k, g),
+            v_place.piece(v, g),
         );
-        let grad_out = matrix(grad_output, m, queries, value_dim);
-        let p = matrix(probabilities, m, queries, keys);
-        // dV = Pᵀ·dO
-        gemm_serial(p.t(), grad_out, dv, false);
-        // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale in place
+        let grad_out = out.piece(grad_output, g);
+        let p_piece =
+            &probabilities[g * heads * shape.scores_len()..][..heads * shape.scores_len()];
         let mut ds = Scratch::new(shape.scores_len());
-        gemm_serial(grad_out, v.t(), &mut ds, false);
-        for (ds_row, p_row) in ds.chunks_exact_mut(keys).zip(p.data.chunks_exact(keys)) {
-            let weighted: T = ds_row.iter().zip(p_row).map(|(&d, &p)| d * p).sum();
-            for (d, &p) in ds_row.iter_mut().zip(p_row) {
-                *d = p * (*d - weighted) * scale;
+        let mut dq = Scratch::new(queries * dim);
+        let mut dk = Scratch::new(keys * dim);
+        let mut dv = Scratch::new(keys * value_dim);
+        for (h, p) in p_piece.chunks_exact(shape.scores_len()).enumerate() {
+            let p = MatRef::row_major(p, queries, keys);
+            let (q, k, v) = (
+                q_place.matrix(q, h, queries, dim),
+                k_place.matrix(k, h, keys, dim),
+                v_place.matrix(v, h, keys, value_dim),
+            );
+            let grad_out = out.matrix(grad_out, h, queries, value_dim);
+            // dV = Pᵀ·dO
+            gemm_serial(p.t(), grad_out, &mut dv, false);
+            // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale in place
+            gemm_serial(grad_out, v.t(), &mut ds, false);
+            for (ds_row, p_row) in ds.chunks_exact_mut(keys).zip(p.data.chunks_exact(keys)) {
+                let weighted: T = ds_row.iter().zip(p_row).map(|(&d, &p)| d * p).sum();
+                for (d, &p) in ds_row.iter_mut().zip(p_row) {
+                    *d = p * (*d - weighted) * scale;
+                }
+            }
+            let ds = MatRef::row_major(&ds, queries, keys);
+            // dQ = dS·K,  dK = dSᵀ·Q
+            gemm_serial(ds, k, &mut dq, false);
+            gemm_serial(ds.t(), q, &mut dk, false);
+            for ((buffer, place), (matrix, cols)) in
+                grad_places
+                    .iter()
+                    .zip([(&dq, dim), (&dk, dim), (&dv, value_dim)])
+            {
+                place.write(pieces[*buffer], h, matrix, cols);
             }
         }
-        let ds = MatRef::row_major(&ds, queries, keys);
-        // dQ = dS·K,  dK = dSᵀ·Q
-        gemm_serial(ds, k, dq, false);
-        gemm_serial(ds.t(), q, dk, false);
     };
-    let (q_len, k_len, v_len) = (queries * dim, keys * dim, keys * value_dim);
+    // each group's piece of every gradient buffer, for its own task
+    let mut per_group: Vec<Vec<&mut [T]>> = (0..shape.groups).map(|_| Vec::new()).collect();
+    for (buffer, grad) in grads.iter_mut().enumerate() {
+        let group_len = grad_places
+            .iter()
+            .find(|(b, _)| *b == buffer)
+            .map(|(_, place)| place.group_len)
+            .expect("every buffer receives a gradient");
+        for (pieces, chunk) in per_group.iter_mut().zip(grad.chunks_mut(group_len)) {
+            pieces.push(chunk);
+        }
+    }
     if parallel(shape) {
         crate::threads::ensure_init();
-        let tasks = dq
-            .par_chunks_mut(q_len)
-            .zip(dk.par_chunks_mut(k_len))
-            .zip(dv.par_chunks_mut(v_len));
-        tasks.enumerate().for_each(one_matrix);
+        per_group.into_par_iter().enumerate().for_each(one_group);
     } else {
-        let tasks = dq
-            .chunks_mut(q_len)
-            .zip(dk.chunks_mut(k_len))
-            .zip(dv.chunks_mut(v_len));
-        tasks.enumerate().for_each(one_matrix);
+        per_group.into_iter().enumerate().for_each(one_group);
     }
-    (dq, dk, dv)
 }
 
-/// Matrix `m` of a stack of `rows × cols` row-major matrices.
-fn matrix<T: Float>(stack: &[T], m: usize, rows: usize, cols: usize) -> MatRef<'_, T> {
-    MatRef::row_major(&stack[m * rows * cols..][..rows * cols], rows, cols)
-}
-
-/// Worth sharing out among threads: more than one problem, and enough work.
+/// Worth sharing out among threads: more than one group, and enough work.
 fn parallel(shape: AttentionShape) -> bool {
-    let work = shape.scores_len() * (shape.dim + shape.value_dim);
-    shape.matrices > 1 && work * shape.matrices >= PARALLEL_MIN_ELEMENTS
+    let work = shape.scores_len() * (shape.dim + shape.value_dim) * shape.problems();
+    shape.groups > 1 && work >= PARALLEL_MIN_ELEMENTS
 }

@@ -115,14 +115,17 @@ impl<T: Float> MultiHeadAttention<T> {
         (part(0), part(1), part(2))
     }
 
-    /// Attention of `q` over `k`, `v`, heads merged and projected.
-    fn attend(&self, input: &Tensor<T>, q: &Tensor<T>, k: &Tensor<T>, v: &Tensor<T>) -> Tensor<T> {
-        let mask = if self.causal {
+    fn mask(&self) -> AttentionMask<'static> {
+        if self.causal {
             AttentionMask::Causal
         } else {
             AttentionMask::None
-        };
-        let heads = q.scaled_dot_product_attention(k, v, mask);
+        }
+    }
+
+    /// Attention of `q` over `k`, `v`, heads merged and projected.
+    fn attend(&self, input: &Tensor<T>, q: &Tensor<T>, k: &Tensor<T>, v: &Tensor<T>) -> Tensor<T> {
+        let heads = q.scaled_dot_product_attention(k, v, self.mask());
         // [batch, heads, time, head_dim] → [batch, time, dim]
         let merged = heads.permute(&[0, 2, 1, 3]).reshape(input.shape());
         self.proj.forward(&merged)
@@ -131,8 +134,17 @@ impl<T: Float> MultiHeadAttention<T> {
 
 impl<T: Float> Module<T> for MultiHeadAttention<T> {
     fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
-        let (q, k, v) = self.split_heads(input);
-        self.attend(input, &q, &k, &v)
+        // the packed op reads each head's q, k, v columns in place: no split, no
+        // permute, forward or backward (the same math as `forward_cached` spells out)
+        let qkv = self.qkv.forward(input);
+        assert!(
+            qkv.ndim() == 3,
+            "MultiHeadAttention: expected input [batch, time, {}], got {:?}",
+            self.dim(),
+            input.shape()
+        );
+        self.proj
+            .forward(&qkv.multi_head_attention(self.heads, self.mask()))
     }
 
     fn forward_cached(&self, input: &Tensor<T>, cache: &mut KvCache<T>) -> Tensor<T> {

@@ -6,8 +6,8 @@
 //! Masks mark what a query must *not* see (`true` = hidden), as PyTorch's
 //! `masked_fill` and the GPT recipe `scores.masked_fill(triu(ones, 1), −∞)` do.
 
-use crate::cpu::attention::{self as kernels, AttentionShape};
-use crate::cpu::buffer::Recycled;
+use crate::cpu::attention::{self as kernels, AttentionShape, Hidden, Placement};
+use crate::cpu::buffer::{self, Recycled};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
@@ -150,60 +150,168 @@ impl<T: Float> Tensor<T> {
         mask: AttentionMask<'_>,
     ) -> Tensor<T> {
         let shape = attention_shape(self, key, value);
+        let AttentionShape {
+            queries,
+            keys,
+            dim,
+            value_dim,
+            ..
+        } = shape;
         let mut out_shape = self.shape().to_vec();
-        *out_shape.last_mut().expect("checked: at least two axes") = shape.value_dim;
-        let scale = T::cast(1.0 / (shape.dim as f64).sqrt());
-        let (queries, keys) = (shape.queries, shape.keys);
-        let (out, probabilities) = {
-            let (q, k, v) = (self.data(), key.data(), value.data());
-            match mask {
-                AttentionMask::None => kernels::forward(&q, &k, &v, shape, scale, |_, _, _| false),
-                AttentionMask::Causal => kernels::forward(&q, &k, &v, shape, scale, |_, i, j| {
-                    is_after(i, j, queries, keys)
-                }),
-                AttentionMask::Hide(mask) => {
-                    let mut scores_shape = out_shape.clone();
-                    *scores_shape.last_mut().expect("at least two axes") = keys;
-                    let hidden = mask.broadcast_to(&scores_shape, "scaled_dot_product_attention");
-                    let matrix = queries * keys;
-                    kernels::forward(&q, &k, &v, shape, scale, |m, i, j| {
-                        hidden[m * matrix + i * keys + j]
-                    })
-                }
-            }
-        };
-        let probabilities = Recycled::new(probabilities);
-        Tensor::from_op(
+        *out_shape.last_mut().expect("checked: at least two axes") = value_dim;
+        let places = [
+            Placement::contiguous(queries, dim),
+            Placement::contiguous(keys, dim),
+            Placement::contiguous(keys, value_dim),
+        ];
+        let out = Placement::contiguous(queries, value_dim);
+        let inputs = [self, key, value];
+        let mut scores_shape = out_shape.clone();
+        *scores_shape.last_mut().expect("at least two axes") = keys;
+        let shapes = (out_shape.as_slice(), scores_shape.as_slice());
+        attention_op(
+            &inputs,
+            false,
+            places,
             out,
-            &out_shape,
-            "scaled_dot_product_attention",
-            &[self, key, value],
-            move |ctx| {
-                let inputs = (
-                    ctx.input(0).data(),
-                    ctx.input(1).data(),
-                    ctx.input(2).data(),
-                );
-                let grad_output = ctx.grad_output.data();
-                let (dq, dk, dv) = kernels::backward(
-                    &grad_output,
-                    (&inputs.0, &inputs.1, &inputs.2),
-                    &probabilities,
-                    shape,
-                    scale,
-                );
-                [dq, dk, dv]
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, grad)| {
-                        let input = ctx.input(i);
-                        ctx.needs_grad(i)
-                            .then(|| Tensor::from_vec(grad, input.shape()))
-                    })
-                    .collect()
+            shapes,
+            shape,
+            mask,
+            move |buffers| {
+                let grads = [0, 1, 2].map(|i| (i, places[i]));
+                let lens = [0, 1, 2].map(|i| shape.groups * places[i].group_len);
+                (grads, lens.to_vec(), buffers)
             },
         )
     }
+
+    /// Multi-head attention over packed projections, as one op: `self` is
+    /// `[batch, time, 3·dim]`, each row the concatenated query, key and value of
+    /// one position (a transformer's `x·W_qkvᵀ`); each of `heads` heads attends
+    /// with its `dim/heads` columns of each, and the heads' outputs come back side by
+    /// side, `[batch, time, dim]`. The same as splitting, permuting to
+    /// `[batch, heads, time, dim/heads]`, [`Tensor::scaled_dot_product_attention`]
+    /// and merging back — without the copies, forward or backward.
+    pub fn multi_head_attention(&self, heads: usize, mask: AttentionMask<'_>) -> Tensor<T> {
+        let &[batch, time, packed] = self.shape() else {
+            panic!(
+                "multi_head_attention: expected packed projections [batch, time, 3·dim], got {:?}",
+                self.shape()
+            );
+        };
+        let dim = packed / 3;
+        assert!(
+            packed % 3 == 0 && heads > 0 && dim % heads == 0,
+            "multi_head_attention: {packed} features are not 3·dim with dim divisible by {heads} heads"
+        );
+        let head_dim = dim / heads;
+        let shape = AttentionShape {
+            groups: batch,
+            heads,
+            queries: time,
+            keys: time,
+            dim: head_dim,
+            value_dim: head_dim,
+        };
+        // query, key and value of head h: columns h·head_dim.. of the first, second and third dim
+        let part = |which: usize| Placement {
+            offset: which * dim,
+            group_len: time * packed,
+            head_stride: head_dim,
+            row_stride: packed,
+        };
+        let places = [part(0), part(1), part(2)];
+        let out = Placement {
+            offset: 0,
+            group_len: time * dim,
+            head_stride: head_dim,
+            row_stride: dim,
+        };
+        let inputs = [self, self, self];
+        let shapes = (&[batch, time, dim][..], &[batch, heads, time, time][..]);
+        attention_op(
+            &inputs,
+            true,
+            places,
+            out,
+            shapes,
+            shape,
+            mask,
+            move |buffers| {
+                // dQ, dK, dV all go back into one packed gradient
+                (
+                    places.map(|place| (0, place)),
+                    vec![batch * time * packed],
+                    buffers,
+                )
+            },
+        )
+    }
+}
+
+/// Types of the gradient plan an attention op hands its backward: where dQ, dK and
+/// dV go (buffer, placement), how long each buffer is, and the op's inputs.
+type GradientPlan<'a, T> = ([(usize, Placement); 3], Vec<usize>, &'a [Tensor<T>]);
+
+/// The attention forward over `inputs` (the query, key and value sources; for
+/// `packed` projections one tensor three times), recorded with its backward;
+/// `plan` says where the gradients go.
+#[allow(clippy::too_many_arguments)] // the op's whole description, used twice
+fn attention_op<T: Float>(
+    inputs: &[&Tensor<T>; 3],
+    packed: bool,
+    places: [Placement; 3],
+    out: Placement,
+    (out_shape, scores_shape): (&[usize], &[usize]),
+    shape: AttentionShape,
+    mask: AttentionMask<'_>,
+    plan: impl for<'a> Fn(&'a [Tensor<T>]) -> GradientPlan<'a, T> + 'static,
+) -> Tensor<T> {
+    let scale = T::cast(1.0 / (shape.dim as f64).sqrt());
+    let (output, probabilities) = {
+        let (q, k, v) = (inputs[0].data(), inputs[1].data(), inputs[2].data());
+        let given = match mask {
+            AttentionMask::Hide(mask) => mask.broadcast_to(scores_shape, "attention"),
+            _ => Vec::new(),
+        };
+        let hidden = match mask {
+            AttentionMask::None => Hidden::Nothing,
+            AttentionMask::Causal => Hidden::Later,
+            AttentionMask::Hide(_) => Hidden::Given(&given),
+        };
+        kernels::forward((&q, &k, &v), places, out, shape, scale, hidden)
+    };
+    let probabilities = Recycled::new(probabilities);
+    // packed projections are one input read three times: one gradient for it
+    let unique: Vec<&Tensor<T>> = if packed {
+        vec![inputs[0]]
+    } else {
+        inputs.to_vec()
+    };
+    Tensor::from_op(output, out_shape, "attention", &unique, move |ctx| {
+        let (grad_places, lens, inputs) = plan(ctx.inputs);
+        let source = |i: usize| inputs[i.min(inputs.len() - 1)].data();
+        let (q, k, v) = (source(0), source(1), source(2));
+        let mut grads: Vec<Vec<T>> = lens.iter().map(|&len| buffer::take(len)).collect();
+        kernels::backward(
+            &ctx.grad_output.data(),
+            (&q, &k, &v),
+            &probabilities,
+            (places, out),
+            grad_places,
+            &mut grads,
+            (shape, scale),
+        );
+        grads
+            .into_iter()
+            .zip(inputs)
+            .enumerate()
+            .map(|(i, (grad, input))| {
+                ctx.needs_grad(i)
+                    .then(|| Tensor::from_vec(grad, input.shape()))
+            })
+            .collect()
+    })
 }
 
 /// Scaled dot-product attention written as the math reads, one op per step:
@@ -246,7 +354,8 @@ fn attention_shape<T: Float>(q: &Tensor<T>, k: &Tensor<T>, v: &Tensor<T>) -> Att
         v.shape()
     );
     AttentionShape {
-        matrices: q.shape()[..q.ndim() - 2].iter().product(),
+        groups: q.shape()[..q.ndim() - 2].iter().product(),
+        heads: 1,
         queries: q.dim(-2),
         keys: k.dim(-2),
         dim: q.dim(-1),
