@@ -2,11 +2,12 @@
 # nabla vs PyTorch on the reference workloads, in one sitting, interleaved over
 # several rounds; prints medians and the ratio nabla/PyTorch per workload.
 #
-#   bench/compare.sh [ROUNDS] [WORKLOADS...]      e.g. bench/compare.sh 3 resnet cnn mlp tiny
+#   bench/compare.sh [ROUNDS] [WORKLOADS...]      e.g. bench/compare.sh 3 gpt resnet cnn mlp tiny
 #
 # PyTorch is installed into a venv outside the repo if missing (VENV, default
-# ~/.venvs/torch-ref). The reference scripts are shared/bench/torch_mnist.py and
-# torch_resnet.py next to the repository (REFERENCES to override the directory).
+# ~/.venvs/torch-ref). The reference scripts are shared/bench/torch_mnist.py,
+# torch_resnet.py and torch_gpt.py next to the repository (REFERENCES to override
+# the directory). GPT_STEPS (default 50) timed steps for gpt.
 # CI does not run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ ROUNDS=${1:-3}
 shift || true
 WORKLOADS=${*:-mlp cnn tiny}
 THREADS=${THREADS:-2}
+GPT_STEPS=${GPT_STEPS:-50}
 VENV=${VENV:-$HOME/.venvs/torch-ref}
 REFERENCES=${REFERENCES:-../shared/bench}
 OUT=${OUT:-bench/results-$(date +%Y%m%d-%H%M%S).jsonl}
@@ -29,6 +31,11 @@ cargo build --release --quiet
 for round in $(seq 1 "$ROUNDS"); do
   for workload in $WORKLOADS; do
     echo "round $round/$ROUNDS: $workload" >&2
+    if [ "$workload" = gpt ]; then
+      ./target/release/nabla --threads "$THREADS" bench --workload gpt --steps "$GPT_STEPS" >> "$OUT"
+      "$VENV/bin/python" "$REFERENCES/torch_gpt.py" --threads "$THREADS" --steps "$GPT_STEPS" --text data/shakespeare.txt >> "$OUT"
+      continue
+    fi
     ./target/release/nabla --threads "$THREADS" bench --workload "$workload" >> "$OUT"
     if [ "$workload" = resnet ]; then
       "$VENV/bin/python" "$REFERENCES/torch_resnet.py" --threads "$THREADS" >> "$OUT"
@@ -42,9 +49,9 @@ python3 - "$OUT" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 def metric(r):
-    return {"tiny": r.get("us_per_step"), "resnet": r.get("ms_per_step")}.get(r["workload"], r.get("train_seconds"))
+    return {"tiny": r.get("us_per_step"), "resnet": r.get("ms_per_step"), "gpt": r.get("ms_per_step")}.get(r["workload"], r.get("train_seconds"))
 print(f"\n{'workload':8} {'metric':14} {'nabla':>10} {'pytorch':>10} {'ratio':>7} {'rss nabla':>10} {'rss torch':>10} {'acc nabla':>9} {'acc torch':>9}")
-for w in ["resnet", "mlp", "cnn", "tiny", "gemm"]:
+for w in ["gpt", "resnet", "mlp", "cnn", "tiny", "gemm"]:
     got = {}
     for fw in ["nabla", "pytorch"]:
         rs = [r for r in rows if r["workload"] == w and r.get("framework") == fw]
@@ -53,7 +60,7 @@ for w in ["resnet", "mlp", "cnn", "tiny", "gemm"]:
         if w == "gemm":
             rs = [r for r in rs if r.get("n") == 1024]
             got[fw] = (statistics.median(r["gflops"] for r in rs), max(r["peak_rss_mb"] or 0 for r in rs), None)
-        elif w == "resnet":
+        elif w in ("resnet", "gpt"):
             got[fw] = (statistics.median(metric(r) for r in rs), max(r["peak_rss_mb"] or 0 for r in rs), None)
         else:
             last = max(r["epoch"] or 0 for r in rs)
@@ -61,7 +68,7 @@ for w in ["resnet", "mlp", "cnn", "tiny", "gemm"]:
             got[fw] = (statistics.median(metric(r) for r in rs), max(r["peak_rss_mb"] or 0 for r in rs), statistics.median(accs))
     if len(got) < 2:
         continue
-    name = {"resnet": "ms/step", "mlp": "s/epoch", "cnn": "s/epoch", "tiny": "us/step", "gemm": "GFLOP/s n=1024"}[w]
+    name = {"gpt": "ms/step", "resnet": "ms/step", "mlp": "s/epoch", "cnn": "s/epoch", "tiny": "us/step", "gemm": "GFLOP/s n=1024"}[w]
     n, t = got["nabla"], got["pytorch"]
     acc = lambda v: "" if v is None else f"{100 * v:.2f}%"
     print(f"{w:8} {name:14} {n[0]:10.4g} {t[0]:10.4g} {n[0] / t[0]:7.3f} {n[1]:10.1f} {t[1]:10.1f} {acc(n[2]):>9} {acc(t[2]):>9}")

@@ -243,3 +243,59 @@ fn kv_cache_generation_equals_recomputing() {
         }
     }
 }
+
+/// A text run stopped by Ctrl-C after its first period and resumed ends with the
+/// weights of a run never stopped: the random windows of every step come back.
+#[test]
+fn interrupted_text_run_resumes_exactly() {
+    let dir = temp_dir("gpt-resume");
+    let corpus = dir.join("fox.txt");
+    std::fs::write(
+        &corpus,
+        "the quick brown fox jumps over the lazy dog.\n".repeat(100),
+    )
+    .unwrap();
+    let body = SMALL_GPT
+        .replace("TEXT", &corpus.to_string_lossy())
+        .replace("max_steps = 150", "max_steps = 300");
+    let config = dir.join("gpt.toml");
+    std::fs::write(&config, body).unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let straight = dir.join("straight");
+    assert!(
+        nabla(&["train", &config, "--out", &straight.to_string_lossy()])
+            .status
+            .success()
+    );
+
+    let interrupted = dir.join("interrupted");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(["train", &config, "--out", &interrupted.to_string_lossy()])
+        .current_dir(common::ROOT)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = interrupted.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 1 {
+        assert!(started.elapsed().as_secs() < 120, "no period finished");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    if !child.wait().unwrap().success() {
+        let out = nabla(&["train", "--resume", &interrupted.to_string_lossy()]);
+        assert!(out.status.success(), "{}", text(&out));
+    } else {
+        eprintln!("note: the run finished before SIGINT arrived");
+    }
+    let a = nabla::checkpoint::load_tensors::<f32>(straight.join("model.safetensors")).unwrap();
+    let b = nabla::checkpoint::load_tensors::<f32>(interrupted.join("model.safetensors")).unwrap();
+    for ((name, x), (_, y)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(x.to_vec(), y.to_vec(), "{name} differs after resuming");
+    }
+    let periods = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    assert_eq!(periods, 6, "one metrics line per 50 steps");
+}
