@@ -1,7 +1,7 @@
 //! Kernel micro-benchmarks: GEMM at square sizes and at the MNIST MLP's shapes
 //! (forward and both transposed-gradient products), conv2d at LeNet's and
-//! ResNet-20's shapes, batch norm at ResNet-20's, and the cost of recording one op
-//! on a small tensor.
+//! ResNet-20's shapes, batch norm at ResNet-20's, attention at the reference GPT's
+//! (fused, packed and composed), and the cost of recording one op on a small tensor.
 //!
 //! Run: `cargo bench --bench kernels` (throughput "elem/s" is FLOP/s for GEMM and
 //! convolutions, bytes/s for batch norm).
@@ -175,6 +175,44 @@ fn batch_norm(c: &mut Criterion) {
     group.finish();
 }
 
+/// Attention at the reference GPT's size (batch 32, 4 heads of 32, 128 positions,
+/// causal), forward and backward: the fused op, the packed op (q, k, v read in
+/// place from [batch, time, 3·dim]) and the composed definition.
+fn attention(c: &mut Criterion) {
+    use nabla::ops::attention::{AttentionMask, composed_attention};
+    let (batch, heads, time, head_dim) = (32, 4, 128, 32);
+    let mut rng = nabla::rng(7);
+    let qkv = Tensor::<f32>::randn(&[batch, time, 3 * heads * head_dim], 0.0, 1.0, &mut rng)
+        .requires_grad(true);
+    let [q, k, v] = [0, 1, 2].map(|_| {
+        Tensor::<f32>::randn(&[batch, heads, time, head_dim], 0.0, 1.0, &mut rng)
+            .requires_grad(true)
+    });
+    let mut group = c.benchmark_group("attention_gpt");
+    group.sample_size(20);
+    group.bench_function("fused", |bench| {
+        bench.iter(|| {
+            let out = q.scaled_dot_product_attention(&k, &v, AttentionMask::Causal);
+            out.sum().backward();
+        })
+    });
+    group.bench_function("packed", |bench| {
+        bench.iter(|| {
+            qkv.multi_head_attention(heads, AttentionMask::Causal)
+                .sum()
+                .backward()
+        })
+    });
+    group.bench_function("composed", |bench| {
+        bench.iter(|| {
+            composed_attention(&q, &k, &v, AttentionMask::Causal)
+                .sum()
+                .backward()
+        })
+    });
+    group.finish();
+}
+
 fn op_overhead(c: &mut Criterion) {
     // Recording one op on a 4-element tensor that takes part in a graph.
     let x = Tensor::<f32>::ones(&[4]).requires_grad(true);
@@ -194,6 +232,7 @@ criterion_group!(
     conv2d,
     conv2d_resnet,
     batch_norm,
+    attention,
     op_overhead
 );
 criterion_main!(benches);
