@@ -198,6 +198,20 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
         "{}",
         text(&bad_prompt)
     );
+    let predicted = nabla(&["predict", &run_dir, &other.to_string_lossy()]);
+    assert!(!predicted.status.success());
+    assert!(
+        text(&predicted).contains("is a language model"),
+        "{}",
+        text(&predicted)
+    );
+    let explained = nabla(&["explain", &config.to_string_lossy()]);
+    assert!(explained.status.success(), "{}", text(&explained));
+    assert!(
+        text(&explained).contains("mean over 32 positions"),
+        "{}",
+        text(&explained)
+    );
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
     let refused = nabla(&["eval", &run_dir, "--data", &empty.to_string_lossy()]);

@@ -76,14 +76,33 @@ pub fn explain_config(path: &Path, sample: usize, lr: f64) -> Result<String> {
         let _ = writeln!(w, "       out {}", summary(&x));
         activations.push(x.clone());
     }
-    let loss = cross_entropy(&x, &[label], &CrossEntropyOptions::default());
-    let probabilities = x.softmax(-1).to_vec();
-    let _ = writeln!(
-        w,
-        "\n  p(class {class_name}) = {:.6}, L = −log p = {:.6}",
-        probabilities[label],
-        loss.item()
-    );
+    // a sequence model predicts a label at every position: one row of logits each
+    let labels = batch.labels.clone();
+    let loss_of = |logits: &Tensor<f64>| {
+        let rows = if logits.ndim() > 2 {
+            logits.flatten(0, -2)
+        } else {
+            logits.clone()
+        };
+        cross_entropy(&rows, &labels, &CrossEntropyOptions::default())
+    };
+    let loss = loss_of(&x);
+    if labels.len() == 1 {
+        let probabilities = x.softmax(-1).to_vec();
+        let _ = writeln!(
+            w,
+            "\n  p(class {class_name}) = {:.6}, L = −log p = {:.6}",
+            probabilities[label],
+            loss.item()
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "\n  L = mean over {} positions of −log p(the next token) = {:.6}",
+            labels.len(),
+            loss.item()
+        );
+    }
 
     loss.backward();
     let _ = writeln!(
@@ -107,12 +126,7 @@ pub fn explain_config(path: &Path, sample: usize, lr: f64) -> Result<String> {
     );
     let objective = |model: &Sequential<f64>| {
         let _guard = no_grad();
-        cross_entropy(
-            &model.forward(&input),
-            &[label],
-            &CrossEntropyOptions::default(),
-        )
-        .item()
+        loss_of(&model.forward(&input)).item()
     };
     let mut worst = 0.0f64;
     for (name, parameter) in model.named_parameters() {

@@ -230,6 +230,14 @@ pub fn main() -> ExitCode {
         } => inspect::open(&target, config.as_deref(), data.as_deref())
             .and_then(|t| inspect::eval(&t))
             .map(|_| ExitCode::SUCCESS),
+        Command::Predict { target, .. } if target.join("vocab.json").is_file() => {
+            Err(crate::Error::Config(format!(
+                "{} is a language model: let it write with `nabla generate {} --prompt \"…\"`, or score a text file with `nabla eval {} --data FILE`",
+                target.display(),
+                target.display(),
+                target.display()
+            )))
+        }
         Command::Predict {
             target,
             inputs,
