@@ -176,34 +176,62 @@ fn resnet(steps: usize) -> Result<()> {
         .momentum(0.9)
         .weight_decay(5e-4);
     let options = CrossEntropyOptions::default();
-    let mut take_step = || {
+    let take_step = || {
         let loss_of = |logits: &Tensor| cross_entropy(logits, &labels, &options);
         step(&model, &mut optimizer, &inputs, loss_of, None)
             .map(|taken| taken.loss)
             .map_err(|bad| bad.into_error("the resnet workload"))
     };
+    let timed = timed_steps(steps, take_step)?;
+    let mut line = timed.record("resnet");
+    line["images_per_s"] = json!(round((BATCH * steps) as f64 / timed.seconds, 1));
+    line["final_loss"] = json!(round(timed.last_loss, 5));
+    println!("{line}");
+    Ok(())
+}
+
+/// What [`timed_steps`] measured.
+struct Timed {
+    steps: usize,
+    seconds: f64,
+    last_loss: f64,
+    rss_before: Option<f64>,
+    other_busy: Option<f64>,
+}
+
+impl Timed {
+    /// The JSON line of a step-timed workload: steps, ms/step, memory and load.
+    fn record(&self, workload: &str) -> serde_json::Value {
+        let mut line = record(workload);
+        line["steps"] = json!(self.steps);
+        line["ms_per_step"] = json!(round(self.seconds * 1e3 / self.steps as f64, 2));
+        line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
+        line["rss_before_train_mb"] = json!(self.rss_before.map(|v| round(v, 1)));
+        line["other_cpu_busy_frac"] = json!(self.other_busy.map(|v| round(v, 3)));
+        line
+    }
+}
+
+/// 3 warm-up steps, then `steps` timed ones (as the reference scripts time them).
+fn timed_steps(steps: usize, mut take_step: impl FnMut() -> Result<f64>) -> Result<Timed> {
     for _ in 0..3 {
         take_step()?;
     }
     let rss_before = resident_mb();
     let busy = CpuLoad::start();
     let started = Instant::now();
-    let mut last = 0.0;
+    let mut last_loss = 0.0;
     for _ in 0..steps {
-        last = take_step()?;
+        last_loss = take_step()?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let other_busy = busy.other_fraction(seconds);
-    let mut line = record("resnet");
-    line["steps"] = json!(steps);
-    line["ms_per_step"] = json!(round(seconds * 1e3 / steps as f64, 2));
-    line["images_per_s"] = json!(round((BATCH * steps) as f64 / seconds, 1));
-    line["final_loss"] = json!(round(last, 5));
-    line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
-    line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
-    line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
-    println!("{line}");
-    Ok(())
+    Ok(Timed {
+        steps,
+        seconds,
+        last_loss,
+        rss_before,
+        other_busy: busy.other_fraction(seconds),
+    })
 }
 
 /// The reference `gpt` workload (`shared/bench/torch_gpt.py`): a character GPT
@@ -227,7 +255,7 @@ fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
         .decay_matrices_only();
     let options = CrossEntropyOptions::default();
     let mut step_number = 0;
-    let mut take_step = || {
+    let take_step = || {
         let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), BLOCK);
         step_number += 1;
         let batch = windows(&corpus.train, &offsets, BLOCK);
@@ -239,18 +267,7 @@ fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
             .map(|taken| taken.loss)
             .map_err(|bad| bad.into_error("the gpt workload"))
     };
-    for _ in 0..3 {
-        take_step()?;
-    }
-    let rss_before = resident_mb();
-    let busy = CpuLoad::start();
-    let started = Instant::now();
-    let mut last = 0.0;
-    for _ in 0..steps {
-        last = take_step()?;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let other_busy = busy.other_fraction(seconds);
+    let timed = timed_steps(steps, take_step)?;
     let val_loss = {
         let _guard = no_grad();
         let offsets = spaced_offsets(20, corpus.validation.len(), BLOCK);
@@ -259,17 +276,12 @@ fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
         let flat = logits.reshape(&[offsets.len() * BLOCK, vocab]);
         cross_entropy(&flat, &batch.targets, &options).item() as f64
     };
-    let mut line = record("gpt");
-    line["steps"] = json!(steps);
+    let mut line = timed.record("gpt");
     line["vocab"] = json!(vocab);
     line["params"] = json!(model.num_parameters());
-    line["ms_per_step"] = json!(round(seconds * 1e3 / steps as f64, 2));
-    line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / seconds, 1));
-    line["final_train_loss"] = json!(round(last, 4));
+    line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / timed.seconds, 1));
+    line["final_train_loss"] = json!(round(timed.last_loss, 4));
     line["val_loss"] = json!(round(val_loss, 4));
-    line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
-    line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
-    line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
     println!("{line}");
     Ok(())
 }
