@@ -10,8 +10,7 @@ use nabla::checkpoint::load_model;
 use nabla::data::text::{TextCorpus, Tokenizer, spaced_offsets, windows};
 use nabla::loss::{CrossEntropyOptions, cross_entropy};
 use nabla::nn::Module;
-use nabla::nn::zoo::{GptShape, gpt};
-use nabla::optim::AdamW;
+use nabla::nn::zoo::{GptShape, gpt, gpt_optimizer};
 use nabla::train::step;
 
 fn main() -> nabla::Result<()> {
@@ -26,11 +25,7 @@ fn main() -> nabla::Result<()> {
         std::fs::read_to_string(&offsets_path).map_err(|e| nabla::Error::io(&offsets_path, e))?;
     let offsets: Vec<Vec<usize>> = serde_json::from_str(&text)
         .map_err(|e| nabla::Error::format(&offsets_path, e.to_string()))?;
-    let mut optimizer = AdamW::new(model.named_parameters(), 1e-3)
-        .betas(0.9, 0.99)
-        .eps(1e-8)
-        .weight_decay(0.1)
-        .decay_matrices_only();
+    let mut optimizer = gpt_optimizer(model.named_parameters());
     let options = CrossEntropyOptions::default();
     let loss_of = |logits: &nabla::Tensor, targets: &[usize]| {
         let rows = logits.reshape(&[targets.len(), vocab]);

@@ -10,8 +10,7 @@ use nabla::checkpoint::load_model;
 use nabla::data::text::{TextCorpus, Tokenizer, windows};
 use nabla::loss::{CrossEntropyOptions, cross_entropy};
 use nabla::nn::Module;
-use nabla::nn::zoo::{GptShape, gpt};
-use nabla::optim::AdamW;
+use nabla::nn::zoo::{GptShape, gpt, gpt_optimizer};
 use nabla::train::step;
 
 #[test]
@@ -36,11 +35,7 @@ fn twenty_steps_match_pytorch() {
     let text = format!("{}/data/shakespeare.txt", env!("CARGO_MANIFEST_DIR"));
     let corpus = TextCorpus::load(text.as_ref(), Tokenizer::Char, 0.1, block).unwrap();
     assert_eq!(corpus.vocabulary.len(), shape.vocab);
-    let mut optimizer = AdamW::new(model.named_parameters(), 1e-3)
-        .betas(0.9, 0.99)
-        .eps(1e-8)
-        .weight_decay(0.1)
-        .decay_matrices_only();
+    let mut optimizer = gpt_optimizer(model.named_parameters());
     let options = CrossEntropyOptions::default();
     let expected = numbers(&reference["losses"]);
     for (index, offsets) in reference["offsets"].as_array().unwrap().iter().enumerate() {

@@ -241,18 +241,13 @@ fn timed_steps(steps: usize, mut take_step: impl FnMut() -> Result<f64>) -> Resu
 /// fixed validation windows.
 fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
     use crate::data::text::{TextCorpus, Tokenizer, random_offsets, spaced_offsets, windows};
-    use crate::nn::zoo::{GptShape, gpt};
-    use crate::optim::AdamW;
+    use crate::nn::zoo::{GptShape, gpt, gpt_optimizer};
     const BATCH: usize = 32;
     const BLOCK: usize = 128;
     let corpus = TextCorpus::load(text, Tokenizer::Char, 0.1, BLOCK)?;
     let vocab = corpus.vocabulary.len();
     let model = gpt::<f32>(GptShape::reference(vocab), &mut crate::rng(0));
-    let mut optimizer = AdamW::new(model.named_parameters(), 1e-3)
-        .betas(0.9, 0.99)
-        .eps(1e-8)
-        .weight_decay(0.1)
-        .decay_matrices_only();
+    let mut optimizer = gpt_optimizer(model.named_parameters());
     let options = CrossEntropyOptions::default();
     let mut step_number = 0;
     let take_step = || {

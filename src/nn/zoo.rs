@@ -178,3 +178,15 @@ pub fn gpt<T: Float>(shape: GptShape, rng: &mut impl Rng) -> Sequential<T> {
         .layer(LayerNorm::new(&[shape.dim]))
         .layer(Linear::with_init(shape.dim, shape.vocab, false, init, rng))
 }
+
+/// The reference `gpt` workload's optimizer (`shared/bench/torch_gpt.py`): AdamW,
+/// lr 1e-3, betas (0.9, 0.99), ε 1e-8, weight decay 0.1 on matrices only.
+pub fn gpt_optimizer<T: Float>(
+    params: Vec<(String, crate::tensor::Tensor<T>)>,
+) -> crate::optim::Adam<T> {
+    crate::optim::AdamW::new(params, 1e-3)
+        .betas(0.9, 0.99)
+        .eps(1e-8)
+        .weight_decay(0.1)
+        .decay_matrices_only()
+}
