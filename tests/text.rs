@@ -144,6 +144,15 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
         })
         .collect();
     assert_eq!(losses.len(), 3, "one evaluation every 50 steps");
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [50, 100, 150]);
     assert!(
         losses[2] < losses[0] && losses[2] < 0.5,
         "validation losses {losses:?}"

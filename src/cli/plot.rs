@@ -25,13 +25,18 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Two panels, loss and accuracy per epoch, train and test, with axes and legends.
-pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+pub fn curves(
+    path: &Path,
+    history: &[EpochMetrics],
+    steps_per_period: Option<usize>,
+) -> Result<()> {
+    let axis = XAxis::of(steps_per_period);
     register_font();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(550);
-        let (x_range, x_labels) = epoch_axis(history);
+        let (x_range, x_labels) = epoch_axis(history, axis.per_period);
 
         let losses: Vec<f64> = history
             .iter()
@@ -47,15 +52,23 @@ pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
             .build_cartesian_2d(x_range.clone(), 0.0..max_loss)?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("cross-entropy")
+            .x_desc(axis.name)
+            .y_desc(axis.loss_name)
             .x_labels(x_labels)
             .x_label_formatter(&epoch_label)
             .light_line_style(WHITE)
             .label_style(("sans-serif", 14))
             .draw()?;
-        series(&mut chart, history, |m| Some(m.train_loss), "train", BLUE)?;
-        series(&mut chart, history, |m| m.test_loss, "test", RED)?;
+        let x = axis.per_period;
+        series(
+            &mut chart,
+            history,
+            x,
+            |m| Some(m.train_loss),
+            "train",
+            BLUE,
+        )?;
+        series(&mut chart, history, x, |m| m.test_loss, axis.test_name, RED)?;
         chart
             .configure_series_labels()
             .border_style(BLACK)
@@ -78,7 +91,7 @@ pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
             .build_cartesian_2d(x_range, floor * 100.0..100.0)?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
+            .x_desc(axis.name)
             .y_desc("accuracy (%)")
             .x_labels(x_labels)
             .x_label_formatter(&epoch_label)
@@ -89,6 +102,7 @@ pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         series(
             &mut chart,
             history,
+            x,
             |m| Some(100.0 * m.train_accuracy),
             "train",
             BLUE,
@@ -96,8 +110,9 @@ pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         series(
             &mut chart,
             history,
+            x,
             |m| m.test_accuracy.map(|a| 100.0 * a),
-            "test",
+            axis.test_name,
             RED,
         )?;
         chart
@@ -113,13 +128,43 @@ pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     draw().map_err(|e| plot_error(path, e))
 }
 
-/// The epoch axis: a little room around the first and last epoch, and at most 10
-/// ticks, so that plotters' tick step is a whole number of epochs.
-fn epoch_axis(history: &[EpochMetrics]) -> (std::ops::Range<f64>, usize) {
+/// What the curves are plotted against: epochs, or — for a run trained by
+/// `max_steps` (a language model) — steps, with losses in nats per token.
+struct XAxis {
+    name: &'static str,
+    per_period: usize,
+    loss_name: &'static str,
+    test_name: &'static str,
+}
+
+impl XAxis {
+    fn of(steps_per_period: Option<usize>) -> Self {
+        match steps_per_period {
+            Some(steps) => XAxis {
+                name: "step",
+                per_period: steps,
+                loss_name: "cross-entropy (nats per token)",
+                test_name: "validation",
+            },
+            None => XAxis {
+                name: "epoch",
+                per_period: 1,
+                loss_name: "cross-entropy",
+                test_name: "test",
+            },
+        }
+    }
+}
+
+/// The x axis: a little room around the first and last period, and at most 10
+/// ticks, so that plotters' tick step is a whole number of periods (epochs, or
+/// `per_period` steps).
+fn epoch_axis(history: &[EpochMetrics], per_period: usize) -> (std::ops::Range<f64>, usize) {
     let first = history.first().map_or(1, |m| m.epoch) as f64;
     let last = (history.last().map_or(1, |m| m.epoch) as f64).max(first);
     let ticks = ((last - first) as usize + 1).min(10);
-    ((first - 0.2)..(last + 0.2), ticks)
+    let scale = per_period as f64;
+    (((first - 0.2) * scale)..((last + 0.2) * scale), ticks)
 }
 
 /// An epoch tick: whole epochs only (a fractional tick gets no label rather than a
@@ -141,13 +186,14 @@ type Chart<'a, 'b> = ChartContext<
 fn series(
     chart: &mut Chart<'_, '_>,
     history: &[EpochMetrics],
+    per_period: usize,
     value: impl Fn(&EpochMetrics) -> Option<f64>,
     label: &str,
     color: RGBColor,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let points: Vec<(f64, f64)> = history
         .iter()
-        .filter_map(|m| value(m).map(|v| (m.epoch as f64, v)))
+        .filter_map(|m| value(m).map(|v| ((m.epoch * per_period) as f64, v)))
         .collect();
     if points.is_empty() {
         return Ok(());
@@ -309,9 +355,13 @@ mod tests {
 
     /// The labels plotters prints on the epoch axis, as `curves` sets it up.
     fn epoch_ticks(history: &[EpochMetrics]) -> Vec<String> {
+        ticks_of(history, 1)
+    }
+
+    fn ticks_of(history: &[EpochMetrics], per_period: usize) -> Vec<String> {
         use plotters::coord::ranged1d::Ranged;
         use plotters::coord::types::RangedCoordf64;
-        let (range, ticks) = epoch_axis(history);
+        let (range, ticks) = epoch_axis(history, per_period);
         let axis: RangedCoordf64 = range.into();
         axis.key_points(ticks)
             .iter()
@@ -332,6 +382,13 @@ mod tests {
             "no repeats: {many:?}"
         );
         assert_eq!(epoch_label(&2.5), "");
+    }
+
+    /// A run trained by steps, evaluated every 200: ticks at the evaluations.
+    #[test]
+    fn step_ticks_fall_on_the_evaluations() {
+        let ticks = ticks_of(&epochs(7), 200);
+        assert_eq!(ticks, ["200", "400", "600", "800", "1000", "1200", "1400"]);
     }
 
     /// Each cell shows the colour of its own count: row i is actual class i, column j

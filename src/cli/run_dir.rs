@@ -35,6 +35,8 @@ pub struct ResumePoint {
 pub struct RunDir {
     path: PathBuf,
     history: Vec<EpochMetrics>,
+    /// A run trained by `max_steps`: steps per period (metrics and plots in steps).
+    steps_per_period: Option<usize>,
 }
 
 impl RunDir {
@@ -52,6 +54,7 @@ impl RunDir {
         Ok(RunDir {
             path: path.to_path_buf(),
             history,
+            steps_per_period: config.train.steps_per_period(),
         })
     }
 
@@ -162,12 +165,19 @@ impl RunDir {
             model,
             &metadata(metrics.epoch),
         )?;
-        plot::curves(&self.path.join("curves.png"), &self.history)
+        plot::curves(
+            &self.path.join("curves.png"),
+            &self.history,
+            self.steps_per_period,
+        )
     }
 
     fn append_metrics(&self, metrics: &EpochMetrics, health: &GradientHealth) -> Result<()> {
         let path = self.path.join(METRICS);
         let mut line = serde_json::to_value(metrics).expect("metrics serialise");
+        if let Some(steps) = self.steps_per_period {
+            line["step"] = (metrics.epoch * steps).into();
+        }
         line["grad_norm"] = serde_json::to_value(&health.grad_norms).expect("numbers serialise");
         line["dead_relu_fraction"] =
             serde_json::to_value(&health.dead_relu).expect("numbers serialise");
