@@ -74,16 +74,8 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
             .samples_per_epoch(steps * config.data.batch_size);
     }
     if let Some(augmentation) = config.data.augment.clone() {
-        // a black pixel, normalised as the data is
-        let (mean, std) = data.image_normalization.clone().unwrap_or_default();
-        let fill = mean
-            .iter()
-            .zip(&std)
-            .map(|(m, s)| -m / s)
-            .collect::<Vec<_>>();
-        let fill = if fill.is_empty() { vec![0.0] } else { fill };
         train_loader = train_loader
-            .augment(augmentation, config.train.seed, fill)
+            .augment(augmentation, config.train.seed, data.black_pixel())
             .map_err(|why| Error::Config(format!("[data] augment: {why}")))?;
     }
     // text windows are large samples: evaluate them a training batch at a time

@@ -165,24 +165,10 @@ impl<T: Float> Tensor<T> {
             Placement::contiguous(keys, value_dim),
         ];
         let out = Placement::contiguous(queries, value_dim);
-        let inputs = [self, key, value];
         let mut scores_shape = out_shape.clone();
         *scores_shape.last_mut().expect("at least two axes") = keys;
         let shapes = (out_shape.as_slice(), scores_shape.as_slice());
-        attention_op(
-            &inputs,
-            false,
-            places,
-            out,
-            shapes,
-            shape,
-            mask,
-            move |buffers| {
-                let grads = [0, 1, 2].map(|i| (i, places[i]));
-                let lens = [0, 1, 2].map(|i| shape.groups * places[i].group_len);
-                (grads, lens.to_vec(), buffers)
-            },
-        )
+        attention_op(&[self, key, value], places, out, shapes, shape, mask)
     }
 
     /// Multi-head attention over packed projections, as one op: `self` is
@@ -227,49 +213,28 @@ impl<T: Float> Tensor<T> {
             head_stride: head_dim,
             row_stride: dim,
         };
-        let inputs = [self, self, self];
         let shapes = (&[batch, time, dim][..], &[batch, heads, time, time][..]);
-        attention_op(
-            &inputs,
-            true,
-            places,
-            out,
-            shapes,
-            shape,
-            mask,
-            move |buffers| {
-                // dQ, dK, dV all go back into one packed gradient
-                (
-                    places.map(|place| (0, place)),
-                    vec![batch * time * packed],
-                    buffers,
-                )
-            },
-        )
+        // one input read three times: dQ, dK, dV all go back into its gradient
+        attention_op(&[self], places, out, shapes, shape, mask)
     }
 }
 
-/// Types of the gradient plan an attention op hands its backward: where dQ, dK and
-/// dV go (buffer, placement), how long each buffer is, and the op's inputs.
-type GradientPlan<'a, T> = ([(usize, Placement); 3], Vec<usize>, &'a [Tensor<T>]);
-
-/// The attention forward over `inputs` (the query, key and value sources; for
-/// `packed` projections one tensor three times), recorded with its backward;
-/// `plan` says where the gradients go.
-#[allow(clippy::too_many_arguments)] // the op's whole description, used twice
+/// The attention forward, recorded with its backward. `sources` holds the query,
+/// key and value tensors, or one tensor of packed projections that all three are
+/// read from; `places` says where each operand lies in its source, and each
+/// source gets one gradient, laid out as the source is.
 fn attention_op<T: Float>(
-    inputs: &[&Tensor<T>; 3],
-    packed: bool,
+    sources: &[&Tensor<T>],
     places: [Placement; 3],
     out: Placement,
     (out_shape, scores_shape): (&[usize], &[usize]),
     shape: AttentionShape,
     mask: AttentionMask<'_>,
-    plan: impl for<'a> Fn(&'a [Tensor<T>]) -> GradientPlan<'a, T> + 'static,
 ) -> Tensor<T> {
     let scale = T::cast(1.0 / (shape.dim as f64).sqrt());
     let (output, probabilities) = {
-        let (q, k, v) = (inputs[0].data(), inputs[1].data(), inputs[2].data());
+        let source = |i: usize| sources[i.min(sources.len() - 1)].data();
+        let (q, k, v) = (source(0), source(1), source(2));
         let given = match mask {
             AttentionMask::Hide(mask) => mask.broadcast_to(scores_shape, "attention"),
             _ => Vec::new(),
@@ -282,17 +247,15 @@ fn attention_op<T: Float>(
         kernels::forward((&q, &k, &v), places, out, shape, scale, hidden)
     };
     let probabilities = Recycled::new(probabilities);
-    // packed projections are one input read three times: one gradient for it
-    let unique: Vec<&Tensor<T>> = if packed {
-        vec![inputs[0]]
-    } else {
-        inputs.to_vec()
-    };
-    Tensor::from_op(output, out_shape, "attention", &unique, move |ctx| {
-        let (grad_places, lens, inputs) = plan(ctx.inputs);
-        let source = |i: usize| inputs[i.min(inputs.len() - 1)].data();
+    Tensor::from_op(output, out_shape, "attention", sources, move |ctx| {
+        let last = ctx.inputs.len() - 1;
+        let source = |i: usize| ctx.input(i.min(last)).data();
         let (q, k, v) = (source(0), source(1), source(2));
-        let mut grads: Vec<Vec<T>> = lens.iter().map(|&len| buffer::take(len)).collect();
+        // operand i's gradient goes into its source's gradient buffer
+        let grad_places = [0, 1, 2].map(|i| (i.min(last), places[i]));
+        let mut grads: Vec<Vec<T>> = (ctx.inputs.iter())
+            .map(|input| buffer::take(input.numel()))
+            .collect();
         kernels::backward(
             &ctx.grad_output.data(),
             (&q, &k, &v),
@@ -304,7 +267,7 @@ fn attention_op<T: Float>(
         );
         grads
             .into_iter()
-            .zip(inputs)
+            .zip(ctx.inputs)
             .enumerate()
             .map(|(i, (grad, input))| {
                 ctx.needs_grad(i)
