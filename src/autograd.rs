@@ -188,6 +188,34 @@ impl<T: Float> Tensor<T> {
 
     /// Backpropagates from a non-scalar tensor, given dL/d(self) as `grad`.
     pub fn backward_with(&self, grad: Tensor<T>) {
+        self.backward_from(grad, &mut |_| {});
+    }
+
+    /// [`Tensor::backward`], calling `on_leaf_done` with each leaf as soon as its
+    /// gradient is final — while the walk goes on to earlier layers. This is how
+    /// data-parallel training starts sending the last layers' gradients before
+    /// backward has reached the first ones.
+    ///
+    /// ```
+    /// use nabla::Tensor;
+    /// let w1 = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad(true);
+    /// let w2 = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad(true);
+    /// let loss = (&w1 * 5.0).exp().mul(&w2).sum(); // w2 is used last, so it is done first
+    /// let mut done = Vec::new();
+    /// loss.backward_with_hook(&mut |leaf| done.push(leaf.id()));
+    /// assert_eq!(done, [w2.id(), w1.id()]);
+    /// ```
+    pub fn backward_with_hook(&self, on_leaf_done: &mut dyn FnMut(&Tensor<T>)) {
+        assert_eq!(
+            self.numel(),
+            1,
+            "backward() starts from a scalar loss, but this tensor has shape {:?}",
+            self.shape()
+        );
+        self.backward_from(Tensor::ones(self.shape()), on_leaf_done);
+    }
+
+    fn backward_from(&self, grad: Tensor<T>, on_leaf_done: &mut dyn FnMut(&Tensor<T>)) {
         assert_eq!(
             grad.shape(),
             self.shape(),
@@ -211,6 +239,10 @@ impl<T: Float> Tensor<T> {
             };
             if tensor.is_leaf() || tensor.inner.retains_grad.get() {
                 accumulate_into_leaf(tensor, grad_output.clone());
+            }
+            // every use of a tensor comes after it in `order`, so its gradient is complete here
+            if tensor.is_leaf() {
+                on_leaf_done(tensor);
             }
             let Some(node) = node else {
                 assert!(

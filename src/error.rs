@@ -32,6 +32,9 @@ pub enum Error {
     /// Training stopped because the loss or a gradient stopped being finite.
     #[error("{0}")]
     Diverged(String),
+    /// The ranks of a data-parallel run disagree (config, weights) or cannot run.
+    #[error("distributed training: {0}")]
+    Distributed(String),
 }
 
 impl Error {

@@ -38,6 +38,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 pub mod element;
 pub mod error;
 #[cfg(feature = "experiment")]

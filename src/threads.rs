@@ -50,9 +50,7 @@ pub fn set_num_threads(threads: usize) -> crate::Result<()> {
 /// the `nabla` command does. A pool that other threads also use keeps working if
 /// that thread ends, with one worker fewer.
 pub fn set_num_threads_using_this_thread(threads: Option<usize>) -> crate::Result<()> {
-    let threads = threads
-        .or_else(threads_from_env)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = threads.or_else(threads_from_env).unwrap_or_else(cores);
     build_pool(threads, true, "set_num_threads_using_this_thread")
 }
 
@@ -85,4 +83,9 @@ fn build_pool(threads: usize, include_caller: bool, caller: &str) -> crate::Resu
 pub fn num_threads() -> usize {
     ensure_init();
     rayon::current_num_threads()
+}
+
+/// The cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

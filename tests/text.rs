@@ -153,6 +153,12 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
         })
         .collect();
     assert_eq!(steps, [50, 100, 150]);
+    // accuracy counts characters predicted right among characters seen
+    for line in metrics.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let accuracy = value["train_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{line}");
+    }
     assert!(
         losses[2] < losses[0] && losses[2] < 0.5,
         "validation losses {losses:?}"

@@ -8,28 +8,38 @@ use serde_json::json;
 
 use crate::autograd::no_grad;
 use crate::cpu::gemm::{MatRef, gemm};
-use crate::data::{DataLoader, load_mnist};
+use crate::data::{Batch, DataLoader, load_mnist};
+use crate::distributed::World;
 use crate::error::{Error, Result};
 use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
 use crate::memory::{peak_resident_mb, resident_mb};
 use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
-use crate::train::{evaluate, step};
+use crate::train::parallel::DataParallel;
+use crate::train::{Divergence, LossFn, evaluate_in, step};
 
-/// Runs one workload and prints one JSON object per line.
+/// Runs one workload and prints one JSON object per line. Under `mpirun` (feature
+/// `mpi`), mlp, cnn, resnet and gpt run data-parallel over the ranks: each takes its
+/// share of every batch, rank 0 prints, and the line says `ranks`.
 pub fn run(
     workload: &str,
     epochs: Option<usize>,
     steps: Option<usize>,
     data_dir: &std::path::Path,
     text: &std::path::Path,
+    world: &World,
 ) -> Result<()> {
+    if world.is_distributed() && matches!(workload, "tiny" | "gemm") {
+        return Err(Error::Config(format!(
+            "the {workload} workload runs in one process: start it without mpirun"
+        )));
+    }
     match workload {
-        "mlp" | "cnn" => classifier(workload, epochs, data_dir),
+        "mlp" | "cnn" => classifier(workload, epochs, data_dir, world),
         "tiny" => tiny(steps.unwrap_or(10_000)),
-        "resnet" => resnet(steps.unwrap_or(20)),
-        "gpt" => gpt(steps.unwrap_or(200), text),
+        "resnet" => resnet(steps.unwrap_or(20), world),
+        "gpt" => gpt(steps.unwrap_or(200), text, world),
         "gemm" => gemm_workload(),
         other => Err(Error::Config(format!(
             "unknown workload `{other}`: expected mlp, cnn, tiny, resnet, gpt or gemm"
@@ -47,9 +57,103 @@ fn record(workload: &str) -> serde_json::Value {
     })
 }
 
+/// Prints a workload's line, from rank 0 only; with several ranks it says how many,
+/// and `threads` is per rank.
+fn report(mut line: serde_json::Value, world: &World, parallel: Option<&DataParallel>) {
+    if !world.is_root() {
+        return;
+    }
+    if let Some(parallel) = parallel {
+        let stats = parallel.stats();
+        line["ranks"] = json!(world.size());
+        line["gradient_bytes"] = json!(stats.gradient_bytes);
+        line["all_reduce_ms_per_step"] = json!(round(
+            stats.all_reduce_seconds * 1e3 / stats.steps.max(1) as f64,
+            3
+        ));
+        line["comm_wait_ms_per_step"] = json!(round(
+            stats.wait_seconds * 1e3 / stats.steps.max(1) as f64,
+            3
+        ));
+    }
+    println!("{line}");
+}
+
+/// One training step of a workload: [`step`] in one process, or this rank's share of
+/// the batch through [`DataParallel`] under mpirun. Returns the batch's mean loss.
+struct Stepper {
+    parallel: Option<DataParallel>,
+}
+
+impl Stepper {
+    fn new(world: &World, model: &dyn Module<f32>, optimizer: &dyn Optimizer<f32>) -> Self {
+        Stepper {
+            parallel: world
+                .is_distributed()
+                .then(|| DataParallel::new(world, model, optimizer)),
+        }
+    }
+
+    /// `batch` is this rank's share of a batch of `samples`.
+    fn step(
+        &mut self,
+        model: &dyn Module<f32>,
+        optimizer: &mut dyn Optimizer<f32>,
+        batch: &Batch,
+        samples: usize,
+        loss_fn: LossFn<'_>,
+        clip: Option<f64>,
+    ) -> std::result::Result<f64, Divergence> {
+        match &mut self.parallel {
+            Some(parallel) => parallel
+                .step(model, optimizer, batch, samples, loss_fn, clip)
+                .map(|taken| taken.loss),
+            None => {
+                let loss_of = |logits: &Tensor| loss_fn(logits, &batch.labels);
+                step(model, optimizer, &batch.inputs, loss_of, clip).map(|taken| taken.loss)
+            }
+        }
+    }
+
+    /// Starts the communication totals again (after warm-up).
+    fn reset(&mut self) {
+        if let Some(parallel) = &mut self.parallel {
+            parallel.reset_stats();
+        }
+    }
+}
+
+/// This rank's rows of a batch (all of it in one process).
+fn share_of_batch(world: &World, batch: &Batch) -> Batch {
+    let samples = batch.inputs.shape()[0];
+    if !world.is_distributed() {
+        return Batch {
+            inputs: batch.inputs.clone(),
+            labels: batch.labels.clone(),
+        };
+    }
+    let rows = world.share(samples);
+    let width = batch.inputs.numel() / samples;
+    let labels_per_sample = batch.labels.len() / samples;
+    let mut shape = batch.inputs.shape().to_vec();
+    shape[0] = rows.len();
+    Batch {
+        inputs: Tensor::from_vec(
+            batch.inputs.data()[rows.start * width..rows.end * width].to_vec(),
+            &shape,
+        ),
+        labels: batch.labels[rows.start * labels_per_sample..rows.end * labels_per_sample].to_vec(),
+    }
+}
+
 /// The reference `mlp` (784-256-128-10, SGD 0.05 momentum 0.9, batch 128, 5 epochs)
 /// or `cnn` (LeNet-5, Adam 1e-3, batch 64, 2 epochs) workload.
-fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path) -> Result<()> {
+fn classifier(
+    workload: &str,
+    epochs: Option<usize>,
+    data_dir: &std::path::Path,
+    world: &World,
+) -> Result<()> {
     let (train, test) = load_mnist(data_dir)?;
     let mut rng = crate::rng(0);
     let (train, test, model, batch, default_epochs): (_, _, Sequential, usize, usize) =
@@ -68,23 +172,32 @@ fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path)
     let loader = DataLoader::new(&train, batch).shuffle(0);
     let test_loader = DataLoader::new(&test, 1000);
     let options = CrossEntropyOptions::default();
+    let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
+    let mut stepper = Stepper::new(world, &model, optimizer.as_ref());
     let rss_before = resident_mb();
     for epoch in 0..epochs.unwrap_or(default_epochs) {
         let order = loader.order(epoch); // data order: not timed, as in the reference
+        stepper.reset();
         let busy = CpuLoad::start();
         let started = Instant::now();
         let mut loss_sum = 0.0f64;
         for indices in order.chunks(batch) {
-            let batch = crate::data::make_batch(&train, indices);
-            let loss_of = |logits: &Tensor| cross_entropy(logits, &batch.labels, &options);
-            let taken = step(&model, optimizer.as_mut(), &batch.inputs, loss_of, None)
+            let share = crate::data::make_batch(&train, &indices[world.share(indices.len())]);
+            let taken = stepper
+                .step(
+                    &model,
+                    optimizer.as_mut(),
+                    &share,
+                    indices.len(),
+                    &loss,
+                    None,
+                )
                 .map_err(|bad| bad.into_error(&format!("epoch {}", epoch + 1)))?;
-            loss_sum += taken.loss * indices.len() as f64;
+            loss_sum += taken * indices.len() as f64;
         }
         let seconds = started.elapsed().as_secs_f64();
         let other_busy = busy.other_fraction(seconds);
-        let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
-        let accuracy = evaluate(&model, &test_loader, &loss).1;
+        let accuracy = evaluate_in(world, &model, &test_loader, &loss).accuracy;
         model.train();
         let mut line = record(workload);
         let n = order.len() as f64;
@@ -98,7 +211,7 @@ fn classifier(workload: &str, epochs: Option<usize>, data_dir: &std::path::Path)
         line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
         line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
-        println!("{line}");
+        report(line, world, stepper.parallel.as_ref());
     }
     Ok(())
 }
@@ -166,27 +279,31 @@ fn tiny(steps: usize) -> Result<()> {
 /// ResNet-20 on one fixed CIFAR-shaped batch (128 × 3×32×32 from N(0, 1), labels
 /// i mod 10), SGD 0.1, momentum 0.9, weight decay 5e-4: 3 warm-up steps, then
 /// `steps` timed ones. Times compute only, as the reference does.
-fn resnet(steps: usize) -> Result<()> {
+fn resnet(steps: usize, world: &World) -> Result<()> {
     const BATCH: usize = 128;
     let mut rng = crate::rng(0);
-    let inputs = Tensor::<f32>::randn(&[BATCH, 3, 32, 32], 0.0, 1.0, &mut rng);
-    let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
+    let batch = Batch {
+        inputs: Tensor::<f32>::randn(&[BATCH, 3, 32, 32], 0.0, 1.0, &mut rng),
+        labels: (0..BATCH).map(|i| i % 10).collect(),
+    };
+    let share = share_of_batch(world, &batch);
     let model = crate::nn::zoo::resnet20::<f32>(3, 10, &mut rng);
     let mut optimizer = Sgd::new(model.named_parameters(), 0.1)
         .momentum(0.9)
         .weight_decay(5e-4);
     let options = CrossEntropyOptions::default();
-    let take_step = || {
-        let loss_of = |logits: &Tensor| cross_entropy(logits, &labels, &options);
-        step(&model, &mut optimizer, &inputs, loss_of, None)
-            .map(|taken| taken.loss)
+    let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
+    let mut stepper = Stepper::new(world, &model, &optimizer);
+    let take_step = |stepper: &mut Stepper| {
+        stepper
+            .step(&model, &mut optimizer, &share, BATCH, &loss, None)
             .map_err(|bad| bad.into_error("the resnet workload"))
     };
-    let timed = timed_steps(steps, take_step)?;
+    let timed = timed_steps(steps, &mut stepper, take_step)?;
     let mut line = timed.record("resnet");
     line["images_per_s"] = json!(round((BATCH * steps) as f64 / timed.seconds, 1));
     line["final_loss"] = json!(round(timed.last_loss, 5));
-    println!("{line}");
+    report(line, world, stepper.parallel.as_ref());
     Ok(())
 }
 
@@ -213,16 +330,21 @@ impl Timed {
 }
 
 /// 3 warm-up steps, then `steps` timed ones (as the reference scripts time them).
-fn timed_steps(steps: usize, mut take_step: impl FnMut() -> Result<f64>) -> Result<Timed> {
+fn timed_steps(
+    steps: usize,
+    stepper: &mut Stepper,
+    mut take_step: impl FnMut(&mut Stepper) -> Result<f64>,
+) -> Result<Timed> {
     for _ in 0..3 {
-        take_step()?;
+        take_step(stepper)?;
     }
+    stepper.reset();
     let rss_before = resident_mb();
     let busy = CpuLoad::start();
     let started = Instant::now();
     let mut last_loss = 0.0;
     for _ in 0..steps {
-        last_loss = take_step()?;
+        last_loss = take_step(stepper)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Timed {
@@ -239,7 +361,7 @@ fn timed_steps(steps: usize, mut take_step: impl FnMut() -> Result<f64>) -> Resu
 /// random windows, AdamW 1e-3 (β 0.9, 0.99; decay 0.1 on matrices only), gradient
 /// norm clipped at 1. 3 warm-up steps, `steps` timed ones, then the loss over 20
 /// fixed validation windows.
-fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
+fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
     use crate::data::text::{TextCorpus, Tokenizer, random_offsets, spaced_offsets, windows};
     use crate::nn::zoo::{GptShape, gpt, gpt_optimizer};
     const BATCH: usize = 32;
@@ -249,20 +371,25 @@ fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
     let model = gpt::<f32>(GptShape::reference(vocab), &mut crate::rng(0));
     let mut optimizer = gpt_optimizer(model.named_parameters());
     let options = CrossEntropyOptions::default();
+    let loss = |logits: &Tensor, targets: &[usize]| {
+        let flat = logits.reshape(&[targets.len(), vocab]);
+        cross_entropy(&flat, targets, &options)
+    };
+    let mut stepper = Stepper::new(world, &model, &optimizer);
     let mut step_number = 0;
-    let take_step = || {
+    let take_step = |stepper: &mut Stepper| {
         let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), BLOCK);
         step_number += 1;
-        let batch = windows(&corpus.train, &offsets, BLOCK);
-        let loss_of = |logits: &Tensor| {
-            let flat = logits.reshape(&[BATCH * BLOCK, vocab]);
-            cross_entropy(&flat, &batch.targets, &options)
+        let windows = windows(&corpus.train, &offsets[world.share(BATCH)], BLOCK);
+        let share = Batch {
+            inputs: windows.inputs,
+            labels: windows.targets,
         };
-        step(&model, &mut optimizer, &batch.inputs, loss_of, Some(1.0))
-            .map(|taken| taken.loss)
+        stepper
+            .step(&model, &mut optimizer, &share, BATCH, &loss, Some(1.0))
             .map_err(|bad| bad.into_error("the gpt workload"))
     };
-    let timed = timed_steps(steps, take_step)?;
+    let timed = timed_steps(steps, &mut stepper, take_step)?;
     let val_loss = {
         let _guard = no_grad();
         let offsets = spaced_offsets(20, corpus.validation.len(), BLOCK);
@@ -277,7 +404,7 @@ fn gpt(steps: usize, text: &std::path::Path) -> Result<()> {
     line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / timed.seconds, 1));
     line["final_train_loss"] = json!(round(timed.last_loss, 4));
     line["val_loss"] = json!(round(val_loss, 4));
-    println!("{line}");
+    report(line, world, stepper.parallel.as_ref());
     Ok(())
 }
 

@@ -194,8 +194,21 @@ enum DataAction {
 /// Runs the command line; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The main thread trains, so it joins the kernels' pool (see `threads`).
-    let _ = crate::threads::set_num_threads_using_this_thread(cli.threads.map(|n| n as usize));
+    let world = match join_world() {
+        Ok(world) => world,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The main thread trains, so it joins the kernels' pool (see `threads`); ranks
+    // on one machine share its cores.
+    let threads = cli.threads.map(|n| n as usize).or_else(|| {
+        let chosen = std::env::var_os("NABLA_THREADS").is_some();
+        (world.is_distributed() && !chosen)
+            .then(|| (crate::threads::cores() / ranks_on_this_node()).max(1))
+    });
+    let _ = crate::threads::set_num_threads_using_this_thread(threads);
     let result = match cli.command {
         Command::Train {
             config,
@@ -211,7 +224,7 @@ pub fn main() -> ExitCode {
                 seed,
                 resume,
             };
-            train::run(args).map(|outcome| match outcome {
+            train::run(args, &world).map(|outcome| match outcome {
                 train::Outcome::Finished => ExitCode::SUCCESS,
                 train::Outcome::Interrupted => ExitCode::from(130),
             })
@@ -301,6 +314,7 @@ pub fn main() -> ExitCode {
             steps.map(|s| s as usize),
             &data_dir,
             &text,
+            &world,
         )
         .map(|_| ExitCode::SUCCESS),
         #[cfg(feature = "fetch")]
@@ -315,9 +329,32 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if world.is_distributed() => {
+            // the other ranks may be waiting in a collective this one will never join
+            eprintln!("error (rank {} of {}): {err}", world.rank(), world.size());
+            world.abort(1)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The processes of this job: MPI's world when launched by `mpirun` (feature `mpi`),
+/// else this process alone.
+fn join_world() -> std::result::Result<crate::distributed::World, String> {
+    #[cfg(feature = "mpi")]
+    if crate::distributed::mpi::launched_by_mpi() {
+        return crate::distributed::mpi::Mpi::init();
+    }
+    Ok(crate::distributed::World::single())
+}
+
+/// How many ranks share this machine's cores.
+fn ranks_on_this_node() -> usize {
+    #[cfg(feature = "mpi")]
+    return crate::distributed::mpi::ranks_on_this_node();
+    #[cfg(not(feature = "mpi"))]
+    1
 }

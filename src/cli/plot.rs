@@ -349,6 +349,7 @@ mod tests {
                 test_accuracy: None,
                 seconds: 1.0,
                 lr: 0.1,
+                communication: None,
             })
             .collect()
     }

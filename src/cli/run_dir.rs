@@ -96,39 +96,6 @@ impl RunDir {
         write_atomically(&path, kept.as_bytes())
     }
 
-    /// Restores the model and optimizer from the checkpoint; says where the run stood.
-    pub fn resume(
-        &self,
-        model: &Sequential,
-        optimizer: &mut dyn Optimizer<f32>,
-    ) -> Result<ResumePoint> {
-        let path = self.path.join(CHECKPOINT);
-        let metadata = load_training_state(&path, model, optimizer)?;
-        let number = |key: &str| -> Result<usize> {
-            metadata
-                .get(key)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| {
-                    Error::format(
-                        &path,
-                        format!(
-                            "metadata `{key}`: expected a whole number, found {:?}",
-                            metadata.get(key)
-                        ),
-                    )
-                })
-        };
-        let progress = metadata
-            .get("progress")
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_default();
-        Ok(ResumePoint {
-            epoch: number("epoch")?,
-            step: number("step")?,
-            progress,
-        })
-    }
-
     /// Saves the training state: `epoch` (from 0) in progress with `step` steps done.
     pub fn save_checkpoint(
         &self,
@@ -197,4 +164,38 @@ fn metadata(epoch: usize) -> BTreeMap<String, String> {
         ("epoch".to_string(), epoch.to_string()),
         ("format".to_string(), "pt".to_string()),
     ])
+}
+
+/// Restores `model` and `optimizer` from the checkpoint of the run in `dir` (read
+/// only: every rank of a data-parallel run does this); says where the run stood.
+pub fn resume(
+    dir: &Path,
+    model: &Sequential,
+    optimizer: &mut dyn Optimizer<f32>,
+) -> Result<ResumePoint> {
+    let path = dir.join(CHECKPOINT);
+    let metadata = load_training_state(&path, model, optimizer)?;
+    let number = |key: &str| -> Result<usize> {
+        metadata
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Error::format(
+                    &path,
+                    format!(
+                        "metadata `{key}`: expected a whole number, found {:?}",
+                        metadata.get(key)
+                    ),
+                )
+            })
+    };
+    let progress = metadata
+        .get("progress")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    Ok(ResumePoint {
+        epoch: number("epoch")?,
+        step: number("step")?,
+        progress,
+    })
 }

@@ -11,9 +11,10 @@ use super::progress::Progress;
 use super::run_dir::RunDir;
 use crate::checkpoint::load_model;
 use crate::data::{DataLoader, Dataset, make_batch};
+use crate::distributed::{World, bytes_hash};
 use crate::error::{Error, Result};
 use crate::experiment::{self, Config};
-use crate::nn::Sequential;
+use crate::nn::{Module, Sequential};
 use crate::tensor::Tensor;
 use crate::train::health::{gradient_health, gradient_norms};
 use crate::train::{Control, EarlyStopping, Event, FitOptions, fit};
@@ -40,17 +41,26 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// Runs `nabla train`.
-pub fn run(args: TrainArgs) -> Result<Outcome> {
+/// Runs `nabla train` as one rank of `world` (one process alone: [`World::single`]).
+/// With several ranks, each trains on its share of every batch; rank 0 alone prints
+/// and writes the run directory.
+pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     let (config, out) = resolve(&args)?;
-    let mut run_dir = RunDir::create(&out, &config)?;
+    check_ranks(world, &config)?;
+    let mut run_dir = if world.is_root() {
+        Some(RunDir::create(&out, &config)?)
+    } else {
+        None
+    };
     let data = experiment::load_data(&config)?;
-    for note in &data.notes {
-        eprintln!("note: {note}");
-    }
-    run_dir.write_classes(&data.class_names)?;
-    if let Some(vocabulary) = &data.vocabulary {
-        run_dir.write_vocabulary(vocabulary)?;
+    if let Some(run_dir) = &run_dir {
+        for note in &data.notes {
+            eprintln!("note: {note}");
+        }
+        run_dir.write_classes(&data.class_names)?;
+        if let Some(vocabulary) = &data.vocabulary {
+            run_dir.write_vocabulary(vocabulary)?;
+        }
     }
     let mut rng = crate::rng(config.train.seed);
     let (model, _) = experiment::build_model(
@@ -61,6 +71,13 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     )?;
     if let Some(init) = &config.train.init {
         load_model(init, &model)?;
+    }
+    model.set_random_stream(world.rank() as u64);
+    if config.train.sync_batch_norm && world.is_distributed() {
+        let world = world.clone();
+        let across: crate::ops::norm::SumAcross =
+            std::rc::Rc::new(move |sums: &mut [f64]| world.sum_f64(sums));
+        model.share_batch_statistics(&across);
     }
     let mut optimizer = experiment::build_optimizer(&config.train.optimizer, &model);
     let mut train_loader = DataLoader::new(data.train.as_ref(), config.data.batch_size);
@@ -85,27 +102,56 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         1000
     };
     let test_loader = DataLoader::new(data.test.as_ref(), test_batch);
+    let last_batch = train_loader.batch_len(train_loader.num_batches().saturating_sub(1));
+    if config.train.sync_batch_norm && last_batch < world.size() {
+        // every rank must join every statistics sum: none may sit out a small last batch
+        return Err(Error::Distributed(format!(
+            "sync_batch_norm: the last batch of an epoch has {last_batch} samples, fewer \
+             than the {} ranks, so some would have none; pick a batch_size that leaves at \
+             least {} samples for the last batch (or none left over)",
+            world.size(),
+            world.size()
+        )));
+    }
     let mut options = fit_options(&config, train_loader.num_batches());
+    options.world = world.clone();
+    // NABLA_CHECK_REPLICAS=step: compare the ranks' weights after every step
+    options.check_replicas_every_step =
+        std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
     if args.resume.is_some() {
-        let point = run_dir.resume(&model, optimizer.as_mut())?;
+        // every rank restores the same checkpoint; only rank 0 rewrites the directory
+        let point = super::run_dir::resume(&out, &model, optimizer.as_mut())?;
         (options.start_epoch, options.start_step, options.carried) =
             (point.epoch, point.step, point.progress);
-        run_dir.keep_epochs(point.epoch)?;
-        println!(
-            "resuming {} at epoch {}, step {}",
-            out.display(),
-            point.epoch + 1,
-            point.step
-        );
-    } else {
+        if let Some(run_dir) = &mut run_dir {
+            run_dir.keep_epochs(point.epoch)?;
+            println!(
+                "resuming {} at epoch {}, step {}",
+                out.display(),
+                point.epoch + 1,
+                point.step
+            );
+        }
+    } else if let Some(run_dir) = &mut run_dir {
         run_dir.keep_epochs(0)?;
         println!("{}", model.summary(&batch_shape(data.train.as_ref())));
     }
-    if options.start_epoch >= options.epochs {
+    if world.is_root() && world.is_distributed() {
         println!(
-            "nothing to do: the run already finished its {} epochs",
-            options.epochs
+            "data-parallel over {} ranks: each takes {}–{} samples of every batch of {}",
+            world.size(),
+            config.data.batch_size / world.size(),
+            config.data.batch_size.div_ceil(world.size()),
+            config.data.batch_size
         );
+    }
+    if options.start_epoch >= options.epochs {
+        if world.is_root() {
+            println!(
+                "nothing to do: the run already finished its {} epochs",
+                options.epochs
+            );
+        }
         return Ok(Outcome::Finished);
     }
 
@@ -116,8 +162,11 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
     );
     let mut watcher = Watcher {
         run_dir,
+        world: world.clone(),
         model: &model,
-        progress: Progress::new(options.epochs).by_steps(steps_per_period),
+        progress: world
+            .is_root()
+            .then(|| Progress::new(options.epochs).by_steps(steps_per_period)),
         interrupted: ctrl_c_flag(),
         probe: probe.inputs,
         checkpoint_every: config.train.checkpoint_every,
@@ -136,6 +185,33 @@ pub fn run(args: TrainArgs) -> Result<Outcome> {
         &mut |event| watcher.on_event(event),
     );
     watcher.finish(result.map(|_| ()))
+}
+
+/// Refuses a data-parallel run whose ranks read different configs, or that has
+/// more ranks than samples in a batch.
+fn check_ranks(world: &World, config: &Config) -> Result<()> {
+    if !world.is_distributed() {
+        return Ok(());
+    }
+    let text = config.to_toml();
+    world
+        .check_same("the resolved config", bytes_hash(text.as_bytes()))
+        .map_err(|why| {
+            Error::Distributed(format!(
+                "{why}: every rank must train the same experiment (same config file, \
+                 same --epochs/--seed)"
+            ))
+        })?;
+    if world.size() > config.data.batch_size {
+        return Err(Error::Distributed(format!(
+            "{} ranks but batch_size = {}: every rank needs at least one sample of each \
+             batch; use at most {} ranks or a larger [data] batch_size",
+            world.size(),
+            config.data.batch_size,
+            config.data.batch_size
+        )));
+    }
+    Ok(())
 }
 
 /// The config (from the file, or the run being resumed) with the command line's
@@ -195,9 +271,12 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
 /// What `nabla train` does while training runs: the progress display, Ctrl-C,
 /// checkpoints every N steps, and each finished epoch's records and health check.
 struct Watcher<'a> {
-    run_dir: RunDir,
+    /// Rank 0's: the others write nothing.
+    run_dir: Option<RunDir>,
+    world: World,
     model: &'a Sequential,
-    progress: Progress,
+    /// Rank 0's: the others print nothing.
+    progress: Option<Progress>,
     interrupted: Arc<AtomicBool>,
     /// A fixed batch for the dead-ReLU count.
     probe: Tensor,
@@ -215,7 +294,9 @@ impl Watcher<'_> {
     fn on_event(&mut self, event: &Event<'_>) -> Control {
         let handled = match event {
             Event::EpochStart { epoch, batches } => {
-                self.progress.start_epoch(*epoch, *batches);
+                if let Some(progress) = &mut self.progress {
+                    progress.start_epoch(*epoch, *batches);
+                }
                 Ok(Control::Continue)
             }
             Event::BatchEnd {
@@ -228,23 +309,24 @@ impl Watcher<'_> {
                 progress: sums,
                 optimizer,
             } => {
-                self.progress
-                    .step(*batch, *batches, *loss, *accuracy, *samples);
+                if let Some(progress) = &mut self.progress {
+                    progress.step(*batch, *batches, *loss, *accuracy, *samples);
+                }
                 if batch == batches {
                     self.grad_norms = gradient_norms(self.model);
                 }
-                let stop = self.interrupted.load(Ordering::SeqCst);
+                let stop = self.interrupted_anywhere();
                 let due = self
                     .checkpoint_every
                     .is_some_and(|n| n > 0 && batch % n == 0 && batch < batches);
                 if stop {
                     self.stopped_at = Some((*epoch, *batch));
                 }
-                let saved = if stop || due {
-                    self.run_dir
-                        .save_checkpoint(self.model, *optimizer, epoch - 1, *batch, sums)
-                } else {
-                    Ok(())
+                let saved = match &self.run_dir {
+                    Some(run_dir) if stop || due => {
+                        run_dir.save_checkpoint(self.model, *optimizer, epoch - 1, *batch, sums)
+                    }
+                    _ => Ok(()),
                 };
                 saved.map(|()| {
                     if stop {
@@ -254,16 +336,20 @@ impl Watcher<'_> {
                     }
                 })
             }
-            Event::EpochEnd { metrics, optimizer } => {
-                self.progress.end_epoch(metrics);
-                let health = gradient_health(self.model, &self.probe, &self.grad_norms);
-                for warning in &health.warnings {
-                    self.progress.println(&format!("  warning: {warning}"));
+            Event::EpochEnd { metrics, optimizer } => match (&mut self.progress, &mut self.run_dir)
+            {
+                (Some(progress), Some(run_dir)) => {
+                    progress.end_epoch(metrics);
+                    let health = gradient_health(self.model, &self.probe, &self.grad_norms);
+                    for warning in &health.warnings {
+                        progress.println(&format!("  warning: {warning}"));
+                    }
+                    run_dir
+                        .end_epoch(metrics, &health, self.model, *optimizer)
+                        .map(|()| Control::Continue)
                 }
-                self.run_dir
-                    .end_epoch(metrics, &health, self.model, *optimizer)
-                    .map(|()| Control::Continue)
-            }
+                _ => Ok(Control::Continue),
+            },
         };
         handled.unwrap_or_else(|e| {
             self.failure = Some(e);
@@ -271,13 +357,32 @@ impl Watcher<'_> {
         })
     }
 
+    /// Whether Ctrl-C reached any rank: all stop at the same step, or the others
+    /// would wait for it forever.
+    fn interrupted_anywhere(&self) -> bool {
+        let mut flag = [f64::from(u8::from(self.interrupted.load(Ordering::SeqCst)))];
+        self.world.sum_f64(&mut flag);
+        flag[0] > 0.0
+    }
+
     /// How the run ended, said in the terminal.
     fn finish(mut self, result: Result<()>) -> Result<Outcome> {
-        self.progress.abandon();
+        if let Some(progress) = &mut self.progress {
+            progress.abandon();
+        }
         if let Some(e) = self.failure {
             return Err(e);
         }
-        let out = self.run_dir.path().display();
+        let Some(run_dir) = &self.run_dir else {
+            return result.map(|()| {
+                if self.stopped_at.is_some() {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Finished
+                }
+            });
+        };
+        let out = run_dir.path().display();
         if let Err(Error::Diverged(message)) = &result {
             eprintln!("warning: training stopped: {message}");
             eprintln!("the last good checkpoint is kept in {out}");
@@ -289,7 +394,7 @@ impl Watcher<'_> {
             );
             return Ok(Outcome::Interrupted);
         }
-        match (self.run_dir.history().last(), self.language_model) {
+        match (run_dir.history().last(), self.language_model) {
             (Some(last), true) => {
                 let loss = last.test_loss.unwrap_or(f64::NAN);
                 println!(

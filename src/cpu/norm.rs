@@ -130,9 +130,10 @@ pub fn grad_input<T: Float>(
     x: &[T],
     layout: ChannelLayout,
     (mean, inv_std, weight): (&[T], &[T], &[T]),
-    (sum_g, sum_g_xhat): (&[T], &[T]),
+    (sum_g, sum_g_xhat, count): (&[T], &[T], usize),
 ) -> Vec<T> {
-    let count = T::cast(layout.count() as f64);
+    // `count` is the batch's values per channel: this slice's, or all processes' together
+    let count = T::cast(count as f64);
     let mut dx = super::buffer::take(x.len());
     // dx = a·g + b·(x − μ) + d per channel, with a = γ·s, b = −a·s·Σ(g·x̂)/m, d = −a·Σg/m
     let coefficients: Vec<(T, T, T)> = (0..layout.channels)

@@ -98,10 +98,28 @@ pub struct DataLoader<'a, D: Dataset + ?Sized> {
     drop_last: bool,
     augmentation: Option<Augmenting>,
     samples_per_epoch: Option<usize>,
+    /// (rank, ranks): yield only this rank's rows of every batch.
+    shard: Option<(usize, usize)>,
+}
+
+impl<D: Dataset + ?Sized> Clone for DataLoader<'_, D> {
+    fn clone(&self) -> Self {
+        DataLoader {
+            dataset: self.dataset,
+            indices: self.indices.clone(),
+            batch_size: self.batch_size,
+            shuffle_seed: self.shuffle_seed,
+            drop_last: self.drop_last,
+            augmentation: self.augmentation.clone(),
+            samples_per_epoch: self.samples_per_epoch,
+            shard: self.shard,
+        }
+    }
 }
 
 /// Augmentation as a loader applies it: what, from which seed, and the value of a
 /// black pixel per channel.
+#[derive(Clone)]
 struct Augmenting {
     augmentation: augment::Augmentation,
     seed: u64,
@@ -120,6 +138,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
             drop_last: false,
             augmentation: None,
             samples_per_epoch: None,
+            shard: None,
         }
     }
 
@@ -155,6 +174,23 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
     pub fn samples_per_epoch(mut self, count: usize) -> Self {
         self.samples_per_epoch = Some(count);
         self
+    }
+
+    /// Makes every batch only rank `rank`'s share of it (of `ranks`; see
+    /// [`crate::distributed::share_of`]): the batches, their order and each sample's
+    /// augmentation stay those of one process, split across the ranks.
+    pub fn shard(mut self, rank: usize, ranks: usize) -> Self {
+        assert!(rank < ranks, "DataLoader::shard: rank {rank} of {ranks}");
+        self.shard = (ranks > 1).then_some((rank, ranks));
+        self
+    }
+
+    /// The number of samples in batch `batch` (from 0) of an epoch, over all ranks.
+    pub fn batch_len(&self, batch: usize) -> usize {
+        let start = batch * self.batch_size;
+        self.num_samples()
+            .saturating_sub(start)
+            .min(self.batch_size)
     }
 
     /// Drops a last batch smaller than `batch_size`.
@@ -209,7 +245,10 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
         let order = self.order(epoch);
         let batch_size = self.batch_size;
         (0..order.len().div_ceil(batch_size)).map(move |b| {
-            let picked = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
+            let mut picked = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
+            if let Some((rank, ranks)) = self.shard {
+                picked = &picked[crate::distributed::share_of(rank, ranks, picked.len())];
+            }
             let batch = make_batch(self.dataset, picked);
             if let Some(augmenting) = &self.augmentation {
                 let &[c, h, w] = self.dataset.feature_shape() else {

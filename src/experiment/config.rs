@@ -166,6 +166,10 @@ pub struct TrainConfig {
     /// Also checkpoint every N steps (besides every epoch).
     #[serde(default)]
     pub checkpoint_every: Option<usize>,
+    /// Data-parallel runs (`mpirun`): batch norm takes its statistics over every
+    /// rank's share of the batch, not each rank's own (PyTorch's SyncBatchNorm).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_batch_norm: bool,
 }
 
 /// The loss function.

@@ -15,6 +15,7 @@ pub struct Dropout {
     /// The probability of zeroing each input.
     pub p: f64,
     training: Cell<bool>,
+    seed: u64,
     rng: RefCell<StdRng>,
 }
 
@@ -28,6 +29,7 @@ impl Dropout {
         Dropout {
             p,
             training: Cell::new(true),
+            seed,
             rng: RefCell::new(crate::rng(seed)),
         }
     }
@@ -59,5 +61,11 @@ impl<T: Float> Module<T> for Dropout {
 
     fn set_training(&self, training: bool) {
         self.training.set(training);
+    }
+
+    fn set_random_stream(&self, stream: u64) {
+        // a different odd multiplier per stream would do; the golden ratio spreads them well
+        let seed = self.seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        *self.rng.borrow_mut() = crate::rng(seed);
     }
 }

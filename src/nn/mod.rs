@@ -80,6 +80,16 @@ pub trait Module<T: Float = f32> {
     /// Switches training behaviour (dropout, batch statistics) on or off.
     fn set_training(&self, _training: bool) {}
 
+    /// Draws this module's randomness (dropout masks) from stream `stream` of its
+    /// seed. Data-parallel ranks each take their rank, so no two ranks draw the same
+    /// masks for their shares of a batch; stream 0 is the one a single process uses.
+    fn set_random_stream(&self, _stream: u64) {}
+
+    /// Synchronised batch norm: while training, batch statistics are taken over every
+    /// rank's share of the batch, `across` adding up per-channel sums over the ranks
+    /// (so the ranks normalise as one process with the whole batch would).
+    fn share_batch_statistics(&self, _across: &crate::ops::norm::SumAcross) {}
+
     /// Every parameter, in `named_parameters` order.
     fn parameters(&self) -> Vec<Tensor<T>> {
         self.named_parameters()

@@ -3,11 +3,11 @@
 //! running averages for evaluation; layer norm normalises each sample over its last
 //! axes (one fused op too, `Tensor::layer_norm`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use super::Module;
 use crate::element::Float;
-use crate::ops::norm::RunningStatistics;
+use crate::ops::norm::{RunningStatistics, SumAcross};
 use crate::tensor::Tensor;
 
 /// The shared machinery of `BatchNorm1d` and `BatchNorm2d`.
@@ -20,6 +20,8 @@ struct BatchNorm<T: Float> {
     momentum: f64,
     eps: f64,
     training: Cell<bool>,
+    /// Synchronised batch norm: statistics over every rank's share of the batch.
+    across: RefCell<Option<SumAcross>>,
 }
 
 impl<T: Float> BatchNorm<T> {
@@ -33,6 +35,7 @@ impl<T: Float> BatchNorm<T> {
             momentum: 0.1,
             eps: 1e-5,
             training: Cell::new(true),
+            across: RefCell::new(None),
         }
     }
 
@@ -49,7 +52,8 @@ impl<T: Float> BatchNorm<T> {
                 momentum: self.momentum,
             };
             self.num_batches_tracked.update_data(|n| n[0] += T::one());
-            return x.batch_norm(&self.weight, &self.bias, self.eps, Some(running));
+            let across = self.across.borrow().clone();
+            return x.batch_norm_across(&self.weight, &self.bias, self.eps, Some(running), across);
         }
         let mut channel_shape = vec![1; x.ndim()];
         channel_shape[1] = self.channels();
@@ -126,6 +130,9 @@ macro_rules! batch_norm_layer {
             }
             fn set_training(&self, training: bool) {
                 self.0.training.set(training);
+            }
+            fn share_batch_statistics(&self, across: &SumAcross) {
+                *self.0.across.borrow_mut() = Some(across.clone());
             }
         }
     };

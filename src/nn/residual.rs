@@ -125,4 +125,17 @@ impl<T: Float> Module<T> for Residual<T> {
             shortcut.set_training(training);
         }
     }
+
+    fn set_random_stream(&self, stream: u64) {
+        self.layers.set_random_stream(stream);
+        if let Some(shortcut) = &self.shortcut {
+            shortcut.set_random_stream(stream);
+        }
+    }
+    fn share_batch_statistics(&self, across: &crate::ops::norm::SumAcross) {
+        self.layers.share_batch_statistics(across);
+        if let Some(shortcut) = &self.shortcut {
+            shortcut.share_batch_statistics(across);
+        }
+    }
 }

@@ -2,7 +2,6 @@
 //! exactly as PyTorch's `nn.Sequential.state_dict()` names them.
 
 use super::{KvCache, Module, prefixed};
-use crate::autograd::no_grad;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -61,20 +60,25 @@ impl<T: Float> Sequential<T> {
     }
 
     /// A Keras-style table: each layer, its output shape for an input of
-    /// `input_shape` (batch axis first), and its parameter count.
+    /// `input_shape` (batch axis first), and its parameter count. The shapes are
+    /// asked of the layers, so nothing runs: no batch-norm statistics or dropout
+    /// draws move.
     pub fn summary(&self, input_shape: &[usize]) -> String {
-        let _guard = no_grad();
-        let mut x = Tensor::<T>::zeros(input_shape);
+        let (batch, mut sample) = (input_shape[0], Ok(input_shape[1..].to_vec()));
         let mut rows = vec![(
             "Layer".to_string(),
             "Output shape".to_string(),
             "Params".to_string(),
         )];
         for (index, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x);
+            sample = sample.and_then(|shape| layer.output_shape(&shape));
+            let shape = match &sample {
+                Ok(shape) => format!("{:?}", [&[batch], &shape[..]].concat()),
+                Err(_) => "?".to_string(),
+            };
             rows.push((
                 format!("{index}: {}", layer.describe()),
-                format!("{:?}", x.shape()),
+                shape,
                 layer.num_parameters().to_string(),
             ));
         }
@@ -158,6 +162,17 @@ impl<T: Float> Module<T> for Sequential<T> {
     fn set_training(&self, training: bool) {
         for layer in &self.layers {
             layer.set_training(training);
+        }
+    }
+
+    fn set_random_stream(&self, stream: u64) {
+        for layer in &self.layers {
+            layer.set_random_stream(stream);
+        }
+    }
+    fn share_batch_statistics(&self, across: &crate::ops::norm::SumAcross) {
+        for layer in &self.layers {
+            layer.share_batch_statistics(across);
         }
     }
 }

@@ -10,6 +10,10 @@ use crate::cpu::norm::{self as kernels, ChannelLayout};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// Sums per-channel statistics, in place, over every process that holds a share of
+/// the batch (the ranks of data-parallel training): synchronised batch norm.
+pub type SumAcross = std::rc::Rc<dyn Fn(&mut [f64])>;
+
 /// The running averages a batch-norm layer keeps for evaluation, updated by
 /// [`Tensor::batch_norm`] as PyTorch does: `running ← (1 − momentum)·running +
 /// momentum·batch`, with the unbiased batch variance (divided by m − 1).
@@ -40,6 +44,22 @@ impl<T: Float> Tensor<T> {
         eps: f64,
         running: Option<RunningStatistics<'_, T>>,
     ) -> Tensor<T> {
+        self.batch_norm_across(weight, bias, eps, running, None)
+    }
+
+    /// [`Tensor::batch_norm`] whose batch is split across processes: with `across`,
+    /// μ and σ² are those of all the processes' samples together (m = Σ mᵣ), and so
+    /// are the sums Σ g and Σ g·x̂ in dL/dx — what one process with the whole batch
+    /// computes. dL/dγ and dL/dβ stay this process's own sums: data-parallel
+    /// training adds them up with the other gradients.
+    pub fn batch_norm_across(
+        &self,
+        weight: &Tensor<T>,
+        bias: &Tensor<T>,
+        eps: f64,
+        running: Option<RunningStatistics<'_, T>>,
+        across: Option<SumAcross>,
+    ) -> Tensor<T> {
         let shape = self.shape();
         assert!(
             shape.len() >= 2 && weight.shape() == [shape[1]] && bias.shape() == [shape[1]],
@@ -53,7 +73,11 @@ impl<T: Float> Tensor<T> {
             inner: shape[2..].iter().product(),
         };
         let x = self.data();
-        let (mean, var) = kernels::statistics(&x, layout);
+        let (mut mean, mut var) = kernels::statistics(&x, layout);
+        let mut count = layout.count();
+        if let Some(across) = &across {
+            count = combine_statistics(across, &mut mean, &mut var, count);
+        }
         let mut inv_std = buffer::take(layout.channels);
         for (s, &v) in inv_std.iter_mut().zip(&var) {
             *s = T::one() / (v + T::cast(eps)).sqrt();
@@ -61,7 +85,7 @@ impl<T: Float> Tensor<T> {
         let y = kernels::normalize(&x, layout, &mean, &inv_std, &weight.data(), &bias.data());
         drop(x);
         if let Some(running) = running {
-            update_running(running, &mean, &var, layout.count());
+            update_running(running, &mean, &var, count);
         }
         buffer::give(var);
         let (mean, inv_std) = (Recycled::new(mean), Recycled::new(inv_std));
@@ -70,13 +94,28 @@ impl<T: Float> Tensor<T> {
             let grad_output = ctx.grad_output.data();
             // dL/dβ = Σ g,  dL/dγ = Σ g·x̂
             let (sum_g, sum_g_xhat) = kernels::grad_sums(&grad_output, &x, layout, &mean, &inv_std);
+            // dL/dx needs the sums over the whole batch, on every process's share
+            let total_sums = across.as_ref().map(|across| {
+                let mut sums: Vec<f64> = sum_g
+                    .iter()
+                    .chain(&sum_g_xhat)
+                    .map(|v| v.as_f64())
+                    .collect();
+                across(&mut sums);
+                let (g, g_xhat) = sums.split_at(layout.channels);
+                let to_t = |values: &[f64]| values.iter().map(|&v| T::cast(v)).collect::<Vec<T>>();
+                (to_t(g), to_t(g_xhat))
+            });
             let grad_x = ctx.needs_grad(0).then(|| {
+                let (all_g, all_g_xhat) = total_sums
+                    .as_ref()
+                    .map_or((&sum_g, &sum_g_xhat), |(g, g_xhat)| (g, g_xhat));
                 let dx = kernels::grad_input(
                     &grad_output,
                     &x,
                     layout,
                     (&mean, &inv_std, &weight),
-                    (&sum_g, &sum_g_xhat),
+                    (all_g, all_g_xhat, count),
                 );
                 Tensor::from_vec(dx, ctx.input(0).shape())
             });
@@ -147,6 +186,34 @@ impl<T: Float> Tensor<T> {
 }
 
 /// running ← (1 − momentum)·running + momentum·batch, with the unbiased variance.
+/// Turns this process's per-channel mean and (biased) variance over `count` values
+/// into those over every process's values (returning their number). Each process
+/// gives n, n·μᵣ, n·σᵣ² and n·μᵣ²; then μ = Σ n·μᵣ / m and
+/// σ² = (Σ n·σᵣ² + Σ n·μᵣ² − m·μ²) / m — in f64, where the difference of the last
+/// two loses nothing that matters.
+fn combine_statistics<T: Float>(
+    across: &SumAcross,
+    mean: &mut [T],
+    var: &mut [T],
+    count: usize,
+) -> usize {
+    let channels = mean.len();
+    let n = count as f64;
+    let mut sums = vec![n];
+    sums.extend(mean.iter().map(|m| n * m.as_f64()));
+    sums.extend(var.iter().map(|v| n * v.as_f64()));
+    sums.extend(mean.iter().map(|m| n * m.as_f64() * m.as_f64()));
+    across(&mut sums);
+    let total = sums[0];
+    for c in 0..channels {
+        let global_mean = sums[1 + c] / total;
+        let spread = sums[1 + channels + c] + sums[1 + 2 * channels + c];
+        mean[c] = T::cast(global_mean);
+        var[c] = T::cast((spread / total - global_mean * global_mean).max(0.0));
+    }
+    total as usize
+}
+
 fn update_running<T: Float>(
     running: RunningStatistics<'_, T>,
     mean: &[T],

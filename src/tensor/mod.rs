@@ -304,6 +304,19 @@ impl<T: Float> Tensor<T> {
         self.inner.grad.borrow_mut().take();
     }
 
+    /// Replaces the accumulated gradient (data-parallel training writes the sum over
+    /// all ranks here). Panics if `grad`'s shape is not this tensor's.
+    pub fn set_grad(&self, grad: Tensor<T>) {
+        assert_eq!(
+            grad.shape(),
+            self.shape(),
+            "set_grad: a gradient of shape {:?} for a tensor of shape {:?}",
+            grad.shape(),
+            self.shape()
+        );
+        *self.inner.grad.borrow_mut() = Some(grad.detach());
+    }
+
     /// Keeps the gradient of this intermediate tensor after backward, readable
     /// with [`Tensor::grad`] (for inspection, as in `nabla explain`).
     pub fn retain_grad(&self) {

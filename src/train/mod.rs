@@ -7,11 +7,13 @@
 //! benchmark times exactly what training does.
 
 pub mod health;
+pub mod parallel;
 
 use std::time::Instant;
 
 use crate::autograd::no_grad;
 use crate::data::{DataLoader, Dataset};
+use crate::distributed::{CommStats, World};
 use crate::error::{Error, Result};
 use crate::metrics::correct_count;
 use crate::nn::Module;
@@ -46,6 +48,13 @@ pub struct FitOptions {
     pub clip_grad_norm: Option<f64>,
     /// Stop when the test loss has not improved by `min_delta` for `patience` epochs.
     pub early_stopping: Option<EarlyStopping>,
+    /// The processes training together ([`World::single`]: this one alone). With
+    /// more, every batch is split across them ([`parallel`]); give every rank the
+    /// same loaders, `fit` takes each rank's share.
+    pub world: World,
+    /// With more than one rank, compare a hash of every rank's weights after every
+    /// step, not only at the end of each epoch (a debugging aid, and what the tests do).
+    pub check_replicas_every_step: bool,
 }
 
 impl Default for FitOptions {
@@ -60,6 +69,8 @@ impl Default for FitOptions {
             base_lr: None,
             clip_grad_norm: None,
             early_stopping: None,
+            world: World::single(),
+            check_replicas_every_step: false,
         }
     }
 }
@@ -90,6 +101,10 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// The learning rate of the epoch's first step.
     pub lr: f64,
+    /// With more than one rank: the epoch's communication (per-step bytes, seconds
+    /// spent in all-reduce, seconds waited for it after backward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communication: Option<CommStats>,
 }
 
 /// Running sums of an epoch in progress (what a mid-epoch checkpoint must keep).
@@ -169,6 +184,15 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
 ) -> Result<Vec<EpochMetrics>> {
     let base_lr = options.base_lr.unwrap_or_else(|| optimizer.lr());
     let batches = train.num_batches();
+    let world = &options.world;
+    let (train, test) = (
+        world.shard_loader(train),
+        test.map(|t| world.shard_loader(t)),
+    );
+    let (train, test) = (&train, test.as_ref());
+    let mut parallel = world
+        .is_distributed()
+        .then(|| parallel::DataParallel::new(world, model, &*optimizer));
     let mut history = Vec::new();
     let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
     for epoch in options.start_epoch..options.epochs {
@@ -198,6 +222,9 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         let (mut loss_sum, mut correct, mut seen) =
             (carried.loss_sum, carried.correct, carried.seen);
         let mut stop = false;
+        if let Some(parallel) = &mut parallel {
+            parallel.reset_stats();
+        }
         for (batch_index, batch) in train.epoch(epoch).enumerate().skip(skip) {
             if options.schedule_per_step {
                 optimizer.set_lr(
@@ -206,22 +233,34 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                         .lr_at(epoch * batches + batch_index, base_lr),
                 );
             }
-            let loss_of = |logits: &Tensor<f32>| loss_fn(logits, &batch.labels);
-            let taken = step(
-                model,
-                optimizer,
-                &batch.inputs,
-                loss_of,
-                options.clip_grad_norm,
-            )
+            let samples = train.batch_len(batch_index);
+            let clip = options.clip_grad_norm;
+            let taken = match &mut parallel {
+                Some(parallel) => parallel.step(model, optimizer, &batch, samples, loss_fn, clip),
+                None => {
+                    let loss_of = |logits: &Tensor<f32>| loss_fn(logits, &batch.labels);
+                    step(model, optimizer, &batch.inputs, loss_of, clip).map(|taken| {
+                        parallel::BatchResult {
+                            loss: taken.loss,
+                            correct: correct_count(&taken.output, &batch.labels),
+                            labels: batch.labels.len(),
+                        }
+                    })
+                }
+            }
             .map_err(|bad| {
                 let at = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
                 bad.into_error(&at)
             })?;
-            let size = batch.labels.len();
-            loss_sum += taken.loss * size as f64;
-            correct += correct_count(&taken.output, &batch.labels);
-            seen += size;
+            if let Some(parallel) = parallel
+                .as_ref()
+                .filter(|_| options.check_replicas_every_step)
+            {
+                parallel.check_replicas(model)?;
+            }
+            loss_sum += taken.loss * taken.labels as f64;
+            correct += taken.correct;
+            seen += taken.labels;
             let progress = EpochProgress {
                 loss_sum,
                 correct,
@@ -247,13 +286,17 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             break;
         }
         let seconds = carried.seconds + started.elapsed().as_secs_f64();
+        let communication = parallel.as_ref().map(parallel::DataParallel::stats);
         let (test_loss, test_accuracy) = match test {
             Some(test) => {
-                let (l, a) = evaluate(model, test, loss_fn);
-                (Some(l), Some(a))
+                let result = evaluate_in(world, model, test, loss_fn);
+                (Some(result.loss), Some(result.accuracy))
             }
             None => (None, None),
         };
+        if let Some(parallel) = &parallel {
+            parallel.check_replicas(model)?;
+        }
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -262,6 +305,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             test_accuracy,
             seconds,
             lr,
+            communication,
         };
         let control = on_event(&Event::EpochEnd {
             metrics: &metrics,
@@ -405,6 +449,9 @@ pub fn evaluate_with<D: Dataset + ?Sized>(
     model.eval();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     for batch in loader.epoch(0) {
+        if batch.labels.is_empty() {
+            continue; // a rank's empty share of a small last batch
+        }
         let logits = model.forward(&batch.inputs);
         let size = batch.labels.len();
         loss_sum += loss_fn(&logits, &batch.labels).item() as f64 * size as f64;
@@ -416,6 +463,33 @@ pub fn evaluate_with<D: Dataset + ?Sized>(
         loss: loss_sum / seen.max(1) as f64,
         accuracy: correct as f64 / seen.max(1) as f64,
         samples: seen,
+    }
+}
+
+/// [`evaluate_with`] over all ranks of `world`: each evaluates its share of every
+/// batch, and the sums are combined, so every rank gets the result over all samples.
+pub fn evaluate_in<D: Dataset + ?Sized>(
+    world: &World,
+    model: &dyn Module<f32>,
+    loader: &DataLoader<'_, D>,
+    loss_fn: LossFn<'_>,
+) -> Evaluation {
+    if !world.is_distributed() {
+        return evaluate_with(model, loader, loss_fn, |_, _| {});
+    }
+    let share = world.shard_loader(loader);
+    let mine = evaluate_with(model, &share, loss_fn, |_, _| {});
+    let mut sums = [
+        mine.loss * mine.samples as f64,
+        (mine.accuracy * mine.samples as f64).round(), // the count of right answers
+        mine.samples as f64,
+    ];
+    world.sum_f64(&mut sums);
+    let seen = sums[2].max(1.0);
+    Evaluation {
+        loss: sums[0] / seen,
+        accuracy: sums[1] / seen,
+        samples: sums[2] as usize,
     }
 }
 

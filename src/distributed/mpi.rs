@@ -1,0 +1,96 @@
+//! The [`Communicator`] over MPI (feature `mpi`): Open MPI, MPICH or any other
+//! implementation, launched by `mpirun`/`srun`, over shared memory or the network.
+
+use std::sync::{Arc, Mutex};
+
+use mpi::collective::SystemOperation;
+use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::traits::CommunicatorCollectives;
+
+use super::{Communicator, World};
+
+/// Whether this process was started by an MPI launcher (Open MPI's `mpirun`,
+/// MPICH's Hydra, Slurm's PMI): only then is MPI worth initialising.
+pub fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
+/// How many ranks run on this machine (to share its cores among them).
+pub fn ranks_on_this_node() -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// MPI's world communicator. Calls are made one at a time (a lock), from whichever
+/// thread — which is what MPI's `MPI_THREAD_SERIALIZED` level allows.
+pub struct Mpi {
+    rank: usize,
+    size: usize,
+    /// Held for the life of the process; dropping it finalises MPI.
+    universe: Mutex<Option<mpi::environment::Universe>>,
+}
+
+impl Mpi {
+    /// Initialises MPI and joins the job's world. Fails if MPI was initialised
+    /// already or cannot let two threads take turns calling it.
+    pub fn init() -> Result<World, String> {
+        let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Serialized)
+            .ok_or("MPI was already initialised in this process")?;
+        if threading < mpi::Threading::Serialized {
+            return Err(format!(
+                "this MPI library offers thread support {threading:?}; nabla needs Serialized \
+                 (its gradients travel on their own thread while backward runs)"
+            ));
+        }
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(World::new(Arc::new(Mpi {
+            rank,
+            size,
+            universe: Mutex::new(Some(universe)),
+        })))
+    }
+
+    /// The world communicator, while holding the lock that keeps calls one at a time.
+    fn with_world<R>(&self, call: impl FnOnce(&SimpleCommunicator) -> R) -> R {
+        let universe = self.universe.lock().unwrap_or_else(|e| e.into_inner());
+        let universe = universe.as_ref().expect("MPI is finalised only on drop");
+        call(&universe.world())
+    }
+}
+
+impl Communicator for Mpi {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn sum_f32(&self, values: &mut [f32]) {
+        let sent = values.to_vec();
+        self.with_world(|world| world.all_reduce_into(&sent[..], values, SystemOperation::sum()));
+    }
+
+    fn sum_f64(&self, values: &mut [f64]) {
+        let sent = values.to_vec();
+        self.with_world(|world| world.all_reduce_into(&sent[..], values, SystemOperation::sum()));
+    }
+
+    fn gather_u64(&self, value: u64) -> Vec<u64> {
+        let mut all = vec![0u64; self.size];
+        self.with_world(|world| world.all_gather_into(&value, &mut all[..]));
+        all
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        // Not behind the lock: the communication thread may hold it, blocked in an
+        // all-reduce that will never complete, and aborting is what ends that.
+        SimpleCommunicator::world().abort(code)
+    }
+}

@@ -1,0 +1,335 @@
+//! Data-parallel training without MPI: ranks as threads of this process, talking
+//! through an in-memory [`Communicator`]. Checks the arithmetic of the split — the
+//! sum of the ranks' weighted gradients is the whole batch's gradient — the bucketed
+//! sync, and that `fit` over two ranks trains the model one process trains.
+//! (`tests/distributed.rs` runs the same through `mpirun`.)
+
+use std::sync::{Arc, Barrier, Mutex};
+
+use nabla::Tensor;
+use nabla::data::{DataLoader, load_mnist};
+use nabla::distributed::{Communicator, GradientSync, World};
+use nabla::loss::{CrossEntropyOptions, cross_entropy};
+use nabla::nn::{Dropout, Linear, Module, Relu, Sequential};
+use nabla::optim::{Optimizer, Sgd};
+use nabla::train::{Control, FitOptions, fit};
+
+/// `size` ranks in one process: each collective deposits every rank's values, waits
+/// for all, and sums them in rank order (so every rank gets the same bits).
+struct ThreadGroup {
+    size: usize,
+    slots: Mutex<Vec<Vec<f64>>>,
+    barrier: Barrier,
+}
+
+struct Member {
+    rank: usize,
+    group: Arc<ThreadGroup>,
+}
+
+impl Member {
+    fn exchange(&self, values: Vec<f64>) -> Vec<Vec<f64>> {
+        self.group.slots.lock().unwrap()[self.rank] = values;
+        self.group.barrier.wait();
+        let all = self.group.slots.lock().unwrap().clone();
+        self.group.barrier.wait(); // nobody overwrites a slot before all have read
+        all
+    }
+}
+
+impl Communicator for Member {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.group.size
+    }
+    fn sum_f32(&self, values: &mut [f32]) {
+        let all = self.exchange(values.iter().map(|&v| v as f64).collect());
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = all.iter().fold(0.0f32, |sum, rank| sum + rank[i] as f32);
+        }
+    }
+    fn sum_f64(&self, values: &mut [f64]) {
+        let all = self.exchange(values.to_vec());
+        for (i, value) in values.iter_mut().enumerate() {
+            *value = all.iter().fold(0.0, |sum, rank| sum + rank[i]);
+        }
+    }
+    fn gather_u64(&self, value: u64) -> Vec<u64> {
+        let all = self.exchange(vec![f64::from_bits(value)]);
+        all.iter().map(|v| v[0].to_bits()).collect()
+    }
+    fn abort(&self, code: i32) -> ! {
+        panic!("rank {} aborted with code {code}", self.rank)
+    }
+}
+
+/// Runs `body(world)` on `size` threads, one per rank; returns their results in rank order.
+fn on_ranks<R: Send>(size: usize, body: impl Fn(World) -> R + Sync) -> Vec<R> {
+    let group = Arc::new(ThreadGroup {
+        size,
+        slots: Mutex::new(vec![Vec::new(); size]),
+        barrier: Barrier::new(size),
+    });
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let world = World::new(Arc::new(Member {
+                    rank,
+                    group: Arc::clone(&group),
+                }));
+                let body = &body;
+                scope.spawn(move || body(world))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn mlp(seed: u64) -> Sequential {
+    let mut rng = nabla::rng(seed);
+    Sequential::new()
+        .layer(Linear::new(20, 16, &mut rng))
+        .layer(Relu)
+        .layer(Linear::new(16, 16, &mut rng))
+        .layer(Relu)
+        .layer(Linear::new(16, 4, &mut rng))
+}
+
+fn ce(logits: &Tensor, labels: &[usize]) -> Tensor {
+    cross_entropy(logits, labels, &CrossEntropyOptions::default())
+}
+
+fn gradients(model: &Sequential) -> Vec<Vec<f32>> {
+    model
+        .parameters()
+        .iter()
+        .map(|p| p.grad().unwrap().to_vec())
+        .collect()
+}
+
+/// dL/dw of the mean loss over 12 samples, from one process, equals the sum over 3
+/// ranks of (4/12)·dL_r/dw — with buckets of at most 100 values, so the sync sends
+/// several buckets, some before backward has finished.
+#[test]
+fn weighted_rank_gradients_sum_to_the_batch_gradient() {
+    let inputs = Tensor::<f32>::randn(&[12, 20], 0.0, 1.0, &mut nabla::rng(1));
+    let labels: Vec<usize> = (0..12).map(|i| i % 4).collect();
+    let whole = mlp(0);
+    ce(&whole.forward(&inputs), &labels).backward();
+    let expected = gradients(&whole);
+    let inputs = inputs.to_vec(); // plain values: each rank thread makes its own tensors
+
+    let per_rank = on_ranks(3, |world| {
+        let model = mlp(0);
+        let rows = world.share(12);
+        let share = Tensor::from_vec(
+            inputs[rows.start * 20..rows.end * 20].to_vec(),
+            &[rows.len(), 20],
+        );
+        let mut sync = GradientSync::new(&world, &model.named_parameters(), 100);
+        let loss = ce(&model.forward(&share), &labels[rows.clone()]);
+        let mut sent_so_far = Vec::new();
+        (&loss * (rows.len() as f32 / 12.0)).backward_with_hook(&mut |leaf| {
+            sync.ready(leaf);
+            sent_so_far.push(sync.sent());
+        });
+        // buckets leave while the walk goes on: the last layers' before the first layer's
+        assert!(sync.buckets() >= 3, "{} buckets", sync.buckets());
+        let before_the_last_leaf = sent_so_far[sent_so_far.len() - 2];
+        assert!(before_the_last_leaf >= 1, "{sent_so_far:?}");
+        assert_eq!(
+            sync.sent(),
+            sync.buckets(),
+            "every bucket is complete after backward"
+        );
+        sync.finish();
+        let stats = sync.stats();
+        assert_eq!(stats.steps, 1);
+        assert_eq!(stats.gradient_bytes, 4 * model.num_parameters());
+        gradients(&model)
+    });
+    for rank in &per_rank {
+        assert_eq!(
+            rank, &per_rank[0],
+            "every rank holds the same summed gradients"
+        );
+    }
+    for (got, want) in per_rank[0].iter().zip(&expected) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+}
+
+/// `fit` over two ranks ends where one process ends (to rounding), the ranks hold
+/// identical weights, the test metrics are over all samples, and dropout draws a
+/// different mask on each rank.
+#[test]
+fn fit_on_two_ranks_trains_the_one_process_model() {
+    let (train, test) = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")).unwrap();
+    let (train, test) = (
+        train.truncate(600).flattened(),
+        test.truncate(200).flattened(),
+    );
+    let train_on = |world: World| {
+        let mut rng = nabla::rng(3);
+        let model = Sequential::new()
+            .layer(Linear::new(784, 32, &mut rng))
+            .layer(Relu)
+            .layer(Linear::new(32, 10, &mut rng));
+        let mut optimizer = Sgd::new(model.named_parameters(), 0.05).momentum(0.9);
+        let loader = DataLoader::new(&train, 30).shuffle(0);
+        let test_loader = DataLoader::new(&test, 64);
+        let options = FitOptions {
+            epochs: 2,
+            world,
+            check_replicas_every_step: true,
+            ..Default::default()
+        };
+        let history = fit(
+            &model,
+            &mut optimizer,
+            &loader,
+            Some(&test_loader),
+            &ce,
+            &options,
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+        (
+            model
+                .parameters()
+                .iter()
+                .map(Tensor::to_vec)
+                .collect::<Vec<_>>(),
+            history,
+        )
+    };
+    let (alone, alone_history) = train_on(World::single());
+    let ranks = on_ranks(2, train_on);
+    assert_eq!(ranks[0].0, ranks[1].0, "the replicas differ");
+    for (got, want) in ranks[0].0.iter().zip(&alone) {
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = got
+            .iter()
+            .zip(want)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+    }
+    let (two, one) = (&ranks[0].1[1], &alone_history[1]);
+    assert_eq!(two.test_accuracy, one.test_accuracy);
+    let (l2, l1) = (two.test_loss.unwrap(), one.test_loss.unwrap());
+    assert!((l2 - l1).abs() <= 1e-5 * l1, "{l2} vs {l1}");
+    assert!(two.communication.is_some() && one.communication.is_none());
+    assert_eq!(two.communication.unwrap().steps, 20);
+
+    // dropout: stream 0 is a fresh layer's, other ranks draw other masks
+    let draw = |stream: Option<u64>| {
+        let dropout = Dropout::new(0.5, 7);
+        if let Some(stream) = stream {
+            Module::<f32>::set_random_stream(&dropout, stream);
+        }
+        dropout.forward(&Tensor::<f32>::ones(&[64])).to_vec()
+    };
+    assert_eq!(draw(None), draw(Some(0)));
+    assert_ne!(draw(Some(0)), draw(Some(1)));
+}
+
+#[test]
+fn optimizer_params_are_what_the_sync_buckets() {
+    // a frozen parameter gets no bucket and no gradient
+    let model = mlp(0);
+    model.parameters()[0].set_requires_grad(false);
+    let optimizer = Sgd::new(model.named_parameters(), 0.1);
+    let world = World::single();
+    let sync = GradientSync::new(&world, optimizer.params(), 1 << 20);
+    let trainable: usize = model
+        .parameters()
+        .iter()
+        .filter(|p| p.tracks_grad())
+        .map(Tensor::numel)
+        .sum();
+    assert_eq!(sync.stats().gradient_bytes, 4 * trainable);
+}
+
+/// Synchronised batch norm, in f64: two ranks, each with half of an [8, 3, 5] batch,
+/// normalise with the whole batch's mean and variance and backpropagate the whole
+/// batch's Σg and Σg·x̂ — the outputs, dL/dx and the running statistics equal one
+/// process's on the whole batch (to 1e-12), and dL/dγ, dL/dβ summed over the ranks
+/// equal its parameter gradients.
+#[test]
+fn synchronised_batch_norm_equals_batch_norm_on_the_whole_batch() {
+    use nabla::ops::norm::{RunningStatistics, SumAcross};
+    let shape = [8, 3, 5];
+    let x_all = Tensor::<f64>::randn(&shape, 2.0, 3.0, &mut nabla::rng(4)).to_vec();
+    // L = Σ y ⊙ r with fixed r: dL/dy = r, different everywhere
+    let r_all = Tensor::<f64>::randn(&shape, 0.0, 1.0, &mut nabla::rng(5)).to_vec();
+    let per_sample = 15;
+    let run = |rows: std::ops::Range<usize>, across: Option<SumAcross>| {
+        let x = Tensor::from_vec(
+            x_all[rows.start * per_sample..rows.end * per_sample].to_vec(),
+            &[rows.len(), 3, 5],
+        )
+        .requires_grad(true);
+        let r = Tensor::from_vec(
+            r_all[rows.start * per_sample..rows.end * per_sample].to_vec(),
+            &[rows.len(), 3, 5],
+        );
+        let weight = Tensor::from_vec(vec![1.5, -0.5, 2.0], &[3]).requires_grad(true);
+        let bias = Tensor::from_vec(vec![0.1, 0.2, 0.3], &[3]).requires_grad(true);
+        let (mean, var) = (Tensor::<f64>::zeros(&[3]), Tensor::<f64>::ones(&[3]));
+        let running = RunningStatistics {
+            mean: &mean,
+            var: &var,
+            momentum: 0.1,
+        };
+        let y = x.batch_norm_across(&weight, &bias, 1e-5, Some(running), across);
+        (&y * &r).sum().backward();
+        Normalised {
+            output: y.to_vec(),
+            grads: [&x, &weight, &bias].map(|t| t.grad().unwrap().to_vec()),
+            running_mean: mean.to_vec(),
+            running_var: var.to_vec(),
+        }
+    };
+    let whole = run(0..8, None);
+    let halves = on_ranks(2, |world| {
+        let rows = world.share(8);
+        let across: SumAcross = std::rc::Rc::new(move |sums: &mut [f64]| world.sum_f64(sums));
+        run(rows, Some(across))
+    });
+    let close = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    };
+    let joined = |part: fn(&Normalised) -> &[f64]| {
+        halves
+            .iter()
+            .flat_map(|h| part(h).to_vec())
+            .collect::<Vec<_>>()
+    };
+    close(&joined(|h| &h.output), &whole.output);
+    close(&joined(|h| &h.grads[0]), &whole.grads[0]); // dL/dx
+    for parameter in 1..3 {
+        let summed: Vec<f64> = (0..3)
+            .map(|c| halves[0].grads[parameter][c] + halves[1].grads[parameter][c])
+            .collect();
+        close(&summed, &whole.grads[parameter]);
+    }
+    for half in &halves {
+        close(&half.running_mean, &whole.running_mean);
+        close(&half.running_var, &whole.running_var); // unbiased over all 40 values
+    }
+}
+
+/// What one batch-norm step produced: y, (dL/dx, dL/dγ, dL/dβ), running statistics.
+struct Normalised {
+    output: Vec<f64>,
+    grads: [Vec<f64>; 3],
+    running_mean: Vec<f64>,
+    running_var: Vec<f64>,
+}
