@@ -245,17 +245,21 @@ impl World {
         share_of(self.rank(), self.size(), len)
     }
 
+    /// Starts summing `values` over all ranks (f64: losses, counts, statistics).
+    pub fn start_sum_f64(&self, mut values: Vec<f64>) -> Pending<Vec<f64>> {
+        if !self.is_distributed() {
+            return self.run(move |_| values);
+        }
+        self.run(move |comm| {
+            comm.sum_f64(&mut values);
+            values
+        })
+    }
+
     /// Sums `values` element-wise over all ranks (in place, on every rank).
     pub fn sum_f64(&self, values: &mut [f64]) {
         if self.is_distributed() {
-            let owned = values.to_vec();
-            let summed = self
-                .run(move |comm| {
-                    let mut owned = owned;
-                    comm.sum_f64(&mut owned);
-                    owned
-                })
-                .wait();
+            let summed = self.start_sum_f64(values.to_vec()).wait();
             values.copy_from_slice(&summed);
         }
     }

@@ -60,8 +60,10 @@ impl DataParallel {
     ) -> std::result::Result<BatchResult, Divergence> {
         let share = batch.inputs.shape()[0];
         optimizer.zero_grad();
-        // [Σ loss·n, correct, labels, the buffers' values…], summed over the ranks below
+        // [Σ loss·n, correct, labels, the buffers' values…]: known after forward, so
+        // summed over the ranks while backward runs
         let mut sums = vec![0.0f64; 3];
+        let mut weighted_loss = None;
         if share > 0 {
             let output = model.forward(&batch.inputs);
             let loss = loss_fn(&output, &batch.labels);
@@ -69,14 +71,17 @@ impl DataParallel {
             sums[1] = correct_count(&output, &batch.labels) as f64;
             sums[2] = batch.labels.len() as f64;
             // d(mean over the batch)/dw = Σ_ranks (n_r/B) · d(mean over rank r's share)/dw
-            let weighted = &loss * (share as f64 / samples as f64) as f32;
-            weighted.backward_with_hook(&mut |leaf| self.sync.ready(leaf));
+            weighted_loss = Some(&loss * (share as f64 / samples as f64) as f32);
         }
-        self.sync.finish();
         for buffer in &self.buffers {
             sums.extend(buffer.data().iter().map(|&v| v as f64));
         }
-        self.world.sum_f64(&mut sums);
+        let sums = self.world.start_sum_f64(sums);
+        if let Some(weighted_loss) = weighted_loss {
+            weighted_loss.backward_with_hook(&mut |leaf| self.sync.ready(leaf));
+        }
+        self.sync.finish();
+        let sums = sums.wait();
         let ranks = self.world.size() as f64;
         let mut offset = 3;
         for buffer in &self.buffers {
