@@ -422,3 +422,50 @@ fn a_killed_rank_stops_the_job_and_the_checkpoint_survives() {
             .contains("resuming")
     );
 }
+
+/// Ctrl-C to mpirun (which passes the ranks SIGTERM): the ranks agree to stop at the
+/// same step, rank 0 checkpoints, and the run resumes.
+#[test]
+fn ctrl_c_under_mpirun_checkpoints_every_rank_at_the_same_step() {
+    let dir = temp_dir("dist-ctrl-c");
+    let config = config(&dir, 10_000, None, "");
+    let out: PathBuf = dir.join("run");
+    let job = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "2",
+            binary(),
+        ])
+        .args(["train", &config, "--out", &out.to_string_lossy()])
+        .env("NABLA_THREADS", "1")
+        .current_dir(ROOT)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while !out.join("checkpoint.safetensors").exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &job.id().to_string()])
+        .status()
+        .unwrap();
+    let output = job.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        stdout.contains("checkpoint saved; continue with"),
+        "{stdout}"
+    );
+    let path = out.to_string_lossy().into_owned();
+    let epochs = (metrics(&out).len() + 1).to_string();
+    let resumed = mpirun(1, &[], &["train", "--resume", &path, "--epochs", &epochs]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+}
