@@ -60,6 +60,10 @@ impl Communicator for Member {
         let all = self.exchange(vec![f64::from_bits(value)]);
         all.iter().map(|v| v[0].to_bits()).collect()
     }
+    fn gather_f32(&self, values: &[f32]) -> Vec<f32> {
+        let all = self.exchange(values.iter().map(|&v| v as f64).collect());
+        all.iter().flatten().map(|&v| v as f32).collect()
+    }
     fn abort(&self, code: i32) -> ! {
         panic!("rank {} aborted with code {code}", self.rank)
     }
@@ -332,4 +336,67 @@ struct Normalised {
     grads: [Vec<f64>; 3],
     running_mean: Vec<f64>,
     running_var: Vec<f64>,
+}
+
+/// `fixed_chunks = 4`: one process, 2 ranks and 4 ranks train bit-identical weights
+/// (with dropout, whose masks follow the chunk, not the rank).
+#[test]
+fn fixed_chunks_give_the_same_bits_on_any_power_of_two_rank_count() {
+    let (train, _) = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")).unwrap();
+    let train = train.truncate(400).flattened();
+    let train_on = |world: World| {
+        let mut rng = nabla::rng(8);
+        let model = Sequential::new()
+            .layer(Linear::new(784, 32, &mut rng))
+            .layer(Relu)
+            .layer(Dropout::new(0.3, 9))
+            .layer(Linear::new(32, 10, &mut rng));
+        let mut optimizer = nabla::optim::Adam::new(model.named_parameters(), 0.003);
+        let loader = DataLoader::new(&train, 40).shuffle(1);
+        let options = FitOptions {
+            epochs: 2,
+            world,
+            fixed_chunks: Some(4),
+            check_replicas_every_step: true,
+            ..Default::default()
+        };
+        let history = fit::<_, nabla::data::ImageDataset>(
+            &model,
+            &mut optimizer,
+            &loader,
+            None,
+            &ce,
+            &options,
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+        let weights: Vec<Vec<f32>> = model.parameters().iter().map(Tensor::to_vec).collect();
+        (weights, [history[0].train_loss, history[1].train_loss])
+    };
+    let alone = train_on(World::single());
+    let [first, second] = alone.1;
+    assert!(
+        second < 0.8 * first,
+        "it learns: train loss {first} then {second}"
+    );
+    for ranks in [2, 4] {
+        for rank in on_ranks(ranks, train_on) {
+            assert_eq!(rank.0, alone.0, "{ranks} ranks: not the same bits");
+        }
+    }
+    // 3 chunks, or 4 chunks on 8 ranks, cannot be split into equal subtrees
+    let refused = |chunks: usize, ranks: usize| {
+        on_ranks(ranks, |world| {
+            let model = mlp(0);
+            let optimizer = Sgd::new(model.named_parameters(), 0.1);
+            nabla::train::parallel::DataParallel::new(&world, &model, &optimizer)
+                .fixed_chunks(chunks)
+                .err()
+                .map(|e| e.to_string())
+        })
+        .remove(0)
+        .expect("refused")
+    };
+    assert!(refused(3, 1).contains("fixed_chunks = 3 with 1 rank(s)"));
+    assert!(refused(4, 8).contains("a power of two that divides it"));
 }

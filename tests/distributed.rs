@@ -177,6 +177,46 @@ fn two_ranks_train_the_model_one_process_trains() {
     assert!(m1.get("communication").is_none());
 }
 
+/// `fixed_chunks = 4`: 1, 2 and 4 ranks, and one process without mpirun, train
+/// bit-identical weights — dropout, Adam and all.
+#[test]
+fn fixed_chunks_train_the_same_bits_on_1_2_and_4_ranks() {
+    let dir = temp_dir("dist-fixed-chunks");
+    let layers = r#"[{ type = "linear", out = 64 }, { type = "relu" }, { type = "dropout", p = 0.2 }, { type = "linear", out = 10 }]"#;
+    let config = config(&dir, 2, Some(layers), "fixed_chunks = 4");
+    let body = std::fs::read_to_string(&config).unwrap();
+    let adam = body.replace(
+        r#"kind = "sgd", lr = 0.02, momentum = 0.9"#,
+        r#"kind = "adam", lr = 0.002"#,
+    );
+    assert_ne!(adam, body);
+    std::fs::write(&config, adam).unwrap();
+    let plain = dir.join("plain");
+    let output = Command::new(binary())
+        .args([
+            "train",
+            &config,
+            "--out",
+            &plain.to_string_lossy(),
+            "--threads",
+            "2",
+        ])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    for ranks in [1, 2, 4] {
+        let run = dir.join(format!("ranks-{ranks}"));
+        train(ranks, &config, &run, &[]);
+        assert_eq!(weights(&plain), weights(&run), "{ranks} ranks");
+    }
+    // a rank count that does not divide the chunks is refused
+    let out = dir.join("three").to_string_lossy().into_owned();
+    let output = mpirun(3, &[], &["train", &config, "--out", &out]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("fixed_chunks = 4 with 3 rank(s)"));
+}
+
 /// Batch norm keeps per-rank statistics (as PyTorch's DDP does) and the running
 /// averages are averaged over the ranks after every step, so the replicas stay
 /// identical (checked after every step by NABLA_CHECK_REPLICAS=step); dropout

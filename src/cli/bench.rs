@@ -123,29 +123,6 @@ impl Stepper {
     }
 }
 
-/// This rank's rows of a batch (all of it in one process).
-fn share_of_batch(world: &World, batch: &Batch) -> Batch {
-    let samples = batch.inputs.shape()[0];
-    if !world.is_distributed() {
-        return Batch {
-            inputs: batch.inputs.clone(),
-            labels: batch.labels.clone(),
-        };
-    }
-    let rows = world.share(samples);
-    let width = batch.inputs.numel() / samples;
-    let labels_per_sample = batch.labels.len() / samples;
-    let mut shape = batch.inputs.shape().to_vec();
-    shape[0] = rows.len();
-    Batch {
-        inputs: Tensor::from_vec(
-            batch.inputs.data()[rows.start * width..rows.end * width].to_vec(),
-            &shape,
-        ),
-        labels: batch.labels[rows.start * labels_per_sample..rows.end * labels_per_sample].to_vec(),
-    }
-}
-
 /// The reference `mlp` (784-256-128-10, SGD 0.05 momentum 0.9, batch 128, 5 epochs)
 /// or `cnn` (LeNet-5, Adam 1e-3, batch 64, 2 epochs) workload.
 fn classifier(
@@ -286,7 +263,7 @@ fn resnet(steps: usize, world: &World) -> Result<()> {
         inputs: Tensor::<f32>::randn(&[BATCH, 3, 32, 32], 0.0, 1.0, &mut rng),
         labels: (0..BATCH).map(|i| i % 10).collect(),
     };
-    let share = share_of_batch(world, &batch);
+    let share = batch.rows(world.share(BATCH));
     let model = crate::nn::zoo::resnet20::<f32>(3, 10, &mut rng);
     let mut optimizer = Sgd::new(model.named_parameters(), 0.1)
         .momentum(0.9)

@@ -116,6 +116,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     let mut options = fit_options(&config, train_loader.num_batches());
     options.world = world.clone();
     // NABLA_CHECK_REPLICAS=step: compare the ranks' weights after every step
+    options.fixed_chunks = config.train.fixed_chunks;
     options.check_replicas_every_step =
         std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
     if args.resume.is_some() {
@@ -202,6 +203,13 @@ fn check_ranks(world: &World, config: &Config) -> Result<()> {
                  same --epochs/--seed)"
             ))
         })?;
+    if config.train.sync_batch_norm && config.train.fixed_chunks.is_some() {
+        return Err(Error::Config(
+            "[train] sync_batch_norm and fixed_chunks do not go together: with fixed chunks \
+             every chunk has its own batch statistics, on any number of ranks"
+                .into(),
+        ));
+    }
     if world.size() > config.data.batch_size {
         return Err(Error::Distributed(format!(
             "{} ranks but batch_size = {}: every rank needs at least one sample of each \

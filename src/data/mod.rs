@@ -78,6 +78,30 @@ pub struct Batch {
     pub labels: Vec<usize>,
 }
 
+impl Batch {
+    /// The samples in `rows` (their inputs and labels), as a batch of their own.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Batch {
+        let samples = self.inputs.shape()[0];
+        assert!(
+            rows.end <= samples,
+            "Batch::rows: {rows:?} of {samples} samples"
+        );
+        // an empty batch has nothing per sample
+        let width = self.inputs.numel().checked_div(samples).unwrap_or(0);
+        let labels_per_sample = self.labels.len().checked_div(samples).unwrap_or(0);
+        let mut shape = self.inputs.shape().to_vec();
+        shape[0] = rows.len();
+        Batch {
+            inputs: Tensor::from_vec(
+                self.inputs.data()[rows.start * width..rows.end * width].to_vec(),
+                &shape,
+            ),
+            labels: self.labels[rows.start * labels_per_sample..rows.end * labels_per_sample]
+                .to_vec(),
+        }
+    }
+}
+
 /// Batches a dataset (or a subset of its indices), reshuffling every epoch from a
 /// seed so that epoch `e` always sees the same order — which makes runs repeatable
 /// and resumable.

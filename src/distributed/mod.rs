@@ -43,6 +43,9 @@ pub trait Communicator: Send + Sync {
     fn sum_f64(&self, values: &mut [f64]);
     /// Every rank's `value`, in rank order.
     fn gather_u64(&self, value: u64) -> Vec<u64>;
+    /// Every rank's `values` (the same length on all), one after the other in rank
+    /// order.
+    fn gather_f32(&self, values: &[f32]) -> Vec<f32>;
     /// Ends every process of the job at once (after an error on one rank, so the
     /// others do not wait forever in a collective).
     fn abort(&self, code: i32) -> !;
@@ -62,6 +65,9 @@ impl Communicator for Single {
     fn sum_f64(&self, _: &mut [f64]) {}
     fn gather_u64(&self, value: u64) -> Vec<u64> {
         vec![value]
+    }
+    fn gather_f32(&self, values: &[f32]) -> Vec<f32> {
+        values.to_vec()
     }
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
@@ -267,6 +273,13 @@ impl World {
     /// Every rank's `value`, in rank order.
     pub fn gather_u64(&self, value: u64) -> Vec<u64> {
         self.run(move |comm| comm.gather_u64(value)).wait()
+    }
+
+    /// Every rank's `values` (the same length on all ranks), in rank order.
+    pub fn gather_f32(&self, values: Vec<f32>) -> Vec<Vec<f32>> {
+        let len = values.len();
+        let all = self.run(move |comm| comm.gather_f32(&values)).wait();
+        all.chunks(len.max(1)).map(<[f32]>::to_vec).collect()
     }
 
     /// Fails unless every rank has the same `value` (a hash of the config, of the

@@ -88,6 +88,12 @@ impl Communicator for Mpi {
         all
     }
 
+    fn gather_f32(&self, values: &[f32]) -> Vec<f32> {
+        let mut all = vec![0.0f32; values.len() * self.size];
+        self.with_world(|world| world.all_gather_into(values, &mut all[..]));
+        all
+    }
+
     fn abort(&self, code: i32) -> ! {
         // Not behind the lock: the communication thread may hold it, blocked in an
         // all-reduce that will never complete, and aborting is what ends that.

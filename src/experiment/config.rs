@@ -170,6 +170,11 @@ pub struct TrainConfig {
     /// rank's share of the batch, not each rank's own (PyTorch's SyncBatchNorm).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sync_batch_norm: bool,
+    /// Cut every batch into this many fixed chunks (a power of two), each
+    /// differentiated on its own and added in a fixed tree: then one process and
+    /// any power-of-two number of ranks that divides it train bit-identical weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_chunks: Option<usize>,
 }
 
 /// The loss function.

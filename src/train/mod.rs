@@ -55,6 +55,10 @@ pub struct FitOptions {
     /// With more than one rank, compare a hash of every rank's weights after every
     /// step, not only at the end of each epoch (a debugging aid, and what the tests do).
     pub check_replicas_every_step: bool,
+    /// Cut every batch into this many fixed chunks whose gradients are added in a
+    /// fixed tree, so that any power-of-two rank count that divides it trains the
+    /// same bits ([`parallel::DataParallel::fixed_chunks`]).
+    pub fixed_chunks: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -71,6 +75,7 @@ impl Default for FitOptions {
             early_stopping: None,
             world: World::single(),
             check_replicas_every_step: false,
+            fixed_chunks: None,
         }
     }
 }
@@ -190,9 +195,14 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         test.map(|t| world.shard_loader(t)),
     );
     let (train, test) = (&train, test.as_ref());
-    let mut parallel = world
-        .is_distributed()
-        .then(|| parallel::DataParallel::new(world, model, &*optimizer));
+    let mut parallel = match options.fixed_chunks {
+        Some(chunks) => {
+            Some(parallel::DataParallel::new(world, model, &*optimizer).fixed_chunks(chunks)?)
+        }
+        None => world
+            .is_distributed()
+            .then(|| parallel::DataParallel::new(world, model, &*optimizer)),
+    };
     let mut history = Vec::new();
     let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
     for epoch in options.start_epoch..options.epochs {
