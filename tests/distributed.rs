@@ -366,6 +366,25 @@ fn more_ranks_than_samples_per_batch_are_refused() {
     );
 }
 
+/// `mpirun -np 2 nabla train CONFIG --out OUT`, running on (one kernel thread per rank).
+fn spawn_training(config: &str, out: &Path, stdout: Stdio) -> std::process::Child {
+    Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "2",
+            binary(),
+        ])
+        .args(["train", config, "--out", &out.to_string_lossy()])
+        .env("NABLA_THREADS", "1")
+        .current_dir(ROOT)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The process id of rank `rank` of the job writing into `out`.
 fn rank_pid(out: &Path, rank: usize) -> Option<u32> {
     let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
@@ -391,21 +410,7 @@ fn a_killed_rank_stops_the_job_and_the_checkpoint_survives() {
     let dir = temp_dir("dist-kill");
     let config = config(&dir, 10_000, None, "");
     let out: PathBuf = dir.join("run");
-    let mut job = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            "2",
-            binary(),
-        ])
-        .args(["train", &config, "--out", &out.to_string_lossy()])
-        .env("NABLA_THREADS", "1")
-        .current_dir(ROOT)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut job = spawn_training(&config, &out, Stdio::null());
     let waiting = Instant::now();
     while !out.join("metrics.jsonl").exists()
         || std::fs::read_to_string(out.join("metrics.jsonl"))
@@ -470,21 +475,7 @@ fn ctrl_c_under_mpirun_checkpoints_every_rank_at_the_same_step() {
     let dir = temp_dir("dist-ctrl-c");
     let config = config(&dir, 10_000, None, "");
     let out: PathBuf = dir.join("run");
-    let job = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            "2",
-            binary(),
-        ])
-        .args(["train", &config, "--out", &out.to_string_lossy()])
-        .env("NABLA_THREADS", "1")
-        .current_dir(ROOT)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let job = spawn_training(&config, &out, Stdio::piped());
     let waiting = Instant::now();
     while !out.join("checkpoint.safetensors").exists() {
         assert!(

@@ -17,7 +17,7 @@ use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 use crate::train::parallel::DataParallel;
-use crate::train::{Divergence, LossFn, evaluate_in, step};
+use crate::train::{evaluate_in, step};
 
 /// Runs one workload and prints one JSON object per line. Under `mpirun` (feature
 /// `mpi`), mlp, cnn, resnet and gpt run data-parallel over the ranks: each takes its
@@ -59,12 +59,12 @@ fn record(workload: &str) -> serde_json::Value {
 
 /// Prints a workload's line, from rank 0 only; with several ranks it says how many,
 /// and `threads` is per rank.
-fn report(mut line: serde_json::Value, world: &World, parallel: Option<&DataParallel>) {
+fn report(mut line: serde_json::Value, world: &World, stepper: &DataParallel) {
     if !world.is_root() {
         return;
     }
-    if let Some(parallel) = parallel {
-        let stats = parallel.stats();
+    if world.is_distributed() {
+        let stats = stepper.stats();
         line["ranks"] = json!(world.size());
         line["gradient_bytes"] = json!(stats.gradient_bytes);
         line["all_reduce_ms_per_step"] = json!(round(
@@ -77,50 +77,6 @@ fn report(mut line: serde_json::Value, world: &World, parallel: Option<&DataPara
         ));
     }
     println!("{line}");
-}
-
-/// One training step of a workload: [`step`] in one process, or this rank's share of
-/// the batch through [`DataParallel`] under mpirun. Returns the batch's mean loss.
-struct Stepper {
-    parallel: Option<DataParallel>,
-}
-
-impl Stepper {
-    fn new(world: &World, model: &dyn Module<f32>, optimizer: &dyn Optimizer<f32>) -> Self {
-        Stepper {
-            parallel: world
-                .is_distributed()
-                .then(|| DataParallel::new(world, model, optimizer)),
-        }
-    }
-
-    /// `batch` is this rank's share of a batch of `samples`.
-    fn step(
-        &mut self,
-        model: &dyn Module<f32>,
-        optimizer: &mut dyn Optimizer<f32>,
-        batch: &Batch,
-        samples: usize,
-        loss_fn: LossFn<'_>,
-        clip: Option<f64>,
-    ) -> std::result::Result<f64, Divergence> {
-        match &mut self.parallel {
-            Some(parallel) => parallel
-                .step(model, optimizer, batch, samples, loss_fn, clip)
-                .map(|taken| taken.loss),
-            None => {
-                let loss_of = |logits: &Tensor| loss_fn(logits, &batch.labels);
-                step(model, optimizer, &batch.inputs, loss_of, clip).map(|taken| taken.loss)
-            }
-        }
-    }
-
-    /// Starts the communication totals again (after warm-up).
-    fn reset(&mut self) {
-        if let Some(parallel) = &mut self.parallel {
-            parallel.reset_stats();
-        }
-    }
 }
 
 /// The reference `mlp` (784-256-128-10, SGD 0.05 momentum 0.9, batch 128, 5 epochs)
@@ -150,11 +106,11 @@ fn classifier(
     let test_loader = DataLoader::new(&test, 1000);
     let options = CrossEntropyOptions::default();
     let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
-    let mut stepper = Stepper::new(world, &model, optimizer.as_ref());
+    let mut stepper = DataParallel::new(world, &model, optimizer.as_ref());
     let rss_before = resident_mb();
     for epoch in 0..epochs.unwrap_or(default_epochs) {
         let order = loader.order(epoch); // data order: not timed, as in the reference
-        stepper.reset();
+        stepper.reset_stats();
         let busy = CpuLoad::start();
         let started = Instant::now();
         let mut loss_sum = 0.0f64;
@@ -170,7 +126,7 @@ fn classifier(
                     None,
                 )
                 .map_err(|bad| bad.into_error(&format!("epoch {}", epoch + 1)))?;
-            loss_sum += taken * indices.len() as f64;
+            loss_sum += taken.loss * indices.len() as f64;
         }
         let seconds = started.elapsed().as_secs_f64();
         let other_busy = busy.other_fraction(seconds);
@@ -188,7 +144,7 @@ fn classifier(
         line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
         line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
-        report(line, world, stepper.parallel.as_ref());
+        report(line, world, &stepper);
     }
     Ok(())
 }
@@ -270,17 +226,18 @@ fn resnet(steps: usize, world: &World) -> Result<()> {
         .weight_decay(5e-4);
     let options = CrossEntropyOptions::default();
     let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
-    let mut stepper = Stepper::new(world, &model, &optimizer);
-    let take_step = |stepper: &mut Stepper| {
+    let mut stepper = DataParallel::new(world, &model, &optimizer);
+    let take_step = |stepper: &mut DataParallel| {
         stepper
             .step(&model, &mut optimizer, &share, BATCH, &loss, None)
+            .map(|taken| taken.loss)
             .map_err(|bad| bad.into_error("the resnet workload"))
     };
     let timed = timed_steps(steps, &mut stepper, take_step)?;
     let mut line = timed.record("resnet");
     line["images_per_s"] = json!(round((BATCH * steps) as f64 / timed.seconds, 1));
     line["final_loss"] = json!(round(timed.last_loss, 5));
-    report(line, world, stepper.parallel.as_ref());
+    report(line, world, &stepper);
     Ok(())
 }
 
@@ -309,13 +266,13 @@ impl Timed {
 /// 3 warm-up steps, then `steps` timed ones (as the reference scripts time them).
 fn timed_steps(
     steps: usize,
-    stepper: &mut Stepper,
-    mut take_step: impl FnMut(&mut Stepper) -> Result<f64>,
+    stepper: &mut DataParallel,
+    mut take_step: impl FnMut(&mut DataParallel) -> Result<f64>,
 ) -> Result<Timed> {
     for _ in 0..3 {
         take_step(stepper)?;
     }
-    stepper.reset();
+    stepper.reset_stats();
     let rss_before = resident_mb();
     let busy = CpuLoad::start();
     let started = Instant::now();
@@ -352,9 +309,9 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
         let flat = logits.reshape(&[targets.len(), vocab]);
         cross_entropy(&flat, targets, &options)
     };
-    let mut stepper = Stepper::new(world, &model, &optimizer);
+    let mut stepper = DataParallel::new(world, &model, &optimizer);
     let mut step_number = 0;
-    let take_step = |stepper: &mut Stepper| {
+    let take_step = |stepper: &mut DataParallel| {
         let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), BLOCK);
         step_number += 1;
         let windows = windows(&corpus.train, &offsets[world.share(BATCH)], BLOCK);
@@ -364,6 +321,7 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
         };
         stepper
             .step(&model, &mut optimizer, &share, BATCH, &loss, Some(1.0))
+            .map(|taken| taken.loss)
             .map_err(|bad| bad.into_error("the gpt workload"))
     };
     let timed = timed_steps(steps, &mut stepper, take_step)?;
@@ -381,7 +339,7 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
     line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / timed.seconds, 1));
     line["final_train_loss"] = json!(round(timed.last_loss, 4));
     line["val_loss"] = json!(round(val_loss, 4));
-    report(line, world, stepper.parallel.as_ref());
+    report(line, world, &stepper);
     Ok(())
 }
 

@@ -195,14 +195,10 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         test.map(|t| world.shard_loader(t)),
     );
     let (train, test) = (&train, test.as_ref());
-    let mut parallel = match options.fixed_chunks {
-        Some(chunks) => {
-            Some(parallel::DataParallel::new(world, model, &*optimizer).fixed_chunks(chunks)?)
-        }
-        None => world
-            .is_distributed()
-            .then(|| parallel::DataParallel::new(world, model, &*optimizer)),
-    };
+    let mut stepper = parallel::DataParallel::new(world, model, &*optimizer);
+    if let Some(chunks) = options.fixed_chunks {
+        stepper = stepper.fixed_chunks(chunks)?;
+    }
     let mut history = Vec::new();
     let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
     for epoch in options.start_epoch..options.epochs {
@@ -232,9 +228,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         let (mut loss_sum, mut correct, mut seen) =
             (carried.loss_sum, carried.correct, carried.seen);
         let mut stop = false;
-        if let Some(parallel) = &mut parallel {
-            parallel.reset_stats();
-        }
+        stepper.reset_stats();
         for (batch_index, batch) in train.epoch(epoch).enumerate().skip(skip) {
             if options.schedule_per_step {
                 optimizer.set_lr(
@@ -245,28 +239,14 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             }
             let samples = train.batch_len(batch_index);
             let clip = options.clip_grad_norm;
-            let taken = match &mut parallel {
-                Some(parallel) => parallel.step(model, optimizer, &batch, samples, loss_fn, clip),
-                None => {
-                    let loss_of = |logits: &Tensor<f32>| loss_fn(logits, &batch.labels);
-                    step(model, optimizer, &batch.inputs, loss_of, clip).map(|taken| {
-                        parallel::BatchResult {
-                            loss: taken.loss,
-                            correct: correct_count(&taken.output, &batch.labels),
-                            labels: batch.labels.len(),
-                        }
-                    })
-                }
-            }
-            .map_err(|bad| {
-                let at = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
-                bad.into_error(&at)
-            })?;
-            if let Some(parallel) = parallel
-                .as_ref()
-                .filter(|_| options.check_replicas_every_step)
-            {
-                parallel.check_replicas(model)?;
+            let taken = stepper
+                .step(model, optimizer, &batch, samples, loss_fn, clip)
+                .map_err(|bad| {
+                    let at = format!("epoch {}, step {} of {batches}", epoch + 1, batch_index + 1);
+                    bad.into_error(&at)
+                })?;
+            if options.check_replicas_every_step {
+                stepper.check_replicas(model)?;
             }
             loss_sum += taken.loss * taken.labels as f64;
             correct += taken.correct;
@@ -296,7 +276,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             break;
         }
         let seconds = carried.seconds + started.elapsed().as_secs_f64();
-        let communication = parallel.as_ref().map(parallel::DataParallel::stats);
+        let communication = world.is_distributed().then(|| stepper.stats());
         let (test_loss, test_accuracy) = match test {
             Some(test) => {
                 let result = evaluate_in(world, model, test, loss_fn);
@@ -304,9 +284,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             }
             None => (None, None),
         };
-        if let Some(parallel) = &parallel {
-            parallel.check_replicas(model)?;
-        }
+        stepper.check_replicas(model)?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,

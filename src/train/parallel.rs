@@ -30,9 +30,10 @@ pub struct BatchResult {
     pub labels: usize,
 }
 
-/// The ranks' shared training state: the gradient sync and the buffers (batch norm's
-/// running statistics) that are averaged after every step so that all ranks keep
-/// the same ones.
+/// How a training step runs: on one process, exactly [`super::step`]; over several
+/// ranks, each on its share of the batch, with the gradient sync and the buffers
+/// (batch norm's running statistics) averaged after every step so that all ranks
+/// keep the same ones; or in fixed chunks ([`DataParallel::fixed_chunks`]).
 pub struct DataParallel {
     world: World,
     sync: GradientSync,
@@ -76,7 +77,8 @@ impl DataParallel {
     }
 
     /// One step on this rank's share `batch` of a batch of `samples` samples over all
-    /// ranks (a share may be empty: the rank then only adds zeros).
+    /// ranks (a share may be empty: the rank then only adds zeros). One process
+    /// without fixed chunks takes exactly [`super::step`].
     pub fn step(
         &mut self,
         model: &dyn Module<f32>,
@@ -86,6 +88,16 @@ impl DataParallel {
         loss_fn: LossFn<'_>,
         max_norm: Option<f64>,
     ) -> std::result::Result<BatchResult, Divergence> {
+        if !self.world.is_distributed() && self.chunks.is_none() {
+            let loss_of = |logits: &Tensor<f32>| loss_fn(logits, &batch.labels);
+            return super::step(model, optimizer, &batch.inputs, loss_of, max_norm).map(|taken| {
+                BatchResult {
+                    loss: taken.loss,
+                    correct: correct_count(&taken.output, &batch.labels),
+                    labels: batch.labels.len(),
+                }
+            });
+        }
         let sums = match self.chunks {
             None => self.overlapped_gradients(model, optimizer, batch, samples, loss_fn),
             Some(chunks) => {
@@ -216,6 +228,9 @@ impl DataParallel {
 
     /// Fails unless every rank holds the same parameters and buffers, bit for bit.
     pub fn check_replicas(&self, model: &dyn Module<f32>) -> Result<()> {
+        if !self.world.is_distributed() {
+            return Ok(());
+        }
         let mut state = model.named_parameters();
         state.extend(model.named_buffers());
         self.world
