@@ -400,3 +400,48 @@ fn fixed_chunks_give_the_same_bits_on_any_power_of_two_rank_count() {
     assert!(refused(3, 1).contains("fixed_chunks = 3 with 1 rank(s)"));
     assert!(refused(4, 8).contains("a power of two that divides it"));
 }
+
+/// A rank's share of a batch is exactly those rows of the one-process batch — the
+/// same samples, augmented with the same draws (they are keyed by sample, not by
+/// rank), so no two ranks ever see the same crop of the same image.
+#[test]
+fn shards_are_rows_of_the_one_process_batch_with_its_augmentation() {
+    use nabla::data::augment::{Augmentation, RandomCrop};
+    let (train, _) = load_mnist(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist")).unwrap();
+    let train = train.truncate(100);
+    let augmentation = Augmentation {
+        random_crop: Some(RandomCrop {
+            size: 28,
+            padding: 4,
+        }),
+        horizontal_flip: true,
+    };
+    let loader = DataLoader::new(&train, 30)
+        .shuffle(3)
+        .augment(augmentation, 7, vec![0.0])
+        .unwrap();
+    for epoch in 0..2 {
+        let whole: Vec<_> = loader.epoch(epoch).collect();
+        let shards: Vec<Vec<_>> = (0..3)
+            .map(|rank| loader.clone().shard(rank, 3).epoch(epoch).collect())
+            .collect();
+        for (b, batch) in whole.iter().enumerate() {
+            let joined: Vec<f32> = shards
+                .iter()
+                .flat_map(|shard| shard[b].inputs.to_vec())
+                .collect();
+            let labels: Vec<usize> = shards
+                .iter()
+                .flat_map(|shard| shard[b].labels.clone())
+                .collect();
+            assert_eq!(joined, batch.inputs.to_vec(), "epoch {epoch}, batch {b}");
+            assert_eq!(labels, batch.labels);
+        }
+        // and the augmentation did something: not the plain images
+        let plain: Vec<_> = DataLoader::new(&train, 30)
+            .shuffle(3)
+            .epoch(epoch)
+            .collect();
+        assert_ne!(plain[0].inputs.to_vec(), whole[0].inputs.to_vec());
+    }
+}
