@@ -22,7 +22,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "nabla", version, about, long_about = None)]
 struct Cli {
-    /// Threads for the kernels (default: all cores).
+    /// Threads for the kernels (default: all cores; under mpirun, the cores shared among
+    /// the ranks on this machine).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     #[command(subcommand)]
@@ -33,7 +34,7 @@ struct Cli {
 enum Command {
     /// Train a model described by a config file.
     #[command(
-        after_help = "Examples:\n  nabla train examples/mnist-mlp.toml\n  nabla train examples/spirals.toml --out runs/spirals --epochs 50\n  nabla train --resume runs/spirals"
+        after_help = "Examples:\n  nabla train examples/mnist-mlp.toml\n  nabla train examples/spirals.toml --out runs/spirals --epochs 50\n  nabla train --resume runs/spirals\n  mpirun -np 2 nabla train examples/mnist-mlp.toml   # data-parallel (built with --features mpi)"
     )]
     Train {
         /// The experiment: data, model and training settings (TOML).
