@@ -72,13 +72,6 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     if let Some(init) = &config.train.init {
         load_model(init, &model)?;
     }
-    model.set_random_stream(world.rank() as u64);
-    if config.train.sync_batch_norm && world.is_distributed() {
-        let world = world.clone();
-        let across: crate::ops::norm::SumAcross =
-            std::rc::Rc::new(move |sums: &mut [f64]| world.sum_f64(sums));
-        model.share_batch_statistics(&across);
-    }
     let mut optimizer = experiment::build_optimizer(&config.train.optimizer, &model);
     let mut train_loader = DataLoader::new(data.train.as_ref(), config.data.batch_size);
     if config.data.shuffle {
@@ -103,20 +96,11 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     };
     let test_loader = DataLoader::new(data.test.as_ref(), test_batch);
     let last_batch = train_loader.batch_len(train_loader.num_batches().saturating_sub(1));
-    if config.train.sync_batch_norm && last_batch < world.size() {
-        // every rank must join every statistics sum: none may sit out a small last batch
-        return Err(Error::Distributed(format!(
-            "sync_batch_norm: the last batch of an epoch has {last_batch} samples, fewer \
-             than the {} ranks, so some would have none; pick a batch_size that leaves at \
-             least {} samples for the last batch (or none left over)",
-            world.size(),
-            world.size()
-        )));
-    }
+    join_ranks(world, &config, &model, last_batch)?;
     let mut options = fit_options(&config, train_loader.num_batches());
     options.world = world.clone();
-    // NABLA_CHECK_REPLICAS=step: compare the ranks' weights after every step
     options.fixed_chunks = config.train.fixed_chunks;
+    // NABLA_CHECK_REPLICAS=step: compare the ranks' weights after every step
     options.check_replicas_every_step =
         std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
     if args.resume.is_some() {
@@ -219,6 +203,30 @@ fn check_ranks(world: &World, config: &Config) -> Result<()> {
             config.data.batch_size
         )));
     }
+    Ok(())
+}
+
+/// Makes `model` one rank's replica: its own dropout stream, and batch statistics
+/// over all ranks with `sync_batch_norm` (which every rank must join in every
+/// batch, so the last batch may not leave one without samples).
+fn join_ranks(world: &World, config: &Config, model: &Sequential, last_batch: usize) -> Result<()> {
+    model.set_random_stream(world.rank() as u64);
+    if !(config.train.sync_batch_norm && world.is_distributed()) {
+        return Ok(());
+    }
+    if last_batch < world.size() {
+        return Err(Error::Distributed(format!(
+            "sync_batch_norm: the last batch of an epoch has {last_batch} samples, fewer \
+             than the {} ranks, so some would have none; pick a batch_size that leaves at \
+             least {} samples for the last batch (or none left over)",
+            world.size(),
+            world.size()
+        )));
+    }
+    let world = world.clone();
+    let across: crate::ops::norm::SumAcross =
+        std::rc::Rc::new(move |sums: &mut [f64]| world.sum_f64(sums));
+    model.share_batch_statistics(&across);
     Ok(())
 }
 
