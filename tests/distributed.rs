@@ -80,6 +80,22 @@ fn train(ranks: usize, config: &str, out: &Path, extra_args: &[&str]) -> Output 
     output
 }
 
+/// `nabla train CONFIG --out OUT --threads THREADS`, without mpirun.
+fn train_alone(config: &str, out: &Path, threads: &str) -> Output {
+    Command::new(binary())
+        .args([
+            "train",
+            config,
+            "--out",
+            &out.to_string_lossy(),
+            "--threads",
+            threads,
+        ])
+        .current_dir(ROOT)
+        .output()
+        .unwrap()
+}
+
 fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {
     nabla::checkpoint::load_tensors::<f32>(run.join("model.safetensors"))
         .unwrap()
@@ -120,18 +136,7 @@ fn one_rank_is_exactly_single_process_training() {
     let dir = temp_dir("dist-one-rank");
     let config = config(&dir, 2, None, "");
     let (plain, one) = (dir.join("plain"), dir.join("one"));
-    let output = Command::new(binary())
-        .args([
-            "train",
-            &config,
-            "--out",
-            &plain.to_string_lossy(),
-            "--threads",
-            "1",
-        ])
-        .current_dir(ROOT)
-        .output()
-        .unwrap();
+    let output = train_alone(&config, &plain, "1");
     assert!(output.status.success(), "{}", text(&output));
     train(1, &config, &one, &[]);
     assert_eq!(
@@ -192,18 +197,7 @@ fn fixed_chunks_train_the_same_bits_on_1_2_and_4_ranks() {
     assert_ne!(adam, body);
     std::fs::write(&config, adam).unwrap();
     let plain = dir.join("plain");
-    let output = Command::new(binary())
-        .args([
-            "train",
-            &config,
-            "--out",
-            &plain.to_string_lossy(),
-            "--threads",
-            "2",
-        ])
-        .current_dir(ROOT)
-        .output()
-        .unwrap();
+    let output = train_alone(&config, &plain, "2");
     assert!(output.status.success(), "{}", text(&output));
     for ranks in [1, 2, 4] {
         let run = dir.join(format!("ranks-{ranks}"));

@@ -235,11 +235,6 @@ impl World {
         self.size() > 1
     }
 
-    /// The communicator itself.
-    pub fn communicator(&self) -> &Arc<dyn Communicator> {
-        &self.comm
-    }
-
     /// This rank's rows of a batch of `len` samples: rank `r` of `N` takes
     /// `[⌊r·len/N⌋, ⌊(r+1)·len/N⌋)`, a fixed split whose shares differ by at most one.
     ///
