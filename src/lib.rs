@@ -37,6 +37,8 @@ pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod cpu;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod data;
 pub mod distributed;
 pub mod element;

@@ -2,6 +2,7 @@
 //! gradients, and explain one step of backpropagation number by number.
 
 pub mod bench;
+pub mod dashboard;
 pub mod explain;
 pub mod explain_model;
 #[cfg(feature = "fetch")]
@@ -15,6 +16,8 @@ pub mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +54,23 @@ enum Command {
         /// Continue the run in this directory from its last checkpoint.
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Watch it learn in the browser: serve the live dashboard at ADDR (default
+        /// 127.0.0.1:6006; a busy port moves to the next free one). It keeps serving
+        /// after training, until Ctrl-C.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDRESS)]
+        dashboard: Option<String>,
+    },
+    /// Serve run directories (finished or still training) in the browser, side by side.
+    #[command(
+        after_help = "Examples:\n  nabla dashboard runs/spirals\n  nabla dashboard runs/mnist-mlp-* --addr 127.0.0.1:8080"
+    )]
+    Dashboard {
+        /// The run directories (the --out of `nabla train`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to listen (host:port); only this machine unless you name another address.
+        #[arg(long, value_name = "ADDR", default_value = crate::dashboard::DEFAULT_ADDRESS)]
+        addr: String,
     },
     /// Loss, accuracy, per-class precision/recall and the confusion matrix on the test data.
     #[command(
@@ -217,6 +237,7 @@ pub fn main() -> ExitCode {
             epochs,
             seed,
             resume,
+            dashboard,
         } => {
             let args = train::TrainArgs {
                 config,
@@ -224,11 +245,15 @@ pub fn main() -> ExitCode {
                 epochs: epochs.map(|e| e as usize),
                 seed,
                 resume,
+                dashboard,
             };
             train::run(args, &world).map(|outcome| match outcome {
                 train::Outcome::Finished => ExitCode::SUCCESS,
                 train::Outcome::Interrupted => ExitCode::from(130),
             })
+        }
+        Command::Dashboard { runs, addr } => {
+            dashboard::serve_dirs(&runs, &addr).map(|()| ExitCode::SUCCESS)
         }
         Command::Eval {
             target,
@@ -340,6 +365,19 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flag Ctrl-C (and SIGTERM) sets, registered once per process: training
+/// checks it after every step, a dashboard waits on it.
+pub fn ctrl_c_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = Arc::clone(&flag);
+        let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+        flag
+    });
+    Arc::clone(flag)
 }
 
 /// The processes of this job: MPI's world when launched by `mpirun` (feature `mpi`),

@@ -114,17 +114,17 @@ impl RunDir {
         save_training_state(self.path.join(CHECKPOINT), model, optimizer, &metadata)
     }
 
-    /// Records a finished epoch: its metrics line, a checkpoint at the start of the
-    /// next epoch, the model, and the curves.
+    /// Records a finished epoch: its metrics line (returned, as written), a
+    /// checkpoint at the start of the next epoch, the model, and the curves.
     pub fn end_epoch(
         &mut self,
         metrics: &EpochMetrics,
         health: &GradientHealth,
         model: &Sequential,
         optimizer: &dyn Optimizer<f32>,
-    ) -> Result<()> {
+    ) -> Result<serde_json::Value> {
         self.history.push(metrics.clone());
-        self.append_metrics(metrics, health)?;
+        let line = self.append_metrics(metrics, health)?;
         let start_of_next = EpochProgress::default();
         self.save_checkpoint(model, optimizer, metrics.epoch, 0, &start_of_next)?;
         save_model(
@@ -136,10 +136,15 @@ impl RunDir {
             &self.path.join("curves.png"),
             &self.history,
             self.steps_per_period,
-        )
+        )?;
+        Ok(line)
     }
 
-    fn append_metrics(&self, metrics: &EpochMetrics, health: &GradientHealth) -> Result<()> {
+    fn append_metrics(
+        &self,
+        metrics: &EpochMetrics,
+        health: &GradientHealth,
+    ) -> Result<serde_json::Value> {
         let path = self.path.join(METRICS);
         let mut line = serde_json::to_value(metrics).expect("metrics serialise");
         if let Some(steps) = self.steps_per_period {
@@ -155,7 +160,8 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        writeln!(file, "{line}").map_err(|e| Error::io(&path, e))
+        writeln!(file, "{line}").map_err(|e| Error::io(&path, e))?;
+        Ok(line)
     }
 }
 

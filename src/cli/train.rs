@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::progress::Progress;
 use super::run_dir::RunDir;
 use crate::checkpoint::load_model;
+use crate::dashboard::{Probes, Recorder, Status, disk};
 use crate::data::{DataLoader, Dataset, make_batch};
 use crate::distributed::{World, bytes_hash};
 use crate::error::{Error, Result};
@@ -31,6 +32,8 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     /// A run directory to continue.
     pub resume: Option<PathBuf>,
+    /// Serve the live dashboard at this address (`host:port`).
+    pub dashboard: Option<String>,
 }
 
 /// How a run ended.
@@ -51,6 +54,14 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         Some(RunDir::create(&out, &config)?)
     } else {
         None
+    };
+    let live = match (&args.dashboard, &run_dir) {
+        (Some(address), Some(_)) => Some(super::dashboard::for_training(
+            address,
+            &out,
+            &config.to_toml(),
+        )?),
+        _ => None,
     };
     let data = experiment::load_data(&config)?;
     if let Some(run_dir) = &run_dir {
@@ -140,6 +151,23 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         return Ok(Outcome::Finished);
     }
 
+    let recorder = live.as_ref().map(|(_, run)| {
+        let image_shape = disk::image_shape(&config, data.train.feature_shape());
+        let probes = Probes::new(
+            data.train.as_ref(),
+            data.test.as_ref(),
+            &data.class_names,
+            image_shape,
+        );
+        Recorder::new(
+            run.clone(),
+            &model,
+            data.train.feature_shape(),
+            probes,
+            options.epochs,
+            train_loader.num_batches(),
+        )
+    });
     let loss = experiment::build_loss(&config.train);
     let probe = make_batch(
         data.train.as_ref(),
@@ -152,7 +180,8 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         progress: world
             .is_root()
             .then(|| Progress::new(options.epochs).by_steps(steps_per_period)),
-        interrupted: ctrl_c_flag(),
+        interrupted: super::ctrl_c_flag(),
+        recorder,
         probe: probe.inputs,
         checkpoint_every: config.train.checkpoint_every,
         grad_norms: BTreeMap::new(),
@@ -169,7 +198,27 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         &options,
         &mut |event| watcher.on_event(event),
     );
-    watcher.finish(result.map(|_| ()))
+    let outcome = watcher.finish(result.map(|_| ()));
+    if let Some((dashboard, run)) = &live {
+        let (status, message) = match &outcome {
+            Ok(Outcome::Finished) => (Status::Finished, None),
+            Ok(Outcome::Interrupted) => (
+                Status::Interrupted,
+                Some(format!(
+                    "stopped by Ctrl-C; continue with `nabla train --resume {}`",
+                    out.display()
+                )),
+            ),
+            Err(e) => (Status::Failed, Some(e.to_string())),
+        };
+        run.lock()
+            .expect("the run's lock")
+            .set_status(status, message);
+        if status != Status::Interrupted {
+            super::dashboard::keep_serving(dashboard, &super::ctrl_c_flag());
+        }
+    }
+    outcome
 }
 
 /// Refuses a data-parallel run whose ranks read different configs, or that has
@@ -275,15 +324,6 @@ fn fit_options(config: &Config, steps_per_epoch: usize) -> FitOptions {
     }
 }
 
-/// A flag that Ctrl-C sets; training checks it after every step.
-fn ctrl_c_flag() -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // a second registration (tests calling run twice in one process) is harmless
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    interrupted
-}
-
 /// What `nabla train` does while training runs: the progress display, Ctrl-C,
 /// checkpoints every N steps, and each finished epoch's records and health check.
 struct Watcher<'a> {
@@ -304,6 +344,8 @@ struct Watcher<'a> {
     stopped_at: Option<(usize, usize)>,
     /// A text model: report losses, not accuracy, at the end.
     language_model: bool,
+    /// Rank 0's, with `--dashboard`: what the page shows.
+    recorder: Option<Recorder>,
 }
 
 impl Watcher<'_> {
@@ -327,6 +369,10 @@ impl Watcher<'_> {
             } => {
                 if let Some(progress) = &mut self.progress {
                     progress.step(*batch, *batches, *loss, *accuracy, *samples);
+                }
+                if let Some(recorder) = &mut self.recorder {
+                    let at = (*epoch, *batch, *batches);
+                    recorder.step(self.model, at, sums, optimizer.lr());
                 }
                 if batch == batches {
                     self.grad_norms = gradient_norms(self.model);
@@ -360,9 +406,13 @@ impl Watcher<'_> {
                     for warning in &health.warnings {
                         progress.println(&format!("  warning: {warning}"));
                     }
-                    run_dir
-                        .end_epoch(metrics, &health, self.model, *optimizer)
-                        .map(|()| Control::Continue)
+                    let line = run_dir.end_epoch(metrics, &health, self.model, *optimizer);
+                    line.map(|line| {
+                        if let Some(recorder) = &mut self.recorder {
+                            recorder.end_epoch(self.model, line, &health.warnings);
+                        }
+                        Control::Continue
+                    })
                 }
                 _ => Ok(Control::Continue),
             },

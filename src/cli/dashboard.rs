@@ -1,0 +1,73 @@
+//! `nabla train --dashboard` and `nabla dashboard RUN_DIR…`: start the server, say
+//! where it is (and when it can be reached from other machines), and keep serving
+//! until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::dashboard::{Dashboard, RunState, SharedRun, disk};
+use crate::error::Result;
+
+/// Starts a dashboard for the run being trained in `dir` and says where it is.
+pub fn for_training(
+    address: &str,
+    dir: &Path,
+    config_text: &str,
+) -> Result<(Dashboard, SharedRun)> {
+    let id = disk::run_id(dir, &[]);
+    let mut state = RunState::new(&id, &dir.display().to_string(), config_text);
+    // a resumed run shows the epochs it already had
+    state.metrics = disk::read_metrics(dir);
+    let run = state.shared();
+    let dashboard = Dashboard::serve(address, vec![run.clone()])?;
+    announce(&dashboard);
+    Ok((dashboard, run))
+}
+
+/// `nabla dashboard RUN_DIR… --addr ADDR`: serves the runs (following those still
+/// training) until Ctrl-C.
+pub fn serve_dirs(dirs: &[PathBuf], address: &str) -> Result<()> {
+    let mut runs = Vec::new();
+    let mut ids = Vec::new();
+    for dir in dirs {
+        let id = disk::run_id(dir, &ids);
+        let run = disk::open(dir, &id)?;
+        ids.push(id);
+        disk::watch(run.clone(), dir.clone());
+        runs.push(run);
+    }
+    let dashboard = Dashboard::serve(address, runs)?;
+    announce(&dashboard);
+    println!("serving {} run(s); press Ctrl-C to stop", dirs.len());
+    wait_for_ctrl_c(&super::ctrl_c_flag());
+    Ok(())
+}
+
+fn announce(dashboard: &Dashboard) {
+    println!("dashboard: {}", dashboard.url());
+    if dashboard.is_exposed() {
+        eprintln!(
+            "warning: the dashboard listens on {}, not only on this machine: anyone who can \
+             reach it can read these runs (metrics, config, weights drawn)",
+            dashboard.address()
+        );
+    }
+}
+
+/// After training: the page stays up with the finished run until Ctrl-C.
+pub fn keep_serving(dashboard: &Dashboard, interrupted: &Arc<AtomicBool>) {
+    println!(
+        "training is over; the dashboard keeps serving the run at {} — press Ctrl-C to stop",
+        dashboard.url()
+    );
+    interrupted.store(false, Ordering::SeqCst);
+    wait_for_ctrl_c(interrupted);
+}
+
+fn wait_for_ctrl_c(flag: &AtomicBool) {
+    while !flag.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

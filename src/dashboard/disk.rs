@@ -1,0 +1,223 @@
+//! Runs read from their directories (`nabla dashboard RUN_DIR…`): the config, the
+//! `metrics.jsonl` lines, and the pictures of the saved model. A watcher thread per
+//! run picks up new lines and a newer model while the run is still training.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::recorder::Probes;
+use super::state::{RunState, SharedRun, Status};
+use super::views;
+use crate::checkpoint::load_model;
+use crate::error::{Error, Result};
+use crate::experiment::{self, Config, DataKind};
+
+/// How often a run directory is looked at again.
+const POLL: Duration = Duration::from_secs(1);
+/// A run that has not written for this long, short of its last epoch, has stopped.
+const QUIET: Duration = Duration::from_secs(600);
+
+/// The shape of one sample as an image, `[channels, height, width]`, when the data
+/// is images (fed as they are, or flat to a first linear layer).
+pub fn image_shape(config: &Config, feature_shape: &[usize]) -> Option<[usize; 3]> {
+    match (feature_shape, config.data.kind) {
+        (&[channels, height, width], _) if height > 1 && width > 1 => {
+            Some([channels, height, width])
+        }
+        (&[784], DataKind::Mnist | DataKind::FashionMnist) => Some([1, 28, 28]),
+        (&[3072], DataKind::Cifar10) => Some([3, 32, 32]),
+        _ => None,
+    }
+}
+
+/// A URL-safe id for a run directory (its name), distinct from `taken`.
+pub fn run_id(dir: &Path, taken: &[String]) -> String {
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = if name.trim_matches('.').is_empty() {
+        "run".to_string()
+    } else {
+        name
+    };
+    let mut id = name.clone();
+    let mut n = 2;
+    while taken.contains(&id) {
+        id = format!("{name}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// Reads the `metrics.jsonl` lines of a run (none when the file is missing; a
+/// line being written is left for the next look).
+pub fn read_metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Opens a run directory: its config and the epochs it has recorded. The
+/// pictures follow from [`watch`].
+pub fn open(dir: &Path, id: &str) -> Result<SharedRun> {
+    let config_path = dir.join("config.toml");
+    if !config_path.is_file() {
+        return Err(Error::Config(format!(
+            "{} is not a run directory: it has no config.toml (give the --out directory of `nabla train`)",
+            dir.display()
+        )));
+    }
+    let config = Config::load(&config_path)?;
+    let mut state = RunState::new(id, &dir.display().to_string(), &config.to_toml());
+    state.epochs = config.train.periods();
+    state.metrics = read_metrics(dir);
+    let (status, message) = status_of(dir, state.metrics.len(), state.epochs);
+    state.set_status(status, message);
+    Ok(state.shared())
+}
+
+/// Finished when every epoch is recorded; stopped when nothing was written for a
+/// while; otherwise still running.
+fn status_of(dir: &Path, epochs_done: usize, epochs: usize) -> (Status, Option<String>) {
+    if epochs_done >= epochs {
+        return (Status::Finished, None);
+    }
+    let quiet = ["metrics.jsonl", "checkpoint.safetensors", "config.toml"]
+        .iter()
+        .filter_map(|file| modified(&dir.join(file)))
+        .max()
+        .and_then(|last| last.elapsed().ok())
+        .is_none_or(|since| since > QUIET);
+    if quiet {
+        let message = format!(
+            "stopped after {epochs_done} of {epochs} epochs; continue with `nabla train --resume {}`",
+            dir.display()
+        );
+        (Status::Interrupted, Some(message))
+    } else {
+        (Status::Running, None)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Follows a run directory on a thread of its own: new metrics lines as they are
+/// written and, whenever `model.safetensors` changes, the network, histograms and
+/// decision regions of the saved model (the data is loaded once, if it still can be).
+pub fn watch(run: SharedRun, dir: PathBuf) {
+    let shown = dir.display().to_string();
+    let spawned = std::thread::Builder::new()
+        .name("dashboard-watch".into())
+        .spawn(move || {
+            let mut pictures = Pictures::new(&dir);
+            let mut model_time = None;
+            loop {
+                let lines = read_metrics(&dir);
+                let model_now = modified(&dir.join("model.safetensors"));
+                if model_now != model_time {
+                    model_time = model_now;
+                    if let Some(pictures) = &mut pictures {
+                        pictures.refresh(&run, &dir, lines.len());
+                    }
+                }
+                {
+                    let mut state = run.lock().expect("the run's lock");
+                    if lines.len() > state.metrics.len() {
+                        let new = lines[state.metrics.len()..].to_vec();
+                        state.metrics.extend(new);
+                    }
+                    let (status, message) = status_of(&dir, state.metrics.len(), state.epochs);
+                    if status != state.status {
+                        state.set_status(status, message);
+                    }
+                }
+                std::thread::sleep(POLL);
+            }
+        });
+    if spawned.is_err() {
+        eprintln!("warning: dashboard: could not start watching {shown}");
+    }
+}
+
+/// A saved run's model and data, to draw its pictures.
+struct Pictures {
+    config: Config,
+    data: experiment::Data,
+}
+
+impl Pictures {
+    /// `None` (with a note) when the data can no longer be loaded.
+    fn new(dir: &Path) -> Option<Pictures> {
+        let config = Config::load(&dir.join("config.toml")).ok()?;
+        match experiment::load_data(&config) {
+            Ok(data) => Some(Pictures { config, data }),
+            Err(e) => {
+                eprintln!(
+                    "note: {}: no network or data pictures, the data did not load: {e}",
+                    dir.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Rebuilds the model from the config, loads the saved weights and redraws.
+    fn refresh(&mut self, run: &SharedRun, dir: &Path, epoch: usize) {
+        let (train, test) = (self.data.train.as_ref(), self.data.test.as_ref());
+        let mut rng = crate::rng(self.config.train.seed);
+        let built = experiment::build_model(
+            &self.config.model.layers,
+            train.feature_shape(),
+            train.num_classes(),
+            &mut rng,
+        );
+        let Ok((model, _)) = built else { return };
+        if load_model(dir.join("model.safetensors"), &model).is_err() {
+            return;
+        }
+        let input_shape = train.feature_shape().to_vec();
+        let image_shape = image_shape(&self.config, &input_shape);
+        let probes = Probes::new(train, test, &self.data.class_names, image_shape);
+        let network = views::network_view(&model, &input_shape, epoch);
+        let histograms = views::histograms(&model, epoch, &[]);
+        let frame = probes
+            .regions()
+            .map(|probe| probe.frame(&model, epoch as f64));
+        let predicted = probes.images().map(|probe| probe.predict(&model));
+        let mut state = run.lock().expect("the run's lock");
+        state.set_network(network);
+        if state.histograms.last().is_none_or(|h| h.epoch != epoch) {
+            state.histograms.push(histograms);
+        }
+        if let Some(probe) = probes.regions() {
+            state.set_plane(probe.plane().clone());
+        }
+        if let Some(frame) = frame {
+            state.regions.push(frame);
+        }
+        if let (Some(probe), Some(predicted)) = (probes.images(), predicted) {
+            if state.images.is_none() {
+                state.set_images(probe.samples().clone());
+            }
+            state
+                .predictions
+                .push(super::state::ImagePredictions { epoch, predicted });
+        }
+    }
+}

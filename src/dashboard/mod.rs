@@ -1,0 +1,37 @@
+//! The live dashboard: watch a network learn in the browser.
+//!
+//! `nabla train CONFIG --dashboard` records the run as it trains ([`Recorder`]) and
+//! serves a page ([`Dashboard`]) that draws it: the loss and accuracy per step and
+//! per epoch, the learning rate, each parameter's gradient norm and histograms, the
+//! dead-ReLU fractions and warnings, the network with its weights, and — for
+//! 2-feature data — the decision regions forming over the input plane, or for
+//! images, test images with what the model predicts for them.
+//! `nabla dashboard RUN_DIR…` serves finished or running run directories side by
+//! side ([`disk`]).
+//!
+//! The pieces, each with one job: [`state`] (the plain data of a run, and what is new
+//! since a reader last looked), [`views`] (the pictures, computed from the model in
+//! evaluation mode so watching never changes what is trained), [`recorder`]
+//! (training events into the state), [`server`] (HTTP and the event stream),
+//! `assets/` (the page: plain HTML, canvas and JavaScript, no outside library).
+//!
+//! ```no_run
+//! use nabla::dashboard::{Dashboard, RunState};
+//! let run = RunState::new("demo", "runs/demo", "").shared();
+//! let dashboard = Dashboard::serve("127.0.0.1:6006", vec![run.clone()]).unwrap();
+//! println!("open {}", dashboard.url());
+//! // … record into `run` while training; the page follows
+//! ```
+
+pub mod disk;
+pub mod recorder;
+pub mod server;
+pub mod state;
+pub mod views;
+
+pub use recorder::{Probes, Recorder};
+pub use server::Dashboard;
+pub use state::{RunState, SharedRun, Status};
+
+/// Where the dashboard listens unless told otherwise: this machine only.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:6006";

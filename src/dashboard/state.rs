@@ -1,0 +1,403 @@
+//! What the page shows about one run, as plain data: the step and epoch series, the
+//! gradient health, the network, and the pictures of what the model has learned.
+//! The training thread appends to it; each browser connection reads what is new
+//! since its last look ([`RunState::update_since`]), so no browser ever holds up
+//! the training.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One run's state, shared between the training thread and the server.
+pub type SharedRun = Arc<Mutex<RunState>>;
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Training, or (read from disk) not known to be done.
+    Running,
+    /// Every planned epoch ran (or early stopping ended it).
+    Finished,
+    /// Stopped by Ctrl-C; a checkpoint was saved.
+    Interrupted,
+    /// Stopped by an error (see [`RunState::message`]).
+    Failed,
+}
+
+/// One optimizer step: its batch's loss and accuracy, and the learning rate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepPoint {
+    /// The global step, counting from 1.
+    pub step: usize,
+    /// The epoch as a fraction: 1.5 is half-way through the second epoch.
+    pub epoch: f64,
+    /// The mean loss over the step's batch.
+    pub loss: f64,
+    /// The fraction of the batch classified right.
+    pub accuracy: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
+}
+
+/// A histogram of a tensor's values: `counts[i]` values lie in the `i`-th of equal
+/// bins spanning `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Histogram {
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+    /// Values per bin.
+    pub counts: Vec<u32>,
+}
+
+/// One parameter's weights and (last step's) gradient, binned.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParameterHistogram {
+    /// The parameter's name (`0.weight`), as in the checkpoint.
+    pub name: String,
+    /// Its values at the end of the epoch.
+    pub weights: Histogram,
+    /// Its gradient at the epoch's last step.
+    pub gradients: Option<Histogram>,
+}
+
+/// Every parameter's histograms at the end of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochHistograms {
+    /// The epoch, counting from 1.
+    pub epoch: usize,
+    /// One entry per parameter, in the model's order.
+    pub parameters: Vec<ParameterHistogram>,
+}
+
+/// A fully connected layer's weights as drawn: the first `shown_outputs ×
+/// shown_inputs` of them, row by row (an output unit per row).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DenseWeights {
+    /// The layer's inputs.
+    pub inputs: usize,
+    /// The layer's outputs.
+    pub outputs: usize,
+    /// How many inputs are drawn.
+    pub shown_inputs: usize,
+    /// How many outputs are drawn.
+    pub shown_outputs: usize,
+    /// `weight[o][i]` for the drawn units, row-major.
+    pub values: Vec<f32>,
+}
+
+/// One layer as the page draws it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerView {
+    /// What the layer is (`Linear(in=2, out=64, bias=true)`).
+    pub description: String,
+    /// Its output shape for one sample.
+    pub output_shape: Vec<usize>,
+    /// Its number of parameters.
+    pub parameters: usize,
+    /// A linear layer's weights, to draw as lines.
+    pub dense: Option<DenseWeights>,
+}
+
+/// The network: its input shape and its layers in order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkView {
+    /// One sample's shape.
+    pub input_shape: Vec<usize>,
+    /// The layers, in order.
+    pub layers: Vec<LayerView>,
+    /// The epoch whose weights are drawn (0: before training).
+    pub epoch: usize,
+}
+
+/// Labelled points of 2-feature data, as the model sees them (after standardising).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanePoints {
+    /// The drawn square of the input plane: `[x_min, x_max, y_min, y_max]`.
+    pub extent: [f64; 4],
+    /// Each point's `[x, y]`.
+    pub xy: Vec<[f32; 2]>,
+    /// Each point's class.
+    pub labels: Vec<usize>,
+    /// Whether each point is in the test split.
+    pub test: Vec<bool>,
+    /// The class names.
+    pub class_names: Vec<String>,
+}
+
+/// The model's decision over the input plane at one moment: a `size × size` grid
+/// of cells over [`PlanePoints::extent`], top row first (largest y).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegionFrame {
+    /// When it was taken, in (fractional) epochs.
+    pub epoch: f64,
+    /// Cells per side.
+    pub size: usize,
+    /// The predicted class of each cell.
+    pub classes: Vec<u16>,
+    /// The predicted class's probability, ×255.
+    pub confidence: Vec<u8>,
+}
+
+/// A fixed set of test images (pixels scaled to 0–255 per image for display) and
+/// what the model predicts for them after each epoch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageSamples {
+    /// `[channels, height, width]`.
+    pub shape: [usize; 3],
+    /// Each image's pixels, channel-major.
+    pub pixels: Vec<Vec<u8>>,
+    /// Each image's true class.
+    pub labels: Vec<usize>,
+    /// The class names.
+    pub class_names: Vec<String>,
+}
+
+/// The predictions for [`ImageSamples`] after one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImagePredictions {
+    /// The epoch, counting from 1.
+    pub epoch: usize,
+    /// The predicted class of each sample image.
+    pub predicted: Vec<usize>,
+}
+
+/// Everything recorded about one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunState {
+    /// The name the API knows it by (URL-safe).
+    pub id: String,
+    /// The run directory.
+    pub path: String,
+    /// Where it stands.
+    pub status: Status,
+    /// Why it failed, or how it was stopped.
+    pub message: Option<String>,
+    /// The resolved config (TOML).
+    pub config: String,
+    /// The planned number of epochs.
+    pub epochs: usize,
+    /// Steps per epoch (0 when unknown).
+    pub steps_per_epoch: usize,
+    /// Every step so far (empty for a run read from disk: only the live run has them).
+    pub steps: Vec<StepPoint>,
+    /// The `metrics.jsonl` lines so far.
+    pub metrics: Vec<Value>,
+    /// The gradient-health warnings, each with its epoch.
+    pub warnings: Vec<(usize, String)>,
+    /// Histograms per epoch.
+    pub histograms: Vec<EpochHistograms>,
+    /// The latest weights, drawn.
+    pub network: Option<NetworkView>,
+    /// 2-feature data: its points.
+    pub plane: Option<PlanePoints>,
+    /// 2-feature data: the decision regions over time.
+    pub regions: Vec<RegionFrame>,
+    /// Image data: the sample images.
+    pub images: Option<ImageSamples>,
+    /// Image data: the predictions for them, per epoch.
+    pub predictions: Vec<ImagePredictions>,
+    /// Bumped whenever a field without a history (status, network, plane, images)
+    /// changes, so a reader knows to send it again.
+    #[serde(skip)]
+    version: u64,
+}
+
+/// How much of a [`RunState`] a reader has already seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    steps: usize,
+    metrics: usize,
+    warnings: usize,
+    histograms: usize,
+    regions: usize,
+    predictions: usize,
+    version: u64,
+}
+
+impl RunState {
+    /// A run about to start (or read from disk) with nothing recorded yet.
+    pub fn new(id: &str, path: &str, config: &str) -> RunState {
+        RunState {
+            id: id.to_string(),
+            path: path.to_string(),
+            status: Status::Running,
+            message: None,
+            config: config.to_string(),
+            epochs: 0,
+            steps_per_epoch: 0,
+            steps: Vec::new(),
+            metrics: Vec::new(),
+            warnings: Vec::new(),
+            histograms: Vec::new(),
+            network: None,
+            plane: None,
+            regions: Vec::new(),
+            images: None,
+            predictions: Vec::new(),
+            version: 1,
+        }
+    }
+
+    /// Shared between threads.
+    pub fn shared(self) -> SharedRun {
+        Arc::new(Mutex::new(self))
+    }
+
+    /// Sets the status (and its message).
+    pub fn set_status(&mut self, status: Status, message: Option<String>) {
+        (self.status, self.message) = (status, message);
+        self.version += 1;
+    }
+
+    /// Replaces the drawn network.
+    pub fn set_network(&mut self, network: NetworkView) {
+        self.network = Some(network);
+        self.version += 1;
+    }
+
+    /// Sets the 2-feature data's points.
+    pub fn set_plane(&mut self, plane: PlanePoints) {
+        self.plane = Some(plane);
+        self.version += 1;
+    }
+
+    /// Sets the sample images.
+    pub fn set_images(&mut self, images: ImageSamples) {
+        self.images = Some(images);
+        self.version += 1;
+    }
+
+    /// One line of `/api/runs`: who the run is and how far it got.
+    pub fn summary(&self) -> Value {
+        json!({
+            "id": self.id,
+            "path": self.path,
+            "status": self.status,
+            "epochs": self.epochs,
+            "epochs_done": self.metrics.len(),
+            "steps": self.steps.len(),
+        })
+    }
+
+    /// A cursor at the very start: the first update is everything.
+    pub fn start() -> Cursor {
+        Cursor::default()
+    }
+
+    /// What was added or changed since `cursor` (as one JSON object whose arrays
+    /// hold only the new entries), moving `cursor` to now; `None` when nothing was.
+    pub fn update_since(&self, cursor: &mut Cursor) -> Option<Value> {
+        let now = Cursor {
+            steps: self.steps.len(),
+            metrics: self.metrics.len(),
+            warnings: self.warnings.len(),
+            histograms: self.histograms.len(),
+            regions: self.regions.len(),
+            predictions: self.predictions.len(),
+            version: self.version,
+        };
+        if now == *cursor {
+            return None;
+        }
+        let mut update = json!({
+            "id": self.id,
+            "steps": &self.steps[cursor.steps..],
+            "metrics": &self.metrics[cursor.metrics..],
+            "warnings": &self.warnings[cursor.warnings..],
+            "histograms": &self.histograms[cursor.histograms..],
+            "regions": &self.regions[cursor.regions..],
+            "predictions": &self.predictions[cursor.predictions..],
+        });
+        if now.version != cursor.version {
+            let whole = serde_json::to_value(self).expect("plain data serialises");
+            for field in [
+                "path",
+                "status",
+                "message",
+                "config",
+                "epochs",
+                "steps_per_epoch",
+                "network",
+                "plane",
+                "images",
+            ] {
+                update[field] = whole[field].clone();
+            }
+        }
+        *cursor = now;
+        Some(update)
+    }
+}
+
+impl Histogram {
+    /// Bins `values` into `bins` equal bins over their range (a single value, or
+    /// none, gives one full bin).
+    pub fn of(values: &[f32], bins: usize) -> Histogram {
+        let finite = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
+        let (min, max) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if min > max {
+            return Histogram {
+                min: 0.0,
+                max: 0.0,
+                counts: vec![0; bins],
+            };
+        }
+        let mut counts = vec![0u32; bins];
+        let width = (max - min) / bins as f64;
+        for &v in values.iter().filter(|v| v.is_finite()) {
+            let bin = if width > 0.0 {
+                (((v as f64 - min) / width) as usize).min(bins - 1)
+            } else {
+                0
+            };
+            counts[bin] += 1;
+        }
+        Histogram { min, max, counts }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_puts_every_value_in_its_bin() {
+        // bins of width 1 over [0, 4]: 0 and 0.5 → bin 0, 1.5 → 1, 3 → 3, 4 (the max) → 3
+        let histogram = Histogram::of(&[0.0, 0.5, 1.5, 3.0, 4.0, f32::NAN], 4);
+        assert_eq!((histogram.min, histogram.max), (0.0, 4.0));
+        assert_eq!(histogram.counts, vec![2, 1, 0, 2]);
+        assert_eq!(Histogram::of(&[2.0, 2.0], 3).counts, vec![2, 0, 0]);
+    }
+
+    #[test]
+    fn an_update_holds_only_what_is_new() {
+        let mut run = RunState::new("run", "runs/run", "");
+        let mut cursor = RunState::start();
+        let first = run
+            .update_since(&mut cursor)
+            .expect("the first update is everything");
+        assert_eq!(first["status"], "running");
+        assert!(run.update_since(&mut cursor).is_none(), "nothing changed");
+
+        run.metrics.push(json!({"epoch": 1}));
+        run.metrics.push(json!({"epoch": 2}));
+        let update = run.update_since(&mut cursor).unwrap();
+        assert_eq!(update["metrics"].as_array().unwrap().len(), 2);
+        assert!(
+            update.get("status").is_none(),
+            "unchanged fields are not resent"
+        );
+
+        run.metrics.push(json!({"epoch": 3}));
+        run.set_status(Status::Finished, None);
+        let update = run.update_since(&mut cursor).unwrap();
+        assert_eq!(update["metrics"], json!([{"epoch": 3}]));
+        assert_eq!(update["status"], "finished");
+    }
+}
