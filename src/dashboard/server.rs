@@ -11,28 +11,39 @@
 //!
 //! Nothing else is served: URLs name runs by id, never by path, so no request can
 //! reach a file outside the page's own. Every other method gets 405.
+//!
+//! The server is a few dozen lines of `std::net`, a thread per connection: it only
+//! answers GET with `Connection: close`, and an event stream lives as long as the
+//! page is open, which general-purpose thread-pool servers (tiny_http's pool, for
+//! one) can starve under a burst of connections. Limits keep it safe: request heads
+//! of at most 8 KiB, read and write timeouts, at most [`MAX_CONNECTIONS`] at once.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tiny_http::{Header, Method, Request, Response};
 
 use super::state::{RunState, SharedRun};
 use crate::error::{Error, Result};
 
 /// The shortest time between two updates sent to one browser, whatever the step rate.
 pub const PUSH_INTERVAL: Duration = Duration::from_millis(250);
-/// Event streams open at once; more get 503 (each holds a thread).
+/// Event streams open at once; more get 503.
 pub const MAX_STREAMS: usize = 32;
+/// Connections served at once (each holds a thread); more get 503.
+pub const MAX_CONNECTIONS: usize = 64;
 /// Ports tried after a busy one.
 const PORTS_TRIED: u16 = 20;
 /// An idle stream sends a comment this often, so a closed browser is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// The longest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its request, or to take a write.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
@@ -41,7 +52,7 @@ const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
 /// A running dashboard server; dropping it stops the server.
 pub struct Dashboard {
     address: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -53,17 +64,15 @@ impl Dashboard {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Config(format!("dashboard address {address}: {e}")))?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| Error::Config(format!("dashboard at {address}: {e}")))?;
-        let server = Arc::new(server);
-        let accepting = Arc::clone(&server);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("dashboard".into())
-            .spawn(move || accept(&accepting, &runs))
+            .spawn(move || accept(&listener, &runs, &stopped))
             .expect("a thread can be started");
         Ok(Dashboard {
             address,
-            server,
+            stop,
             thread: Some(thread),
         })
     }
@@ -86,7 +95,13 @@ impl Dashboard {
 
 impl Drop for Dashboard {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.stop.store(true, Ordering::SeqCst);
+        // wake the accepting thread with a connection of our own
+        let local = match self.address.ip().is_unspecified() {
+            true => SocketAddr::from(([127, 0, 0, 1], self.address.port())),
+            false => self.address,
+        };
+        let _ = TcpStream::connect_timeout(&local, Duration::from_secs(1));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -122,10 +137,37 @@ fn bind(address: &str) -> Result<TcpListener> {
     )))
 }
 
-fn accept(server: &tiny_http::Server, runs: &[SharedRun]) {
+/// Takes connections until stopped, each on a thread of its own.
+fn accept(listener: &TcpListener, runs: &[SharedRun], stop: &AtomicBool) {
+    let connections = Arc::new(AtomicUsize::new(0));
     let streams = Arc::new(AtomicUsize::new(0));
-    for request in server.incoming_requests() {
-        answer(request, runs, &streams);
+    for connection in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut connection) = connection else {
+            continue;
+        };
+        if connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            connections.fetch_sub(1, Ordering::SeqCst);
+            let _ = connection.set_write_timeout(Some(TIMEOUT));
+            let _ = respond(
+                &mut connection,
+                false,
+                Response::text(503, "too many connections\n"),
+            );
+            continue;
+        }
+        let (runs, connections, streams) = (runs.to_vec(), connections.clone(), streams.clone());
+        let spawned = std::thread::Builder::new()
+            .name("dashboard-connection".into())
+            .spawn(move || {
+                serve_connection(connection, &runs, &streams);
+                connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            eprintln!("warning: dashboard: could not start a thread for a connection");
+        }
     }
 }
 
@@ -160,65 +202,163 @@ fn route(url: &str) -> Route {
     }
 }
 
-fn answer(request: Request, runs: &[SharedRun], streams: &Arc<AtomicUsize>) {
-    if !matches!(request.method(), Method::Get | Method::Head) {
-        let response = Response::from_string("the dashboard is read-only: GET only\n")
-            .with_status_code(405)
-            .with_header(header("Allow", "GET, HEAD"));
-        let _ = request.respond(response);
+/// A response with a body of known length.
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    extra: &'static str,
+}
+
+impl Response {
+    fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+            extra: "",
+        }
+    }
+
+    fn json(value: &Value) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            extra: "",
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// Reads one request and answers it; an event stream keeps the connection.
+fn serve_connection(mut connection: TcpStream, runs: &[SharedRun], streams: &Arc<AtomicUsize>) {
+    let _ = connection.set_read_timeout(Some(TIMEOUT));
+    let _ = connection.set_write_timeout(Some(TIMEOUT));
+    let (method, target) = match read_request_line(&mut connection) {
+        Ok(request) => request,
+        Err(status) => {
+            let _ = respond(
+                &mut connection,
+                false,
+                Response::text(status, "bad request\n"),
+            );
+            return;
+        }
+    };
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        let mut refused = Response::text(405, "the dashboard is read-only: GET only\n");
+        refused.extra = "Allow: GET, HEAD\r\n";
+        let _ = respond(&mut connection, false, refused);
         return;
     }
     let find = |id: &str| runs.iter().find(|run| lock(run).id == id).cloned();
-    let response = match route(request.url()) {
-        Route::Asset(body, kind) => {
-            Response::from_string(body).with_header(header("Content-Type", kind))
-        }
-        Route::Runs => json(&Value::Array(
+    let not_found = || Response::text(404, "not found\n");
+    let response = match route(&target) {
+        Route::Asset(body, content_type) => Response {
+            status: 200,
+            content_type,
+            body: body.as_bytes().to_vec(),
+            extra: "",
+        },
+        Route::Runs => Response::json(&Value::Array(
             runs.iter().map(|r| lock(r).summary()).collect(),
         )),
-        Route::Run(id) => match find(&id) {
-            Some(run) => json(&serde_json::to_value(&*lock(&run)).expect("plain data serialises")),
-            None => not_found(),
-        },
-        Route::Metrics(id) => match find(&id) {
-            Some(run) => json(&Value::Array(lock(&run).metrics.clone())),
-            None => not_found(),
-        },
+        Route::Run(id) => find(&id).map_or_else(not_found, |run| {
+            Response::json(&serde_json::to_value(&*lock(&run)).expect("plain data serialises"))
+        }),
+        Route::Metrics(id) => find(&id).map_or_else(not_found, |run| {
+            Response::json(&Value::Array(lock(&run).metrics.clone()))
+        }),
         Route::Events(id) => match find(&id) {
-            Some(run) => return open_stream(request, run, streams),
+            Some(run) if !head_only => return stream(connection, &run, streams),
+            Some(_) => Response::text(200, ""),
             None => not_found(),
         },
         Route::NotFound => not_found(),
     };
-    let _ = request.respond(security_headers(response));
+    let _ = respond(&mut connection, head_only, response);
 }
 
-/// Starts streaming a run's updates on a thread of its own, or answers 503 when
-/// too many streams are open.
-fn open_stream(request: Request, run: SharedRun, streams: &Arc<AtomicUsize>) {
+/// The method and target of a request, from a head of at most [`MAX_HEAD`] bytes
+/// (the headers are read and ignored: nothing here depends on them).
+fn read_request_line(connection: &mut TcpStream) -> std::result::Result<(String, String), u16> {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = connection.read(&mut buffer).map_err(|_| 400u16)?;
+        if read == 0 {
+            return Err(400);
+        }
+        head.extend_from_slice(&buffer[..read]);
+        if head.len() > MAX_HEAD {
+            return Err(431);
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let mut words = head.lines().next().unwrap_or("").split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some(method), Some(target), Some(version)) if version.starts_with("HTTP/1.") => {
+            Ok((method.to_string(), target.to_string()))
+        }
+        _ => Err(400),
+    }
+}
+
+/// Writes a whole response and closes the connection.
+fn respond(connection: &mut TcpStream, head_only: bool, response: Response) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+         X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+         Content-Security-Policy: default-src 'self'; img-src 'self' data:; frame-ancestors 'none'\r\n\
+         {}Connection: close\r\n\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len(),
+        response.extra,
+    );
+    connection.write_all(head.as_bytes())?;
+    if !head_only {
+        connection.write_all(&response.body)?;
+    }
+    connection.flush()?;
+    connection.shutdown(Shutdown::Write)
+}
+
+/// Streams a run's updates, or answers 503 when too many streams are open.
+fn stream(mut connection: TcpStream, run: &SharedRun, streams: &AtomicUsize) {
     if streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
         streams.fetch_sub(1, Ordering::SeqCst);
-        let busy = Response::from_string("too many open event streams\n").with_status_code(503);
-        let _ = request.respond(busy);
+        let _ = respond(
+            &mut connection,
+            false,
+            Response::text(503, "too many open event streams\n"),
+        );
         return;
     }
-    let streams = Arc::clone(streams);
-    let spawned = std::thread::Builder::new()
-        .name("dashboard-events".into())
-        .spawn(move || {
-            stream_updates(request.into_writer(), &run);
-            streams.fetch_sub(1, Ordering::SeqCst);
-        });
-    if spawned.is_err() {
-        eprintln!("warning: dashboard: could not start a thread for an event stream");
-    }
+    stream_updates(connection, run);
+    streams.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Writes `event: update` messages until the browser goes away. The first holds
-/// everything (`"full": true`); each later one what is new, at most every
-/// [`PUSH_INTERVAL`]. The run is locked only to copy the update, never while
-/// writing, so a browser that stops reading blocks only this thread.
-fn stream_updates(mut out: Box<dyn Write + Send>, run: &SharedRun) {
+/// Writes `event: update` messages until the browser goes away (or stops taking
+/// them for [`TIMEOUT`]). The first holds everything (`"full": true`); each later
+/// one what is new, at most every [`PUSH_INTERVAL`]. The run is locked only to copy
+/// the update, never while writing, so a browser that stops reading blocks only
+/// this connection's thread.
+fn stream_updates(mut out: TcpStream, run: &SharedRun) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
                 X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
     if out.write_all(head.as_bytes()).is_err() {
@@ -253,31 +393,6 @@ fn stream_updates(mut out: Box<dyn Write + Send>, run: &SharedRun) {
 /// worth showing.
 fn lock(run: &SharedRun) -> std::sync::MutexGuard<'_, RunState> {
     run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
-}
-
-fn json(value: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(value.to_string())
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Cache-Control", "no-store"))
-}
-
-fn not_found() -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string("not found\n").with_status_code(404)
-}
-
-/// The page runs only its own script and style, and nothing may frame it.
-fn security_headers<R: std::io::Read>(response: Response<R>) -> Response<R> {
-    response
-        .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("X-Frame-Options", "DENY"))
-        .with_header(header(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-        ))
 }
 
 #[cfg(test)]

@@ -76,8 +76,11 @@ class Browser:
     def wait_for(self, expression, seconds, what):
         deadline = time.time() + seconds
         while time.time() < deadline:
-            if self.evaluate(expression):
-                return
+            try:
+                if self.evaluate(expression):
+                    return
+            except RuntimeError:
+                pass  # the page is still loading
             time.sleep(0.2)
         raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
