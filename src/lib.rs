@@ -54,6 +54,8 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+#[cfg(feature = "tensorboard")]
+pub mod tensorboard;
 pub mod threads;
 pub mod train;
 

@@ -686,3 +686,62 @@ fn explain_a_conv_net_layer_by_layer() {
     assert!(!out.status.success());
     assert!(text(&out).contains("--sample 60000"), "{}", text(&out));
 }
+
+#[test]
+fn tensorboard_event_files_go_where_the_flag_or_the_config_says() {
+    let dir = temp_dir("tensorboard");
+    let spirals = std::fs::read_to_string(Path::new(ROOT).join("examples/spirals.toml")).unwrap();
+    let from_config = write_config(
+        &dir,
+        "spirals.toml",
+        &spirals
+            .replace("data/spirals.csv", &format!("{ROOT}/data/spirals.csv"))
+            .replace("seed = 0", "seed = 0\ntensorboard = true"),
+    );
+    let events_in = |logs: &Path| -> Vec<u8> {
+        let entries: Vec<_> = std::fs::read_dir(logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "one event file in {}", logs.display());
+        assert!(
+            entries[0]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        );
+        std::fs::read(&entries[0]).unwrap()
+    };
+    let run = dir.join("from-config");
+    let out = nabla(&[
+        "train",
+        &from_config,
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events = events_in(&run.join("tensorboard"));
+    // the file holds a record per scalar and histogram: the epoch's loss tag among them
+    assert!(events.windows(10).any(|w| w == b"loss/train"));
+    assert!(events.windows(16).any(|w| w == b"weights/0.weight"));
+
+    let elsewhere = dir.join("logs");
+    let run = dir.join("from-flag");
+    let args = [
+        "train",
+        "examples/spirals.toml",
+        "--epochs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+        "--tensorboard",
+        elsewhere.to_str().unwrap(),
+    ];
+    let out = nabla(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    events_in(&elsewhere);
+    assert!(!run.join("tensorboard").exists());
+}

@@ -59,6 +59,10 @@ enum Command {
         /// after training, until Ctrl-C.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDRESS)]
         dashboard: Option<String>,
+        /// Also write TensorBoard event files (scalars and histograms) into DIR
+        /// (default: the run directory's tensorboard/); `tensorboard --logdir DIR` shows them.
+        #[arg(long, value_name = "DIR", num_args = 0..=1)]
+        tensorboard: Option<Option<PathBuf>>,
     },
     /// Serve run directories (finished or still training) in the browser, side by side.
     #[command(
@@ -238,6 +242,7 @@ pub fn main() -> ExitCode {
             seed,
             resume,
             dashboard,
+            tensorboard,
         } => {
             let args = train::TrainArgs {
                 config,
@@ -246,6 +251,7 @@ pub fn main() -> ExitCode {
                 seed,
                 resume,
                 dashboard,
+                tensorboard,
             };
             train::run(args, &world).map(|outcome| match outcome {
                 train::Outcome::Finished => ExitCode::SUCCESS,

@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::experiment::{self, Config};
 use crate::nn::{Module, Sequential};
 use crate::tensor::Tensor;
+use crate::tensorboard::EventWriter;
 use crate::train::health::{gradient_health, gradient_norms};
-use crate::train::{Control, EarlyStopping, Event, FitOptions, fit};
+use crate::train::{Control, EarlyStopping, Event, FitOptions, StepPoint, StepTracker, fit};
 
 /// Settings from the command line that override or locate the config.
 pub struct TrainArgs {
@@ -34,6 +35,9 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     /// Serve the live dashboard at this address (`host:port`).
     pub dashboard: Option<String>,
+    /// Write TensorBoard event files: `Some(Some(dir))` into `dir`, `Some(None)`
+    /// into the run directory's `tensorboard/`.
+    pub tensorboard: Option<Option<PathBuf>>,
 }
 
 /// How a run ended.
@@ -168,6 +172,15 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             train_loader.num_batches(),
         )
     });
+    let tensorboard_dir = match (&args.tensorboard, config.train.tensorboard) {
+        (Some(Some(dir)), _) => Some(dir.clone()),
+        (Some(None), _) | (None, true) => Some(out.join("tensorboard")),
+        (None, false) => None,
+    };
+    let tensorboard = match tensorboard_dir.filter(|_| world.is_root()) {
+        Some(dir) => Some(EventWriter::create(dir)?),
+        None => None,
+    };
     let loss = experiment::build_loss(&config.train);
     let probe = make_batch(
         data.train.as_ref(),
@@ -181,7 +194,10 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             .is_root()
             .then(|| Progress::new(options.epochs).by_steps(steps_per_period)),
         interrupted: super::ctrl_c_flag(),
+        steps: StepTracker::default(),
+        global_step: 0,
         recorder,
+        tensorboard,
         probe: probe.inputs,
         checkpoint_every: config.train.checkpoint_every,
         grad_norms: BTreeMap::new(),
@@ -344,8 +360,14 @@ struct Watcher<'a> {
     stopped_at: Option<(usize, usize)>,
     /// A text model: report losses, not accuracy, at the end.
     language_model: bool,
+    /// Each step's own loss and accuracy, for the dashboard and TensorBoard.
+    steps: StepTracker,
+    /// Steps taken since the start of the run (TensorBoard's x-axis).
+    global_step: u64,
     /// Rank 0's, with `--dashboard`: what the page shows.
     recorder: Option<Recorder>,
+    /// Rank 0's, with `--tensorboard`.
+    tensorboard: Option<EventWriter>,
 }
 
 impl Watcher<'_> {
@@ -370,9 +392,14 @@ impl Watcher<'_> {
                 if let Some(progress) = &mut self.progress {
                     progress.step(*batch, *batches, *loss, *accuracy, *samples);
                 }
+                let at = (*epoch, *batch, *batches);
+                self.global_step = ((epoch - 1) * batches + batch) as u64;
+                let point = self.steps.step(at, sums, optimizer.lr());
                 if let Some(recorder) = &mut self.recorder {
-                    let at = (*epoch, *batch, *batches);
-                    recorder.step(self.model, at, sums, optimizer.lr());
+                    recorder.step(self.model, at, point);
+                }
+                if let Some(log) = &mut self.tensorboard {
+                    log_step(log, self.model, point, batch == batches);
                 }
                 if batch == batches {
                     self.grad_norms = gradient_norms(self.model);
@@ -407,11 +434,14 @@ impl Watcher<'_> {
                         progress.println(&format!("  warning: {warning}"));
                     }
                     let line = run_dir.end_epoch(metrics, &health, self.model, *optimizer);
-                    line.map(|line| {
+                    line.and_then(|line| {
+                        if let Some(log) = &mut self.tensorboard {
+                            log_epoch(log, self.model, &line, self.global_step)?;
+                        }
                         if let Some(recorder) = &mut self.recorder {
                             recorder.end_epoch(self.model, line, &health.warnings);
                         }
-                        Control::Continue
+                        Ok(Control::Continue)
                     })
                 }
                 _ => Ok(Control::Continue),
@@ -476,6 +506,57 @@ impl Watcher<'_> {
         }
         Ok(Outcome::Finished)
     }
+}
+
+/// A step's loss, accuracy and learning rate; at an epoch's last step, every
+/// parameter's gradient as a histogram.
+fn log_step(log: &mut EventWriter, model: &Sequential, point: Option<StepPoint>, last: bool) {
+    let Some(point) = point else { return };
+    let step = point.step as u64;
+    log.scalar("loss/train_step", step, point.loss);
+    log.scalar("accuracy/train_step", step, point.accuracy);
+    log.scalar("lr", step, point.lr);
+    if last {
+        for (name, parameter) in model.named_parameters() {
+            if let Some(grad) = parameter.grad() {
+                log.histogram(&format!("gradients/{name}"), step, &grad.data());
+            }
+        }
+    }
+}
+
+/// An epoch's metrics line as scalars (losses, accuracies, gradient norms, dead
+/// ReLU fractions) and every parameter as a histogram, at the epoch's last step.
+fn log_epoch(
+    log: &mut EventWriter,
+    model: &Sequential,
+    line: &serde_json::Value,
+    step: u64,
+) -> Result<()> {
+    for (key, tag) in [
+        ("train_loss", "loss/train"),
+        ("test_loss", "loss/test"),
+        ("train_accuracy", "accuracy/train"),
+        ("test_accuracy", "accuracy/test"),
+    ] {
+        if let Some(value) = line[key].as_f64() {
+            log.scalar(tag, step, value);
+        }
+    }
+    for (group, tag) in [
+        ("grad_norm", "grad_norm"),
+        ("dead_relu_fraction", "dead_relu"),
+    ] {
+        for (name, value) in line[group].as_object().into_iter().flatten() {
+            if let Some(value) = value.as_f64() {
+                log.scalar(&format!("{tag}/{name}"), step, value);
+            }
+        }
+    }
+    for (name, parameter) in model.named_parameters() {
+        log.histogram(&format!("weights/{name}"), step, &parameter.data());
+    }
+    log.flush()
 }
 
 /// `runs/<config name>-<UTC timestamp>`.

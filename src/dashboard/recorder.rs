@@ -10,7 +10,6 @@ use super::state::{Histogram, ImagePredictions, SharedRun, Status, StepPoint};
 use super::views::{self, ImageProbe, RegionProbe};
 use crate::data::Dataset;
 use crate::nn::Sequential;
-use crate::train::EpochProgress;
 
 /// Decision-region frames kept one per epoch; after that, every 2nd epoch, then
 /// every 4th…, so a long run's history stays small.
@@ -57,8 +56,6 @@ pub struct Recorder {
     run: SharedRun,
     input_shape: Vec<usize>,
     probes: Probes,
-    /// The epoch's running sums after the previous step (to take one step's loss).
-    previous: Option<EpochProgress>,
     last_frame: Instant,
     /// The gradients at the epoch's last step, binned.
     gradients: Vec<(String, Histogram)>,
@@ -98,27 +95,20 @@ impl Recorder {
             run,
             input_shape: input_shape.to_vec(),
             probes,
-            previous: None,
             last_frame: Instant::now(),
             gradients: Vec::new(),
         }
     }
 
     /// After step `batch` of `batches` of `epoch` (from 1): the step's own loss and
-    /// accuracy (from the epoch's running sums), and, in a long epoch, a frame.
+    /// accuracy (`None` for the first step after resuming mid-epoch), the gradients
+    /// at an epoch's last step, and, in a long epoch, a frame.
     pub fn step(
         &mut self,
         model: &Sequential,
         (epoch, batch, batches): (usize, usize, usize),
-        sums: &EpochProgress,
-        lr: f64,
+        point: Option<StepPoint>,
     ) {
-        let before = if batch == 1 {
-            Some(EpochProgress::default())
-        } else {
-            self.previous
-        };
-        self.previous = Some(*sums);
         if batch == batches {
             self.gradients = views::gradient_histograms(model);
         }
@@ -131,17 +121,7 @@ impl Recorder {
             .filter(|_| self.last_frame.elapsed().as_secs_f64() >= SECONDS_BETWEEN_FRAMES)
             .map(|probe| probe.frame(model, fraction));
         let mut state = self.run.lock().expect("the run's lock");
-        // a run resumed mid-epoch has no previous step to subtract
-        if let Some(before) = before.filter(|b| sums.seen > b.seen) {
-            let samples = (sums.seen - before.seen) as f64;
-            state.steps.push(StepPoint {
-                step: (epoch - 1) * batches + batch,
-                epoch: fraction,
-                loss: (sums.loss_sum - before.loss_sum) / samples,
-                accuracy: (sums.correct - before.correct) as f64 / samples,
-                lr,
-            });
-        }
+        state.steps.extend(point);
         if let Some(frame) = frame {
             state.regions.push(frame);
             self.last_frame = Instant::now();

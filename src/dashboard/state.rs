@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use crate::train::StepPoint;
+
 /// One run's state, shared between the training thread and the server.
 pub type SharedRun = Arc<Mutex<RunState>>;
 
@@ -24,21 +26,6 @@ pub enum Status {
     Interrupted,
     /// Stopped by an error (see [`RunState::message`]).
     Failed,
-}
-
-/// One optimizer step: its batch's loss and accuracy, and the learning rate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StepPoint {
-    /// The global step, counting from 1.
-    pub step: usize,
-    /// The epoch as a fraction: 1.5 is half-way through the second epoch.
-    pub epoch: f64,
-    /// The mean loss over the step's batch.
-    pub loss: f64,
-    /// The fraction of the batch classified right.
-    pub accuracy: f64,
-    /// The learning rate the step used.
-    pub lr: f64,
 }
 
 /// A histogram of a tensor's values: `counts[i]` values lie in the `i`-th of equal

@@ -175,6 +175,10 @@ pub struct TrainConfig {
     /// any power-of-two number of ranks that divides it train bit-identical weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_chunks: Option<usize>,
+    /// Also write TensorBoard event files into `<run>/tensorboard/` (`nabla train
+    /// --tensorboard DIR` picks another directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tensorboard: bool,
 }
 
 /// The loss function.

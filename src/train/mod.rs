@@ -125,6 +125,55 @@ pub struct EpochProgress {
     pub seconds: f64,
 }
 
+/// One optimizer step's own numbers (not the epoch's running means).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct StepPoint {
+    /// The global step, counting from 1.
+    pub step: usize,
+    /// The epoch as a fraction: 1.5 is half-way through the second epoch.
+    pub epoch: f64,
+    /// The mean loss over the step's batch.
+    pub loss: f64,
+    /// The fraction of the batch classified right.
+    pub accuracy: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
+}
+
+/// Takes each step's own loss and accuracy out of the epoch's running sums that
+/// [`Event::BatchEnd`] reports (the difference from the previous step's sums).
+#[derive(Clone, Debug, Default)]
+pub struct StepTracker {
+    previous: Option<EpochProgress>,
+}
+
+impl StepTracker {
+    /// The step `batch` of `batches` of `epoch` (from 1) that brought the sums to
+    /// `sums`; `None` for the first step after resuming mid-epoch (no sums before it).
+    pub fn step(
+        &mut self,
+        (epoch, batch, batches): (usize, usize, usize),
+        sums: &EpochProgress,
+        lr: f64,
+    ) -> Option<StepPoint> {
+        let before = if batch == 1 {
+            Some(EpochProgress::default())
+        } else {
+            self.previous
+        };
+        self.previous = Some(*sums);
+        let before = before.filter(|b| sums.seen > b.seen)?;
+        let samples = (sums.seen - before.seen) as f64;
+        Some(StepPoint {
+            step: (epoch - 1) * batches + batch,
+            epoch: (epoch - 1) as f64 + batch as f64 / batches.max(1) as f64,
+            loss: (sums.loss_sum - before.loss_sum) / samples,
+            accuracy: (sums.correct - before.correct) as f64 / samples,
+            lr,
+        })
+    }
+}
+
 /// What the loop reports as it runs, for progress bars, loggers and checkpointing
 /// (the optimizer is lent so its state can be saved).
 pub enum Event<'a> {

@@ -1,0 +1,275 @@
+//! TensorBoard event files: scalars and histograms in the format TensorBoard reads
+//! (`events.out.tfevents.*`), so `tensorboard --logdir runs/` shows nabla's runs
+//! beside other frameworks'.
+//!
+//! The file is a sequence of TFRecords, each holding one `Event` protocol buffer:
+//!
+//! ```text
+//! record = u64 length (little-endian) · u32 masked CRC-32C of the length
+//!          · length bytes of data · u32 masked CRC-32C of the data
+//! Event  = { 1: double wall_time, 2: int64 step, 3: string file_version, 5: Summary }
+//! Summary = { 1: repeated Value }     Value = { 1: string tag, 2: float simple_value,
+//!                                               5: HistogramProto histo }
+//! HistogramProto = { 1: min, 2: max, 3: num, 4: sum, 5: sum_squares (doubles),
+//!                    6: packed double bucket_limit, 7: packed double bucket }
+//! ```
+//!
+//! Only these few messages are needed, so they are encoded here by hand (a
+//! protobuf code generator would cost more build time than the encoding's lines).
+//!
+//! ```no_run
+//! use nabla::tensorboard::EventWriter;
+//! let mut log = EventWriter::create("runs/demo/tensorboard").unwrap();
+//! log.scalar("loss/train", 1, 0.69);
+//! log.histogram("weights/0.weight", 1, &[0.1, -0.2, 0.3]);
+//! log.flush().unwrap();
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// Buckets per histogram.
+const BUCKETS: usize = 30;
+
+/// Appends events to one `events.out.tfevents.*` file.
+pub struct EventWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    failed: Option<std::io::Error>,
+}
+
+impl EventWriter {
+    /// Creates `dir` (if needed) and a new event file in it, starting with the
+    /// version record TensorBoard expects first.
+    pub fn create(dir: impl AsRef<Path>) -> Result<EventWriter> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let name = format!(
+            "events.out.tfevents.{}.{host}.{}.{}",
+            now.as_secs(),
+            std::process::id(),
+            now.subsec_nanos()
+        );
+        let path = dir.join(name);
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut writer = EventWriter {
+            path,
+            file: BufWriter::new(file),
+            failed: None,
+        };
+        let mut event = event_header(0);
+        field_bytes(&mut event, 3, b"brain.Event:2");
+        writer.record(&event);
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    /// The event file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logs `value` under `tag` at `step`.
+    pub fn scalar(&mut self, tag: &str, step: u64, value: f64) {
+        let mut value_message = Vec::new();
+        field_bytes(&mut value_message, 1, tag.as_bytes());
+        key(&mut value_message, 2, FIXED32);
+        value_message.extend((value as f32).to_le_bytes());
+        self.summary(step, &value_message);
+    }
+
+    /// Logs a histogram of `values` under `tag` at `step`: [`BUCKETS`] equal
+    /// buckets over the values' range (non-finite values are left out).
+    pub fn histogram(&mut self, tag: &str, step: u64, values: &[f32]) {
+        let finite: Vec<f64> = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| v as f64)
+            .collect();
+        let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let (min, max) = if finite.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (min, max)
+        };
+        let width = (max - min) / BUCKETS as f64;
+        let mut counts = vec![0.0f64; BUCKETS];
+        for &v in &finite {
+            let bucket = if width > 0.0 {
+                (((v - min) / width) as usize).min(BUCKETS - 1)
+            } else {
+                0
+            };
+            counts[bucket] += 1.0;
+        }
+        // bucket i holds the values up to its right edge, bucket_limit[i]
+        let limits: Vec<f64> = (1..=BUCKETS).map(|i| min + width * i as f64).collect();
+        let mut histogram = Vec::new();
+        for (field, number) in [
+            (1, min),
+            (2, max),
+            (3, finite.len() as f64),
+            (4, finite.iter().sum()),
+            (5, finite.iter().map(|v| v * v).sum()),
+        ] {
+            field_f64(&mut histogram, field, number);
+        }
+        field_packed_f64(&mut histogram, 6, &limits);
+        field_packed_f64(&mut histogram, 7, &counts);
+        let mut value_message = Vec::new();
+        field_bytes(&mut value_message, 1, tag.as_bytes());
+        field_bytes(&mut value_message, 5, &histogram);
+        self.summary(step, &value_message);
+    }
+
+    /// Writes what is buffered to the file (TensorBoard reads it as it grows).
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(Error::io(&self.path, e));
+        }
+        self.file.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// One event holding one summary value.
+    fn summary(&mut self, step: u64, value_message: &[u8]) {
+        let mut summary = Vec::new();
+        field_bytes(&mut summary, 1, value_message);
+        let mut event = event_header(step);
+        field_bytes(&mut event, 5, &summary);
+        self.record(&event);
+    }
+
+    /// Frames `data` as a TFRecord; the first write error is kept for `flush`.
+    fn record(&mut self, data: &[u8]) {
+        let length = (data.len() as u64).to_le_bytes();
+        let mut framed = Vec::with_capacity(data.len() + 16);
+        framed.extend(length);
+        framed.extend(masked_crc(&length).to_le_bytes());
+        framed.extend(data);
+        framed.extend(masked_crc(data).to_le_bytes());
+        if let Err(e) = self.file.write_all(&framed) {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
+/// TFRecord's checksum: CRC-32C, rotated and offset so that a CRC of data that
+/// holds CRCs stays meaningful.
+fn masked_crc(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// An event's wall time (seconds since 1970) and step.
+fn event_header(step: u64) -> Vec<u8> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut event = Vec::new();
+    field_f64(&mut event, 1, now.as_secs_f64());
+    key(&mut event, 2, VARINT);
+    varint(&mut event, step);
+    event
+}
+
+// Protocol-buffer wire types.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LENGTH_DELIMITED: u8 = 2;
+const FIXED32: u8 = 5;
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn key(out: &mut Vec<u8>, field: u64, wire_type: u8) {
+    varint(out, (field << 3) | wire_type as u64);
+}
+
+fn field_f64(out: &mut Vec<u8>, field: u64, value: f64) {
+    key(out, field, FIXED64);
+    out.extend(value.to_le_bytes());
+}
+
+fn field_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    key(out, field, LENGTH_DELIMITED);
+    varint(out, bytes.len() as u64);
+    out.extend(bytes);
+}
+
+fn field_packed_f64(out: &mut Vec<u8>, field: u64, values: &[f64]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    field_bytes(out, field, &bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_little_endian_groups_of_seven_bits() {
+        let mut out = Vec::new();
+        varint(&mut out, 300); // 300 = 0b10_0101100 → 0xAC 0x02
+        assert_eq!(out, [0xac, 0x02]);
+    }
+
+    #[test]
+    fn the_masked_crc_of_known_data() {
+        // CRC-32C("123456789") = 0xE3069283, the check value of the Castagnoli
+        // polynomial; masked: rotated right by 15 (0x2507C60D) plus 0xA282EAD8
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(masked_crc(b"123456789"), 0xc78a_b0e5);
+    }
+
+    #[test]
+    fn records_frame_their_events() {
+        let dir = std::env::temp_dir().join(format!("nabla-tfevents-{}", std::process::id()));
+        let mut log = EventWriter::create(&dir).unwrap();
+        log.scalar("loss", 7, 0.5);
+        log.flush().unwrap();
+        let bytes = std::fs::read(log.path()).unwrap();
+        // walk the records: each length, its checksum, the data, the data's checksum
+        let mut records = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let length = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            assert_eq!(
+                bytes[at + 8..at + 12],
+                masked_crc(&bytes[at..at + 8]).to_le_bytes()
+            );
+            let data = &bytes[at + 12..at + 12 + length];
+            assert_eq!(
+                bytes[at + 12 + length..at + 16 + length],
+                masked_crc(data).to_le_bytes()
+            );
+            records.push(data.to_vec());
+            at += 16 + length;
+        }
+        assert_eq!(records.len(), 2);
+        assert!(records[0].windows(13).any(|w| w == b"brain.Event:2"));
+        // the scalar: step 7 as a varint after key 0x10, 0.5f32 after key 0x15
+        assert!(records[1].windows(2).any(|w| w == [0x10, 7]));
+        let half = 0.5f32.to_le_bytes();
+        assert!(
+            records[1]
+                .windows(5)
+                .any(|w| w[0] == 0x15 && w[1..] == half)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
