@@ -152,9 +152,12 @@ function formatTick(value) {
 // Prepares a canvas for crisp drawing at the device's pixel ratio; returns its context and size.
 function surface(canvas) {
   const ratio = window.devicePixelRatio || 1;
+  // the height in CSS pixels is the one the page declared; the bitmap is scaled by the ratio
+  if (!canvas.dataset.height) canvas.dataset.height = canvas.getAttribute("height");
+  const height = Number(canvas.dataset.height);
+  canvas.style.height = `${height}px`;
   const width = canvas.clientWidth || canvas.width;
-  const height = Number(canvas.getAttribute("height"));
-  if (canvas.width !== Math.round(width * ratio)) {
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
   }
