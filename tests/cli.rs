@@ -451,6 +451,111 @@ fn data_fetch_from_a_local_server() {
 }
 
 #[test]
+fn cifar_fetch_keeps_nothing_but_the_published_archive() {
+    // no internet here: a local server offers a file that is not the published
+    // archive, and a local copy is just as wrong; both are refused by name
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 2048];
+            let _ = stream.read(&mut request);
+            let body = b"not the archive";
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(header.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    let dir = temp_dir("fetch-cifar");
+    let target = dir.join("cifar");
+    let mirror = format!("http://127.0.0.1:{port}/files");
+    let out = nabla(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        target.to_str().unwrap(),
+        "--mirror",
+        &mirror,
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("/files/cifar-10-binary.tar.gz")
+            && said.contains("15 bytes, but cifar-10-binary.tar.gz is 170052171 bytes"),
+        "{said}"
+    );
+    assert!(
+        !target.exists() || std::fs::read_dir(&target).unwrap().next().is_none(),
+        "nothing kept"
+    );
+
+    let copy = dir.join("cifar-100-binary.tar.gz");
+    std::fs::write(&copy, vec![0u8; 168_513_733]).unwrap();
+    let out = nabla(&[
+        "data",
+        "fetch",
+        "cifar100",
+        "--dir",
+        target.to_str().unwrap(),
+        "--archive",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("checksum mismatch: expected MD5 03b5dce01913d631647c71ecec9e9cb8"),
+        "{said}"
+    );
+    assert!(!target.join("train.bin").exists());
+}
+
+#[test]
+fn data_export_writes_mnist_as_an_image_folder_of_its_own_pixels() {
+    let dir = temp_dir("export");
+    let out = nabla(&[
+        "data",
+        "export",
+        "mnist",
+        dir.to_str().unwrap(),
+        "--limit",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let images =
+        nabla::data::read_idx(format!("{ROOT}/data/mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    let labels =
+        nabla::data::read_idx(format!("{ROOT}/data/mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    for split in ["train", "test"] {
+        let count: usize = std::fs::read_dir(dir.join(split))
+            .unwrap()
+            .map(|class| std::fs::read_dir(class.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(count, 30, "{split}");
+    }
+    // test image 7, in its label's folder, holds exactly its 28×28 IDX bytes
+    let png = dir
+        .join("test")
+        .join(labels.data[7].to_string())
+        .join("00007.png");
+    let decoded = image::open(&png).unwrap().to_luma8();
+    assert_eq!(decoded.dimensions(), (28, 28));
+    assert_eq!(decoded.into_raw(), images.data[7 * 784..8 * 784].to_vec());
+
+    let out = nabla(&["data", "export", "cifar10", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("export knows `mnist` and `fashion-mnist`"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn every_command_has_help_with_an_example() {
     for command in [
         "train",
@@ -460,8 +565,12 @@ fn every_command_has_help_with_an_example() {
         "gradcheck",
         "explain",
         "bench",
+        "dashboard",
+        "data fetch",
+        "data export",
     ] {
-        let out = nabla(&[command, "--help"]);
+        let words: Vec<&str> = command.split(' ').chain(["--help"]).collect();
+        let out = nabla(&words);
         assert!(out.status.success());
         assert!(
             text(&out).contains("Example"),

@@ -302,3 +302,61 @@ fn cifar10_binary_batches() {
         "{err}"
     );
 }
+
+/// CIFAR-100's binary files: records of a coarse and a fine label byte, then the
+/// planes; the fine label is the class.
+#[test]
+fn cifar100_binary_files_use_the_fine_label() {
+    use nabla::data::cifar::{Cifar, load_cifar};
+    let dir = temp_dir("cifar100");
+    let record = |coarse: u8, fine: u8, shade: u8| -> Vec<u8> {
+        let mut bytes = vec![coarse, fine];
+        bytes.extend(std::iter::repeat_n(shade, 3 * 1024));
+        bytes
+    };
+    let train = [record(0, 99, 1), record(19, 4, 2), record(3, 57, 3)].concat();
+    std::fs::write(dir.join("train.bin"), train).unwrap();
+    std::fs::write(dir.join("test.bin"), record(7, 42, 9)).unwrap();
+    let (train, test, classes) = load_cifar(&dir, Cifar::Hundred, false).unwrap();
+    assert_eq!((train.len(), test.len(), train.num_classes()), (3, 1, 100));
+    let labels: Vec<usize> = (0..3).map(|i| train.label(i)).collect();
+    assert_eq!(labels, [99, 4, 57]);
+    assert_eq!(test.label(0), 42);
+    let mut features = vec![0.0; 3 * 1024];
+    test.write_features(0, &mut features);
+    assert!(
+        (features[2047] - 9.0 / 255.0).abs() < 1e-6,
+        "the pixels follow both label bytes"
+    );
+    assert_eq!(
+        classes[42], "42",
+        "numbered classes without fine_label_names.txt"
+    );
+
+    let names: String = (0..100).map(|i| format!("class{i}\n")).collect();
+    std::fs::write(dir.join("fine_label_names.txt"), names).unwrap();
+    assert_eq!(
+        load_cifar(&dir, Cifar::Hundred, false).unwrap().2[57],
+        "class57"
+    );
+    // a record cut short is a 3074-byte-record error naming the file
+    std::fs::write(
+        dir.join("test.bin"),
+        [record(7, 42, 9), vec![0; 3073]].concat(),
+    )
+    .unwrap();
+    let err = load_cifar(&dir, Cifar::Hundred, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("test.bin") && err.contains("3074-byte records"),
+        "{err}"
+    );
+    std::fs::write(dir.join("test.bin"), record(7, 100, 9)).unwrap();
+    let err = load_cifar(&dir, Cifar::Hundred, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("label 100, expected 0–99"), "{err}");
+}

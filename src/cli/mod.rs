@@ -5,6 +5,7 @@ pub mod bench;
 pub mod dashboard;
 pub mod explain;
 pub mod explain_model;
+pub mod export;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod generate;
@@ -191,7 +192,7 @@ enum Command {
         #[arg(long, default_value = "data/shakespeare.txt")]
         text: PathBuf,
     },
-    /// Download a dataset and verify its checksums.
+    /// Download a dataset (verifying its checksums), or export one as image files.
     #[cfg(feature = "fetch")]
     Data {
         #[command(subcommand)]
@@ -202,17 +203,44 @@ enum Command {
 #[cfg(feature = "fetch")]
 #[derive(Subcommand, Debug)]
 enum DataAction {
-    /// Download MNIST or Fashion-MNIST (four IDX files), checking SHA-256 sums.
-    #[command(after_help = "Example:\n  nabla data fetch fashion-mnist --dir data/fashion-mnist")]
+    /// Download MNIST or Fashion-MNIST (four IDX files, checksums checked), or the
+    /// CIFAR-10/100 binary archive (size and MD5 checked, data files unpacked).
+    #[command(
+        after_help = "Examples:\n  nabla data fetch fashion-mnist --dir data/fashion-mnist\n  nabla data fetch cifar10                 # into data/cifar-10-batches-bin\n  nabla data fetch cifar100 --archive ~/Downloads/cifar-100-binary.tar.gz"
+    )]
     Fetch {
-        /// `mnist` or `fashion-mnist`.
+        /// `mnist`, `fashion-mnist`, `cifar10` or `cifar100`.
         dataset: String,
-        /// Where to put the files (default: data/<dataset>).
+        /// Where to put the files (default: data/<dataset>, data/cifar-10-batches-bin,
+        /// data/cifar-100-binary).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Use this base URL instead of the usual mirrors.
         #[arg(long)]
         mirror: Option<String>,
+        /// CIFAR: unpack this already-downloaded archive (checked the same way).
+        #[arg(long)]
+        archive: Option<PathBuf>,
+    },
+    /// Write MNIST or Fashion-MNIST as an image folder of PNGs (DIR/train/<digit>/…,
+    /// DIR/test/<digit>/…), the layout `kind = "image_folder"` reads.
+    #[command(
+        after_help = "Example:\n  nabla data export mnist data/mnist-png\n  nabla train examples/mnist-png-resnet.toml"
+    )]
+    Export {
+        /// `mnist` or `fashion-mnist`.
+        dataset: String,
+        /// The image folder to write.
+        dir: PathBuf,
+        /// Where the IDX files are (default: data/<dataset>).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// At most this many images per split.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The layout written; `image-folder` is the one there is.
+        #[arg(long, default_value = "image-folder", value_parser = ["image-folder"])]
+        format: String,
     },
 }
 
@@ -356,8 +384,21 @@ pub fn main() -> ExitCode {
                     dataset,
                     dir,
                     mirror,
+                    archive,
                 },
-        } => fetch::run(&dataset, dir, mirror.as_deref()).map(|_| ExitCode::SUCCESS),
+        } => fetch::run(&dataset, dir, mirror.as_deref(), archive.as_deref())
+            .map(|_| ExitCode::SUCCESS),
+        #[cfg(feature = "fetch")]
+        Command::Data {
+            action:
+                DataAction::Export {
+                    dataset,
+                    dir,
+                    from,
+                    limit,
+                    format: _,
+                },
+        } => export::run(&dataset, &dir, from, limit).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

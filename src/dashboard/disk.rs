@@ -27,7 +27,7 @@ pub fn image_shape(config: &Config, feature_shape: &[usize]) -> Option<[usize; 3
             Some([channels, height, width])
         }
         (&[784], DataKind::Mnist | DataKind::FashionMnist) => Some([1, 28, 28]),
-        (&[3072], DataKind::Cifar10) => Some([3, 32, 32]),
+        (&[3072], DataKind::Cifar10 | DataKind::Cifar100) => Some([3, 32, 32]),
         _ => None,
     }
 }

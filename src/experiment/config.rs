@@ -97,6 +97,9 @@ pub enum DataKind {
     /// CIFAR-10's binary version: a directory of `data_batch_*.bin` and `test_batch.bin`.
     #[serde(rename = "cifar10", alias = "cifar-10")]
     Cifar10,
+    /// CIFAR-100's binary version (fine labels): a directory of `train.bin` and `test.bin`.
+    #[serde(rename = "cifar100", alias = "cifar-100")]
+    Cifar100,
     /// A directory of class folders of PNG/JPEG images (or `train/` and `test/`
     /// holding them).
     #[serde(rename = "image_folder", alias = "image-folder")]

@@ -2,6 +2,7 @@
 
 use super::config::{Config, DataKind};
 use super::layers::LayerConfig;
+use crate::data::cifar::{Cifar, load_cifar};
 use crate::data::csv::Standardizer;
 use crate::data::image_set::ImageSet;
 use crate::data::text::{TextCorpus, TextWindows, Vocabulary};
@@ -100,9 +101,12 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 vocabulary: None,
             })
         }
-        DataKind::Cifar10 => {
-            let (train, test, class_names) =
-                crate::data::cifar::load_cifar10(&data.path, data.normalize)?;
+        DataKind::Cifar10 | DataKind::Cifar100 => {
+            let cifar = match data.kind {
+                DataKind::Cifar10 => Cifar::Ten,
+                _ => Cifar::Hundred,
+            };
+            let (train, test, class_names) = load_cifar(&data.path, cifar, data.normalize)?;
             let image_normalization = data.normalize.then(|| train.normalization());
             let (train, test) = (limit(train, data.train_limit), limit(test, data.test_limit));
             let (train, test) = feed(config, train, test);
