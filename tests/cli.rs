@@ -313,6 +313,16 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
         std::fs::read_to_string(&metrics).unwrap().lines().count(),
         8
     );
+    // every step once, with the numbers of the run that was never stopped
+    let steps = |run: &Path| std::fs::read_to_string(run.join("steps.jsonl")).unwrap();
+    assert_eq!(
+        steps(&straight).lines().count(),
+        8 * 6000_usize.div_ceil(64)
+    );
+    assert!(
+        steps(&straight) == steps(&interrupted),
+        "steps.jsonl differs after resuming"
+    );
 }
 
 /// The same config and seed give the same trained model, so the same file bytes:

@@ -447,6 +447,14 @@ fn nabla_dashboard_serves_run_directories_side_by_side() {
         run["regions"][0]["classes"].as_array().unwrap().len(),
         64 * 64
     );
+    // steps.jsonl: 3 epochs of 25 steps, in order
+    let steps: Vec<u64> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=75).collect::<Vec<_>>());
     assert_eq!(run["network"]["layers"].as_array().unwrap().len(), 5);
     assert_eq!(
         run["plane"]["xy"].as_array().unwrap().len(),

@@ -17,10 +17,7 @@ pub fn for_training(
     config_text: &str,
 ) -> Result<(Dashboard, SharedRun)> {
     let id = disk::run_id(dir, &[]);
-    let mut state = RunState::new(&id, &dir.display().to_string(), config_text);
-    // a resumed run shows the epochs it already had
-    state.metrics = disk::read_metrics(dir);
-    let run = state.shared();
+    let run = RunState::new(&id, &dir.display().to_string(), config_text).shared();
     let dashboard = Dashboard::serve(address, vec![run.clone()])?;
     announce(&dashboard);
     Ok((dashboard, run))

@@ -1,5 +1,6 @@
 //! The run directory of `nabla train`: what a run leaves behind and how it is picked
 //! up again. `config.toml` (resolved), `metrics.jsonl` (a line per epoch),
+//! `steps.jsonl` (a line per step: its loss, accuracy and learning rate),
 //! `model.safetensors` (the latest weights), `checkpoint.safetensors` (weights,
 //! optimizer state and where in the data the run stands), `curves.png`. Every
 //! file is written atomically, except metrics.jsonl, which only grows by whole lines.
@@ -15,10 +16,11 @@ use crate::experiment::Config;
 use crate::nn::Sequential;
 use crate::optim::Optimizer;
 use crate::train::health::GradientHealth;
-use crate::train::{EpochMetrics, EpochProgress};
+use crate::train::{EpochMetrics, EpochProgress, StepPoint};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
 const METRICS: &str = "metrics.jsonl";
+const STEPS: &str = "steps.jsonl";
 
 /// Where a saved run stands: the epoch in progress (from 0), steps done in it, and
 /// its running sums.
@@ -37,6 +39,9 @@ pub struct RunDir {
     history: Vec<EpochMetrics>,
     /// A run trained by `max_steps`: steps per period (metrics and plots in steps).
     steps_per_period: Option<usize>,
+    /// `steps.jsonl`, open for appending once the first step is recorded; flushed
+    /// with every checkpoint, so a resumed run finds every step up to it.
+    steps: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl RunDir {
@@ -55,6 +60,7 @@ impl RunDir {
             path: path.to_path_buf(),
             history,
             steps_per_period: config.train.steps_per_period(),
+            steps: None,
         })
     }
 
@@ -96,15 +102,52 @@ impl RunDir {
         write_atomically(&path, kept.as_bytes())
     }
 
+    /// Forgets every step after global step `last` (as [`RunDir::keep_epochs`]).
+    pub fn keep_steps(&mut self, last: usize) -> Result<()> {
+        self.steps = None;
+        let path = self.path.join(STEPS);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .is_ok_and(|step| step["step"].as_u64().is_some_and(|s| s as usize <= last))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        write_atomically(&path, kept.as_bytes())
+    }
+
+    /// Appends a step's line to `steps.jsonl` (buffered; written out with the next
+    /// checkpoint).
+    pub fn record_step(&mut self, point: &StepPoint) -> Result<()> {
+        let path = self.path.join(STEPS);
+        if self.steps.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            self.steps = Some(std::io::BufWriter::new(file));
+        }
+        let line = serde_json::to_string(point).expect("plain numbers serialise");
+        let steps = self.steps.as_mut().expect("opened above");
+        writeln!(steps, "{line}").map_err(|e| Error::io(&path, e))
+    }
+
     /// Saves the training state: `epoch` (from 0) in progress with `step` steps done.
     pub fn save_checkpoint(
-        &self,
+        &mut self,
         model: &Sequential,
         optimizer: &dyn Optimizer<f32>,
         epoch: usize,
         step: usize,
         sums: &EpochProgress,
     ) -> Result<()> {
+        if let Some(steps) = &mut self.steps {
+            let path = self.path.join(STEPS);
+            steps.flush().map_err(|e| Error::io(&path, e))?;
+        }
         let mut metadata = metadata(epoch);
         metadata.insert("step".into(), step.to_string());
         metadata.insert(

@@ -125,6 +125,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             (point.epoch, point.step, point.progress);
         if let Some(run_dir) = &mut run_dir {
             run_dir.keep_epochs(point.epoch)?;
+            run_dir.keep_steps(point.epoch * train_loader.num_batches() + point.step)?;
             println!(
                 "resuming {} at epoch {}, step {}",
                 out.display(),
@@ -134,6 +135,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         }
     } else if let Some(run_dir) = &mut run_dir {
         run_dir.keep_epochs(0)?;
+        run_dir.keep_steps(0)?;
         println!("{}", model.summary(&batch_shape(data.train.as_ref())));
     }
     if world.is_root() && world.is_distributed() {
@@ -156,6 +158,12 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     }
 
     let recorder = live.as_ref().map(|(_, run)| {
+        if args.resume.is_some() {
+            // a resumed run shows what it had before
+            let mut state = run.lock().expect("the run's lock");
+            state.metrics = disk::read_metrics(&out);
+            state.steps = disk::read_steps(&out, 0).0;
+        }
         let image_shape = disk::image_shape(&config, data.train.feature_shape());
         let probes = Probes::new(
             data.train.as_ref(),
@@ -194,7 +202,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             .is_root()
             .then(|| Progress::new(options.epochs).by_steps(steps_per_period)),
         interrupted: super::ctrl_c_flag(),
-        steps: StepTracker::default(),
+        steps: StepTracker::after(options.carried),
         global_step: 0,
         recorder,
         tensorboard,
@@ -411,11 +419,20 @@ impl Watcher<'_> {
                 if stop {
                     self.stopped_at = Some((*epoch, *batch));
                 }
-                let saved = match &self.run_dir {
-                    Some(run_dir) if stop || due => {
-                        run_dir.save_checkpoint(self.model, *optimizer, epoch - 1, *batch, sums)
-                    }
-                    _ => Ok(()),
+                let saved = match &mut self.run_dir {
+                    Some(run_dir) => point
+                        .map_or(Ok(()), |point| run_dir.record_step(&point))
+                        .and_then(|()| match stop || due {
+                            true => run_dir.save_checkpoint(
+                                self.model,
+                                *optimizer,
+                                epoch - 1,
+                                *batch,
+                                sums,
+                            ),
+                            false => Ok(()),
+                        }),
+                    None => Ok(()),
                 };
                 saved.map(|()| {
                     if stop {

@@ -1,14 +1,15 @@
 //! Runs read from their directories (`nabla dashboard RUN_DIR…`): the config, the
-//! `metrics.jsonl` lines, and the pictures of the saved model. A watcher thread per
+//! `metrics.jsonl` and `steps.jsonl` lines, and the pictures of the saved model. A watcher thread per
 //! run picks up new lines and a newer model while the run is still training.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::recorder::Probes;
-use super::state::{RunState, SharedRun, Status};
+use super::state::{RunState, SharedRun, Status, StepPoint};
 use super::views;
 use crate::checkpoint::load_model;
 use crate::error::{Error, Result};
@@ -71,6 +72,24 @@ pub fn read_metrics(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The `steps.jsonl` lines from byte `offset` on, and the offset after the last
+/// whole line (a line being written is left for the next look).
+pub fn read_steps(dir: &Path, offset: u64) -> (Vec<StepPoint>, u64) {
+    let Ok(mut file) = std::fs::File::open(dir.join("steps.jsonl")) else {
+        return (Vec::new(), offset);
+    };
+    let mut text = String::new();
+    if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_string(&mut text).is_err() {
+        return (Vec::new(), offset);
+    }
+    let whole = text.rfind('\n').map_or(0, |end| end + 1);
+    let steps = text[..whole]
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (steps, offset + whole as u64)
+}
+
 /// Opens a run directory: its config and the epochs it has recorded. The
 /// pictures follow from [`watch`].
 pub fn open(dir: &Path, id: &str) -> Result<SharedRun> {
@@ -127,8 +146,21 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
         .spawn(move || {
             let mut pictures = Pictures::new(&dir);
             let mut model_time = None;
+            let mut steps_read = 0;
             loop {
                 let lines = read_metrics(&dir);
+                let shrunk = |file: &str, read: u64| {
+                    std::fs::metadata(dir.join(file)).is_ok_and(|m| m.len() < read)
+                };
+                // a run resumed from an earlier checkpoint rewrote its history: start over
+                let rewound = shrunk("steps.jsonl", steps_read)
+                    || lines.len() < run.lock().expect("the run's lock").metrics.len();
+                if rewound {
+                    run.lock().expect("the run's lock").start_over();
+                    (steps_read, model_time) = (0, None);
+                }
+                let (steps, offset) = read_steps(&dir, steps_read);
+                steps_read = offset;
                 let model_now = modified(&dir.join("model.safetensors"));
                 if model_now != model_time {
                     model_time = model_now;
@@ -138,6 +170,7 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
                 }
                 {
                     let mut state = run.lock().expect("the run's lock");
+                    state.steps.extend(steps);
                     if lines.len() > state.metrics.len() {
                         let new = lines[state.metrics.len()..].to_vec();
                         state.metrics.extend(new);

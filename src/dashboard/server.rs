@@ -365,14 +365,11 @@ fn stream_updates(mut out: TcpStream, run: &SharedRun) {
         return;
     }
     let mut cursor = RunState::start();
-    let mut first = true;
     let mut last_write = Instant::now();
     loop {
         let update = lock(run).update_since(&mut cursor);
         let written = match update {
-            Some(mut update) => {
-                update["full"] = first.into();
-                first = false;
+            Some(update) => {
                 last_write = Instant::now();
                 write!(out, "event: update\ndata: {update}\n\n")
             }

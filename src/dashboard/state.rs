@@ -169,7 +169,7 @@ pub struct RunState {
     pub epochs: usize,
     /// Steps per epoch (0 when unknown).
     pub steps_per_epoch: usize,
-    /// Every step so far (empty for a run read from disk: only the live run has them).
+    /// Every step so far.
     pub steps: Vec<StepPoint>,
     /// The `metrics.jsonl` lines so far.
     pub metrics: Vec<Value>,
@@ -191,6 +191,10 @@ pub struct RunState {
     /// changes, so a reader knows to send it again.
     #[serde(skip)]
     version: u64,
+    /// Bumped when the history is thrown away ([`RunState::start_over`]), so a reader
+    /// knows to take everything again.
+    #[serde(skip)]
+    generation: u64,
 }
 
 /// How much of a [`RunState`] a reader has already seen.
@@ -203,6 +207,7 @@ pub struct Cursor {
     regions: usize,
     predictions: usize,
     version: u64,
+    generation: u64,
 }
 
 impl RunState {
@@ -226,7 +231,21 @@ impl RunState {
             images: None,
             predictions: Vec::new(),
             version: 1,
+            generation: 0,
         }
+    }
+
+    /// Forgets every recorded series (a run resumed from an earlier point rewrote
+    /// its history); readers are sent everything again.
+    pub fn start_over(&mut self) {
+        self.steps.clear();
+        self.metrics.clear();
+        self.warnings.clear();
+        self.histograms.clear();
+        self.regions.clear();
+        self.predictions.clear();
+        self.generation += 1;
+        self.version += 1;
     }
 
     /// Shared between threads.
@@ -277,7 +296,13 @@ impl RunState {
 
     /// What was added or changed since `cursor` (as one JSON object whose arrays
     /// hold only the new entries), moving `cursor` to now; `None` when nothing was.
+    /// The first update, and the first after [`RunState::start_over`], holds
+    /// everything and says `"full": true`.
     pub fn update_since(&self, cursor: &mut Cursor) -> Option<Value> {
+        let full = *cursor == Cursor::default() || cursor.generation != self.generation;
+        if full {
+            *cursor = Cursor::default();
+        }
         let now = Cursor {
             steps: self.steps.len(),
             metrics: self.metrics.len(),
@@ -286,12 +311,14 @@ impl RunState {
             regions: self.regions.len(),
             predictions: self.predictions.len(),
             version: self.version,
+            generation: self.generation,
         };
         if now == *cursor {
             return None;
         }
         let mut update = json!({
             "id": self.id,
+            "full": full,
             "steps": &self.steps[cursor.steps..],
             "metrics": &self.metrics[cursor.metrics..],
             "warnings": &self.warnings[cursor.warnings..],
@@ -299,7 +326,7 @@ impl RunState {
             "regions": &self.regions[cursor.regions..],
             "predictions": &self.predictions[cursor.predictions..],
         });
-        if now.version != cursor.version {
+        if full || now.version != cursor.version {
             let whole = serde_json::to_value(self).expect("plain data serialises");
             for field in [
                 "path",
@@ -385,6 +412,17 @@ mod tests {
         run.set_status(Status::Finished, None);
         let update = run.update_since(&mut cursor).unwrap();
         assert_eq!(update["metrics"], json!([{"epoch": 3}]));
+        assert_eq!(update["status"], "finished");
+        assert_eq!(update["full"], false);
+
+        // history rewritten: everything again, marked full
+        run.start_over();
+        run.metrics.push(json!({"epoch": 1}));
+        let update = run.update_since(&mut cursor).unwrap();
+        assert_eq!(
+            (update["full"].clone(), update["metrics"].clone()),
+            (json!(true), json!([{"epoch": 1}]))
+        );
         assert_eq!(update["status"], "finished");
     }
 }

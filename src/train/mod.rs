@@ -126,7 +126,7 @@ pub struct EpochProgress {
 }
 
 /// One optimizer step's own numbers (not the epoch's running means).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepPoint {
     /// The global step, counting from 1.
     pub step: usize,
@@ -148,8 +148,17 @@ pub struct StepTracker {
 }
 
 impl StepTracker {
+    /// A tracker for a run that continues an epoch whose running sums so far are
+    /// `sums` (a resumed run's `FitOptions::carried`; the default for a fresh run).
+    pub fn after(sums: EpochProgress) -> StepTracker {
+        StepTracker {
+            previous: Some(sums),
+        }
+    }
+
     /// The step `batch` of `batches` of `epoch` (from 1) that brought the sums to
-    /// `sums`; `None` for the first step after resuming mid-epoch (no sums before it).
+    /// `sums`; `None` when the sums before it are unknown (a tracker made with
+    /// `default()` that joins mid-epoch).
     pub fn step(
         &mut self,
         (epoch, batch, batches): (usize, usize, usize),
