@@ -392,8 +392,9 @@ optimizer = { kind = "sgd", lr = 0.1 }
     }
 }
 
-#[test]
-fn data_fetch_from_a_local_server() {
+/// A local HTTP server on a free port, answering each request's path with
+/// `answer(path)`: a status line and a body. Returns the port.
+fn serve_locally(answer: impl Fn(&str) -> (&'static str, Vec<u8>) + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -402,24 +403,31 @@ fn data_fetch_from_a_local_server() {
             let mut request = [0u8; 2048];
             let n = stream.read(&mut request).unwrap_or(0);
             let line = String::from_utf8_lossy(&request[..n]);
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            // /good/NAME serves the real file; /bad/NAME serves corrupted bytes
-            let name = path.rsplit('/').next().unwrap_or("");
-            let (status, body) = match std::fs::read(format!("{ROOT}/data/mnist/{name}")) {
-                Ok(mut bytes) => {
-                    if path.starts_with("/bad/") {
-                        bytes[100] ^= 0xff;
-                    }
-                    ("200 OK", bytes)
-                }
-                Err(_) => ("404 Not Found", Vec::new()),
-            };
+            let (status, body) = answer(line.split_whitespace().nth(1).unwrap_or("/"));
             let header = format!(
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(header.as_bytes());
             let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn data_fetch_from_a_local_server() {
+    let port = serve_locally(|path| {
+        // /good/NAME serves the real file; /bad/NAME serves corrupted bytes
+        let name = path.rsplit('/').next().unwrap_or("");
+        match std::fs::read(format!("{ROOT}/data/mnist/{name}")) {
+            Ok(mut bytes) => {
+                if path.starts_with("/bad/") {
+                    bytes[100] ^= 0xff;
+                }
+                ("200 OK", bytes)
+            }
+            Err(_) => ("404 Not Found", Vec::new()),
         }
     });
     let dir = temp_dir("fetch");
@@ -464,22 +472,7 @@ fn data_fetch_from_a_local_server() {
 fn cifar_fetch_keeps_nothing_but_the_published_archive() {
     // no internet here: a local server offers a file that is not the published
     // archive, and a local copy is just as wrong; both are refused by name
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 2048];
-            let _ = stream.read(&mut request);
-            let body = b"not the archive";
-            let header = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(header.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
+    let port = serve_locally(|_| ("200 OK", b"not the archive".to_vec()));
     let dir = temp_dir("fetch-cifar");
     let target = dir.join("cifar");
     let mirror = format!("http://127.0.0.1:{port}/files");
