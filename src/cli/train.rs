@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::progress::Progress;
 use super::run_dir::RunDir;
 use crate::checkpoint::load_model;
-use crate::dashboard::{Probes, Recorder, Status, disk};
+use crate::dashboard::{Dashboard, Probes, Recorder, SharedRun, Status, disk};
 use crate::data::{DataLoader, Dataset, make_batch};
 use crate::distributed::{World, bytes_hash};
 use crate::error::{Error, Result};
@@ -158,34 +158,19 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     }
 
     let recorder = live.as_ref().map(|(_, run)| {
-        if args.resume.is_some() {
-            // a resumed run shows what it had before
-            let mut state = run.lock().expect("the run's lock");
-            state.metrics = disk::read_metrics(&out);
-            state.steps = disk::read_steps(&out, 0).0;
-        }
-        let image_shape = disk::image_shape(&config, data.train.feature_shape());
-        let probes = Probes::new(
-            data.train.as_ref(),
-            data.test.as_ref(),
-            &data.class_names,
-            image_shape,
-        );
-        Recorder::new(
-            run.clone(),
+        let resuming = args.resume.is_some();
+        let batches = train_loader.num_batches();
+        start_recording(
+            run,
+            resuming,
+            &out,
+            &config,
+            &data,
             &model,
-            data.train.feature_shape(),
-            probes,
-            options.epochs,
-            train_loader.num_batches(),
+            (options.epochs, batches),
         )
     });
-    let tensorboard_dir = match (&args.tensorboard, config.train.tensorboard) {
-        (Some(Some(dir)), _) => Some(dir.clone()),
-        (Some(None), _) | (None, true) => Some(out.join("tensorboard")),
-        (None, false) => None,
-    };
-    let tensorboard = match tensorboard_dir.filter(|_| world.is_root()) {
+    let tensorboard = match tensorboard_dir(&args, &config, &out).filter(|_| world.is_root()) {
         Some(dir) => Some(EventWriter::create(dir)?),
         None => None,
     };
@@ -224,25 +209,70 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     );
     let outcome = watcher.finish(result.map(|_| ()));
     if let Some((dashboard, run)) = &live {
-        let (status, message) = match &outcome {
-            Ok(Outcome::Finished) => (Status::Finished, None),
-            Ok(Outcome::Interrupted) => (
-                Status::Interrupted,
-                Some(format!(
-                    "stopped by Ctrl-C; continue with `nabla train --resume {}`",
-                    out.display()
-                )),
-            ),
-            Err(e) => (Status::Failed, Some(e.to_string())),
-        };
-        run.lock()
-            .expect("the run's lock")
-            .set_status(status, message);
-        if status != Status::Interrupted {
-            super::dashboard::keep_serving(dashboard, &super::ctrl_c_flag());
-        }
+        end_dashboard(dashboard, run, &outcome, &out);
     }
     outcome
+}
+
+/// The dashboard's recorder for this run: a resumed run first shows what it had.
+fn start_recording(
+    run: &SharedRun,
+    resuming: bool,
+    out: &Path,
+    config: &Config,
+    data: &experiment::Data,
+    model: &Sequential,
+    (epochs, steps_per_epoch): (usize, usize),
+) -> Recorder {
+    if resuming {
+        let mut state = run.lock().expect("the run's lock");
+        state.metrics = disk::read_metrics(out);
+        state.steps = disk::read_steps(out, 0).0;
+    }
+    let (train, test) = (data.train.as_ref(), data.test.as_ref());
+    let image_shape = disk::image_shape(config, train.feature_shape());
+    let probes = Probes::new(train, test, &data.class_names, image_shape);
+    let input_shape = train.feature_shape();
+    Recorder::new(
+        run.clone(),
+        model,
+        input_shape,
+        probes,
+        epochs,
+        steps_per_epoch,
+    )
+}
+
+/// Where TensorBoard files go: `--tensorboard DIR`, or the run directory's
+/// `tensorboard/` with a bare `--tensorboard` or `[train] tensorboard = true`.
+fn tensorboard_dir(args: &TrainArgs, config: &Config, out: &Path) -> Option<PathBuf> {
+    match (&args.tensorboard, config.train.tensorboard) {
+        (Some(Some(dir)), _) => Some(dir.clone()),
+        (Some(None), _) | (None, true) => Some(out.join("tensorboard")),
+        (None, false) => None,
+    }
+}
+
+/// Tells the page how the run ended; after a finished (or failed) run, keeps
+/// serving it until Ctrl-C.
+fn end_dashboard(dashboard: &Dashboard, run: &SharedRun, outcome: &Result<Outcome>, out: &Path) {
+    let (status, message) = match outcome {
+        Ok(Outcome::Finished) => (Status::Finished, None),
+        Ok(Outcome::Interrupted) => (
+            Status::Interrupted,
+            Some(format!(
+                "stopped by Ctrl-C; continue with `nabla train --resume {}`",
+                out.display()
+            )),
+        ),
+        Err(e) => (Status::Failed, Some(e.to_string())),
+    };
+    run.lock()
+        .expect("the run's lock")
+        .set_status(status, message);
+    if status != Status::Interrupted {
+        super::dashboard::keep_serving(dashboard, &super::ctrl_c_flag());
+    }
 }
 
 /// Refuses a data-parallel run whose ranks read different configs, or that has
