@@ -187,10 +187,14 @@ pub struct RunState {
     pub images: Option<ImageSamples>,
     /// Image data: the predictions for them, per epoch.
     pub predictions: Vec<ImagePredictions>,
-    /// Bumped whenever a field without a history (status, network, plane, images)
-    /// changes, so a reader knows to send it again.
+    /// Bumped whenever a field without a history (status, plane, images…) changes,
+    /// so a reader knows to send them again.
     #[serde(skip)]
     version: u64,
+    /// Bumped when the network is redrawn (every epoch), sent on its own so the
+    /// larger, fixed fields (the plane's points, the sample images) are not resent.
+    #[serde(skip)]
+    network_version: u64,
     /// Bumped when the history is thrown away ([`RunState::start_over`]), so a reader
     /// knows to take everything again.
     #[serde(skip)]
@@ -207,6 +211,7 @@ pub struct Cursor {
     regions: usize,
     predictions: usize,
     version: u64,
+    network_version: u64,
     generation: u64,
 }
 
@@ -231,6 +236,7 @@ impl RunState {
             images: None,
             predictions: Vec::new(),
             version: 1,
+            network_version: 0,
             generation: 0,
         }
     }
@@ -262,7 +268,7 @@ impl RunState {
     /// Replaces the drawn network.
     pub fn set_network(&mut self, network: NetworkView) {
         self.network = Some(network);
-        self.version += 1;
+        self.network_version += 1;
     }
 
     /// Sets the 2-feature data's points.
@@ -311,6 +317,7 @@ impl RunState {
             regions: self.regions.len(),
             predictions: self.predictions.len(),
             version: self.version,
+            network_version: self.network_version,
             generation: self.generation,
         };
         if now == *cursor {
@@ -327,20 +334,25 @@ impl RunState {
             "predictions": &self.predictions[cursor.predictions..],
         });
         if full || now.version != cursor.version {
-            let whole = serde_json::to_value(self).expect("plain data serialises");
-            for field in [
-                "path",
-                "status",
-                "message",
-                "config",
-                "epochs",
-                "steps_per_epoch",
-                "network",
-                "plane",
-                "images",
-            ] {
-                update[field] = whole[field].clone();
+            // the fields without a history; the series went above, as slices
+            let fields = json!({
+                "path": self.path,
+                "status": self.status,
+                "message": self.message,
+                "config": self.config,
+                "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "plane": self.plane,
+                "images": self.images,
+            });
+            if let Value::Object(fields) = fields {
+                for (field, value) in fields {
+                    update[field] = value;
+                }
             }
+        }
+        if full || now.network_version != cursor.network_version {
+            update["network"] = json!(self.network);
         }
         *cursor = now;
         Some(update)
@@ -414,6 +426,16 @@ mod tests {
         assert_eq!(update["metrics"], json!([{"epoch": 3}]));
         assert_eq!(update["status"], "finished");
         assert_eq!(update["full"], false);
+
+        // a redrawn network comes alone, without the fixed fields
+        run.set_network(NetworkView {
+            input_shape: vec![2],
+            layers: vec![],
+            epoch: 3,
+        });
+        let update = run.update_since(&mut cursor).unwrap();
+        assert_eq!(update["network"]["epoch"], 3);
+        assert!(update.get("status").is_none() && update.get("plane").is_none());
 
         // history rewritten: everything again, marked full
         run.start_over();
