@@ -148,12 +148,16 @@ def main():
                          "the loss curve's first points")
         assert browser.evaluate("document.getElementById('status').textContent").find("training") >= 0, \
             "the page should say the run is training"
-        regions = "document.getElementById('regions').toDataURL()"
+        regions = "document.getElementById('regions')"
         browser.wait_for("!document.getElementById('regions-card').hidden", 10, "the decision regions")
-        first = browser.evaluate(regions)
+        # opened mid-run, the page first replays the frames so far; then it follows the run
+        browser.wait_for(f"{regions}.dataset.frame == {regions}.dataset.frames - 1", 30,
+                         "the replay to catch up with the run")
+        first, first_frames = browser.evaluate(f"[{regions}.toDataURL(), Number({regions}.dataset.frames)]")
         browser.screenshot(os.path.join(out_dir, "dashboard-training.png"))
         time.sleep(2)
-        second = browser.evaluate(regions)
+        second, second_frames = browser.evaluate(f"[{regions}.toDataURL(), Number({regions}.dataset.frames)]")
+        assert second_frames > first_frames, "no new decision-region frames arrived while training"
         assert first != second, "the decision regions did not change while the network learned"
         for chart in ["loss", "accuracy", "lr", "grad-norms"]:
             points = browser.evaluate(f"Number(document.getElementById('{chart}').dataset.points)")

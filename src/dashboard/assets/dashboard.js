@@ -14,7 +14,7 @@ const runs = new Map();      // id → the run's state, as the server sent it
 const shown = new Set();     // ids whose curves are drawn
 let focus = null;            // the run whose pictures are drawn
 let dirty = false;
-const replay = { frame: null, following: true, timer: null };
+const replay = { frame: null, following: true, timer: null, shown: false };
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +32,11 @@ function applyUpdate(update) {
     } else if (key !== "full") {
       run[key] = value;
     }
+  }
+  // a page opened after the regions began to form shows them forming from the start
+  if (update.full && update.id === focus && run.regions.length > 1 && !replay.shown) {
+    replay.shown = true;
+    startReplay();
   }
   redrawSoon();
 }
@@ -286,13 +291,21 @@ function startReplay() {
   stopReplay();
   replay.following = false;
   replay.frame = 0;
-  // about five seconds for the whole run, at most 30 frames a second
-  const interval = Math.max(33, 5000 / run.regions.length);
+  // five seconds from the first frame to the newest (a live run's newest moves on
+  // meanwhile), redrawing only this picture, then following the run
+  const started = performance.now();
   replay.timer = setInterval(() => {
-    const latest = runs.get(focus).regions.length - 1;
-    if (replay.frame >= latest) { stopReplay(); replay.following = true; } else replay.frame += 1;
-    redrawSoon();
-  }, interval);
+    const run = runs.get(focus);
+    const progress = (performance.now() - started) / 5000;
+    if (progress >= 1) {
+      stopReplay();
+      replay.following = true;
+      redrawSoon();
+      return;
+    }
+    replay.frame = Math.floor(progress * (run.regions.length - 1));
+    drawRegions(run);
+  }, 33);
   redrawSoon();
 }
 
@@ -328,6 +341,7 @@ function drawRegions(run) {
   c.imageSmoothingEnabled = true;
   c.drawImage(cells, 0, 0, width, height);
   canvas.dataset.frame = String(replay.frame);
+  canvas.dataset.frames = String(run.regions.length);
 
   const [x0, x1, y0, y1] = run.plane.extent;
   const px = (x) => ((x - x0) / (x1 - x0)) * width;
