@@ -38,7 +38,7 @@ struct Cli {
 enum Command {
     /// Train a model described by a config file.
     #[command(
-        after_help = "Examples:\n  nabla train examples/mnist-mlp.toml\n  nabla train examples/spirals.toml --out runs/spirals --epochs 50\n  nabla train --resume runs/spirals\n  mpirun -np 2 nabla train examples/mnist-mlp.toml   # data-parallel (built with --features mpi)"
+        after_help = "Examples:\n  nabla train examples/mnist-mlp.toml\n  nabla train examples/spirals.toml --out runs/spirals --epochs 50\n  nabla train --resume runs/spirals\n  nabla train examples/spirals.toml --dashboard   # then open http://127.0.0.1:6006/\n  mpirun -np 2 nabla train examples/mnist-mlp.toml   # data-parallel (built with --features mpi)"
     )]
     Train {
         /// The experiment: data, model and training settings (TOML).
