@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::metrics::Histogram;
 
 /// Buckets per histogram.
 const BUCKETS: usize = 30;
@@ -89,39 +90,26 @@ impl EventWriter {
     }
 
     /// Logs a histogram of `values` under `tag` at `step`: [`BUCKETS`] equal
-    /// buckets over the values' range (non-finite values are left out).
+    /// buckets over the values' range, binned as the dashboard bins them
+    /// ([`Histogram::of`]; non-finite values are left out).
     pub fn histogram(&mut self, tag: &str, step: u64, values: &[f32]) {
-        let finite: Vec<f64> = values
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|&v| v as f64)
-            .collect();
-        let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
-        let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let (min, max) = if finite.is_empty() {
-            (0.0, 0.0)
-        } else {
-            (min, max)
-        };
-        let width = (max - min) / BUCKETS as f64;
-        let mut counts = vec![0.0f64; BUCKETS];
-        for &v in &finite {
-            let bucket = if width > 0.0 {
-                (((v - min) / width) as usize).min(BUCKETS - 1)
-            } else {
-                0
-            };
-            counts[bucket] += 1.0;
-        }
+        let binned = Histogram::of(values, BUCKETS);
+        let finite = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
+        let (num, sum, sum_squares) =
+            finite.fold((0.0, 0.0, 0.0), |(n, s, q), v| (n + 1.0, s + v, q + v * v));
         // bucket i holds the values up to its right edge, bucket_limit[i]
-        let limits: Vec<f64> = (1..=BUCKETS).map(|i| min + width * i as f64).collect();
+        let width = (binned.max - binned.min) / BUCKETS as f64;
+        let limits: Vec<f64> = (1..=BUCKETS)
+            .map(|i| binned.min + width * i as f64)
+            .collect();
+        let counts: Vec<f64> = binned.counts.iter().map(|&c| c as f64).collect();
         let mut histogram = Vec::new();
         for (field, number) in [
-            (1, min),
-            (2, max),
-            (3, finite.len() as f64),
-            (4, finite.iter().sum()),
-            (5, finite.iter().map(|v| v * v).sum()),
+            (1, binned.min),
+            (2, binned.max),
+            (3, num),
+            (4, sum),
+            (5, sum_squares),
         ] {
             field_f64(&mut histogram, field, number);
         }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use crate::metrics::Histogram;
 pub use crate::train::StepPoint;
 
 /// One run's state, shared between the training thread and the server.
@@ -26,18 +27,6 @@ pub enum Status {
     Interrupted,
     /// Stopped by an error (see [`RunState::message`]).
     Failed,
-}
-
-/// A histogram of a tensor's values: `counts[i]` values lie in the `i`-th of equal
-/// bins spanning `[min, max]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Histogram {
-    /// The smallest value.
-    pub min: f64,
-    /// The largest value.
-    pub max: f64,
-    /// Values per bin.
-    pub counts: Vec<u32>,
 }
 
 /// One parameter's weights and (last step's) gradient, binned.
@@ -359,47 +348,9 @@ impl RunState {
     }
 }
 
-impl Histogram {
-    /// Bins `values` into `bins` equal bins over their range (a single value, or
-    /// none, gives one full bin).
-    pub fn of(values: &[f32], bins: usize) -> Histogram {
-        let finite = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
-        let (min, max) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-        if min > max {
-            return Histogram {
-                min: 0.0,
-                max: 0.0,
-                counts: vec![0; bins],
-            };
-        }
-        let mut counts = vec![0u32; bins];
-        let width = (max - min) / bins as f64;
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            let bin = if width > 0.0 {
-                (((v as f64 - min) / width) as usize).min(bins - 1)
-            } else {
-                0
-            };
-            counts[bin] += 1;
-        }
-        Histogram { min, max, counts }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_histogram_puts_every_value_in_its_bin() {
-        // bins of width 1 over [0, 4]: 0 and 0.5 → bin 0, 1.5 → 1, 3 → 3, 4 (the max) → 3
-        let histogram = Histogram::of(&[0.0, 0.5, 1.5, 3.0, 4.0, f32::NAN], 4);
-        assert_eq!((histogram.min, histogram.max), (0.0, 4.0));
-        assert_eq!(histogram.counts, vec![2, 1, 0, 2]);
-        assert_eq!(Histogram::of(&[2.0, 2.0], 3).counts, vec![2, 0, 0]);
-    }
 
     #[test]
     fn an_update_holds_only_what_is_new() {
