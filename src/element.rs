@@ -35,12 +35,18 @@ pub trait Float:
     /// Widens this value to `f64`.
     fn as_f64(self) -> f64;
 
-    /// The error function, for the exact GELU.
+    /// The error function, for the exact GELU. In `f32` a branch-free polynomial
+    /// that vectorises (`special::erf_f32`, within 2 ulp); in `f64` libm's `erf`.
     fn erf(self) -> Self;
+
+    /// `eˣ` as the kernels compute it: in `f32` a branch-free polynomial that
+    /// vectorises (`special::exp_f32`, within 1.5 ulp of the exact value), in `f64`
+    /// the correctly rounded libm `exp` the gradient checks rely on.
+    fn fast_exp(self) -> Self;
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $erf:path) => {
+    ($t:ty, $name:literal, $erf:path, $exp:path) => {
         impl Float for $t {
             const DTYPE: &'static str = $name;
             #[inline]
@@ -51,13 +57,17 @@ macro_rules! impl_float {
             fn as_f64(self) -> f64 {
                 self as f64
             }
-            #[inline]
+            #[inline(always)]
             fn erf(self) -> Self {
                 $erf(self)
+            }
+            #[inline(always)]
+            fn fast_exp(self) -> Self {
+                $exp(self)
             }
         }
     };
 }
 
-impl_float!(f32, "F32", libm::erff);
-impl_float!(f64, "F64", libm::erf);
+impl_float!(f32, "F32", crate::special::erf_f32, crate::special::exp_f32);
+impl_float!(f64, "F64", libm::erf, f64::exp);

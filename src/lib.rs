@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+mod special;
 pub mod tensor;
 #[cfg(feature = "tensorboard")]
 pub mod tensorboard;

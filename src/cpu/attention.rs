@@ -207,11 +207,9 @@ fn softmax_prefix<T: Float>(row: &mut [T], scale: T, visible: usize) {
         return; // every key hidden: attend to nothing
     }
     let max = seen.iter().fold(T::neg_infinity(), |m, &s| m.max(s));
-    let mut total = T::zero();
-    for s in seen.iter_mut() {
-        *s = ((*s - max) * scale).exp();
-        total += *s;
-    }
+    // the exponentials first, then their sum: a loop of exponentials vectorises
+    super::exp_shifted(seen, max, scale);
+    let total = seen.iter().fold(T::zero(), |total, &s| total + s);
     let inverse = T::one() / total;
     seen.iter_mut().for_each(|s| *s *= inverse);
 }
@@ -227,15 +225,11 @@ fn softmax_masked<T: Float>(row: &mut [T], scale: T, hidden: &[bool]) {
         row.fill(T::zero()); // every key hidden: attend to nothing
         return;
     }
-    let mut total = T::zero();
     for (s, &h) in row.iter_mut().zip(hidden) {
-        *s = if h {
-            T::zero()
-        } else {
-            ((*s - max) * scale).exp()
-        };
-        total += *s;
+        let e = ((*s - max) * scale).fast_exp();
+        *s = if h { T::zero() } else { e };
     }
+    let total = row.iter().fold(T::zero(), |total, &s| total + s);
     let inverse = T::one() / total;
     row.iter_mut().for_each(|s| *s *= inverse);
 }

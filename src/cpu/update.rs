@@ -10,7 +10,7 @@ use crate::element::Float;
 ///
 /// Large tensors are split into fixed chunks that run in parallel; each weight's
 /// update depends on nothing but its own values, so the result never depends on the
-/// thread count. Loops compile for AVX2 where the CPU has it (Adam's square roots and
+/// thread count. Loops compile for AVX-512 or AVX2 where the CPU has them (Adam's square roots and
 /// divisions gain most), with the same arithmetic everywhere.
 ///
 /// ```

@@ -1,13 +1,13 @@
 //! Activation functions: the nonlinearity each neuron applies to its weighted sum.
 //! Each is written as `f(x)` and, beside it, `f'(x)` (from the output where cheaper).
 
-use crate::cpu;
-use crate::cpu::buffer::Recycled;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
 /// √(2/π), the constant of the tanh approximation of GELU.
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// `1/√(2π)`, the standard normal density at 0.
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// The cubic coefficient of the tanh approximation of GELU.
 const GELU_CUBIC: f64 = 0.044_715;
 
@@ -62,20 +62,17 @@ impl<T: Float> Tensor<T> {
 
     /// GELU, exact: `x · Φ(x)` with Φ the standard normal CDF.
     pub fn gelu(&self) -> Tensor<T> {
-        let x = self.data();
-        // Φ(x) is kept for backward: the error function is the costly part
-        let cdf = Recycled::new(cpu::map(&x, normal_cdf));
-        let values = cpu::zip(&x, &cdf, |x, cdf| x * cdf);
-        drop(x);
-        Tensor::from_op(values, self.shape(), "gelu", &[self], move |ctx| {
-            // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density
-            let density = |x: T| (-(x * x) * T::cast(0.5)).exp() * T::cast(0.398_942_280_401_432_7);
-            let (x, grad_output) = (ctx.input(0).data(), ctx.grad_output.data());
-            let grad = cpu::zip3(&grad_output, &x, &cdf, |g, x, cdf| {
-                g * (cdf + x * density(x))
-            });
-            vec![Some(Tensor::from_vec(grad, ctx.output.shape()))]
-        })
+        // gelu'(x) = Φ(x) + x·φ(x), φ the standard normal density. Φ is recomputed in
+        // backward rather than kept: the error function vectorises (`special.rs`), and
+        // a kept Φ was a fifth of a transformer block's saved activations.
+        self.unary_op(
+            "gelu",
+            |x| x * normal_cdf(x),
+            |x, _| {
+                let density = (-(x * x) * T::cast(0.5)).fast_exp() * T::cast(FRAC_1_SQRT_2PI);
+                normal_cdf(x) + x * density
+            },
+        )
     }
 
     /// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`
@@ -122,14 +119,11 @@ impl<T: Float> Tensor<T> {
 }
 
 /// `1 / (1 + e⁻ˣ)` without overflow: for negative x use the equal form `eˣ / (1 + eˣ)`,
-/// so the exponent is never positive.
+/// so the exponent is never positive. One exponential and a select, no branch.
 pub(crate) fn stable_sigmoid<T: Float>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
+    let e = (-x.abs()).fast_exp();
+    let numerator = if x >= T::zero() { T::one() } else { e };
+    numerator / (T::one() + e)
 }
 
 /// The standard normal CDF: `Φ(x) = ½(1 + erf(x/√2))`.
