@@ -182,6 +182,30 @@ fn steady_state_training_steps_allocate_no_tensor_memory() {
         sgd.step();
     });
 
+    // A character GPT (the `gpt` workload's layers at a smaller size: 2 blocks of 32
+    // features, 2 heads, batch 4 × 32 tokens), AdamW: embedding lookups, positions,
+    // layer norm, attention, GELU. Its smallest activation is the [4·32, 20] logits.
+    let shape = nabla::nn::zoo::GptShape {
+        vocab: 20,
+        block_size: 32,
+        dim: 32,
+        heads: 2,
+        layers: 2,
+        mlp_ratio: 4,
+    };
+    let model = nabla::nn::zoo::gpt::<f32>(shape, &mut rng);
+    let mut adamw = nabla::nn::zoo::gpt_optimizer(model.named_parameters());
+    let tokens: Vec<f32> = (0..4 * 32).map(|i| ((i * 7) % 20) as f32).collect();
+    let inputs = Tensor::from_vec(tokens, &[4, 32]);
+    let next_tokens: Vec<usize> = (0..4 * 32).map(|i| (i * 7 + 7) % 20).collect();
+    assert_steady_state_allocates_no_tensors("gpt", 4 * 32 * 20 * 4, 2 * (64 << 10), &mut || {
+        adamw.zero_grad();
+        let logits = model.forward(&inputs).reshape(&[4 * 32, 20]);
+        let loss = cross_entropy(&logits, &next_tokens, &options);
+        loss.backward();
+        adamw.step();
+    });
+
     // The `tiny` workload: XOR through 2-8-1, MSE, plain SGD. Its tensors are as
     // small as the graph's own records, so only the pool's count can tell them apart.
     let model = Sequential::<f32>::new()

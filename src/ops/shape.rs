@@ -197,7 +197,7 @@ impl<T: Float> Tensor<T> {
         // backward: the gradient goes back into the slice it came from; zeros elsewhere
         Tensor::from_op(values, &out_shape, "narrow", &[self], move |ctx| {
             let input_shape = ctx.input(0).shape();
-            let mut grad = vec![T::zero(); shape::numel(input_shape)];
+            let mut grad = cpu::buffer::zeroed(shape::numel(input_shape));
             let grad_output = ctx.grad_output;
             cpu::copy_into_box(
                 &grad_output.data(),
@@ -225,7 +225,7 @@ impl<T: Float> Tensor<T> {
         let out_shape: Vec<usize> = (0..self.ndim())
             .map(|a| self.shape()[a] + padding.get(a).map_or(0, |p| p.0 + p.1))
             .collect();
-        let mut values = vec![value; shape::numel(&out_shape)];
+        let mut values = cpu::buffer::filled(shape::numel(&out_shape), value);
         cpu::copy_into_box(&self.data(), self.shape(), &mut values, &out_shape, &before);
         // backward: cut the input's region out of the gradient; padding gets none
         Tensor::from_op(values, &out_shape, "pad", &[self], move |ctx| {
@@ -247,11 +247,14 @@ impl<T: Float> Tensor<T> {
             );
         }
         let data = self.data();
-        let mut values = Vec::with_capacity(outer * indices.len() * inner);
-        for o in 0..outer {
-            for &i in indices {
-                values.extend_from_slice(&data[(o * len + i) * inner..][..inner]);
-            }
+        // from the buffer pool, like every kernel's output: a step's embedding lookups
+        // then allocate nothing (and grow no pool with buffers it never handed out)
+        let mut values = cpu::buffer::take(outer * indices.len() * inner);
+        for (row, (o, &i)) in values
+            .chunks_exact_mut(inner.max(1))
+            .zip((0..outer).flat_map(|o| indices.iter().map(move |i| (o, i))))
+        {
+            row.copy_from_slice(&data[(o * len + i) * inner..][..inner]);
         }
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = indices.len();
@@ -259,7 +262,7 @@ impl<T: Float> Tensor<T> {
         // backward: each picked slice's gradient is added back where it came from
         // (a slice picked twice collects both)
         Tensor::from_op(values, &out_shape, "index_select", &[self], move |ctx| {
-            let mut grad = vec![T::zero(); outer * len * inner];
+            let mut grad = cpu::buffer::zeroed(outer * len * inner);
             let g = ctx.grad_output.data();
             for o in 0..outer {
                 for (position, &i) in indices.iter().enumerate() {
