@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::PARALLEL_MIN_ELEMENTS;
 use super::buffer::{self, Scratch};
-use super::gemm::{MatRef, gemm_serial};
+use super::gemm::{MatRef, gemm_serial, gemm_serial_strided};
 use crate::element::Float;
 
 /// The sizes of one attention call: `groups × heads` independent problems, each
@@ -99,12 +99,10 @@ impl Placement {
         }
     }
 
-    /// Copies a row-major `rows × cols` matrix into head h's place in `piece`.
-    fn write<T: Float>(&self, piece: &mut [T], h: usize, matrix: &[T], cols: usize) {
-        for (i, row) in matrix.chunks_exact(cols).enumerate() {
-            let at = self.offset + h * self.head_stride + i * self.row_stride;
-            piece[at..at + cols].copy_from_slice(row);
-        }
+    /// Head h's matrix within group `piece`, to be written: from its first element
+    /// on, rows `row_stride` apart.
+    fn matrix_mut<'a, T>(&self, piece: &'a mut [T], h: usize) -> &'a mut [T] {
+        &mut piece[self.offset + h * self.head_stride..]
     }
 }
 
@@ -152,7 +150,6 @@ pub fn forward<T: Float>(
             k_place.piece(k, g),
             v_place.piece(v, g),
         );
-        let mut head_out = Scratch::new(queries * value_dim);
         for (h, p) in p_piece.chunks_exact_mut(shape.scores_len()).enumerate() {
             // S = Q·Kᵀ
             let q = q_place.matrix(q, h, queries, dim);
@@ -172,15 +169,10 @@ pub fn forward<T: Float>(
                     }
                 }
             }
-            // O = P·V
+            // O = P·V, written straight into head h's columns of the output
             let p = MatRef::row_major(p, queries, keys);
-            gemm_serial(
-                p,
-                v_place.matrix(v, h, keys, value_dim),
-                &mut head_out,
-                false,
-            );
-            out.write(out_piece, h, &head_out, value_dim);
+            let v = v_place.matrix(v, h, keys, value_dim);
+            gemm_serial_strided(p, v, out.matrix_mut(out_piece, h), out.row_stride, false);
         }
     };
     let (out_len, p_len) = (out.group_len, heads * shape.scores_len());
@@ -273,9 +265,12 @@ pub fn backward<T: Float>(
         let p_piece =
             &probabilities[g * heads * shape.scores_len()..][..heads * shape.scores_len()];
         let mut ds = Scratch::new(shape.scores_len());
-        let mut dq = Scratch::new(queries * dim);
-        let mut dk = Scratch::new(keys * dim);
-        let mut dv = Scratch::new(keys * value_dim);
+        // dQ, dK, dV are written straight into their places in the gradient buffers
+        let [
+            (dq_buffer, dq_place),
+            (dk_buffer, dk_place),
+            (dv_buffer, dv_place),
+        ] = grad_places;
         for (h, p) in p_piece.chunks_exact(shape.scores_len()).enumerate() {
             let p = MatRef::row_major(p, queries, keys);
             let (q, k, v) = (
@@ -285,7 +280,8 @@ pub fn backward<T: Float>(
             );
             let grad_out = out.matrix(grad_out, h, queries, value_dim);
             // dV = Pᵀ·dO
-            gemm_serial(p.t(), grad_out, &mut dv, false);
+            let dv = dv_place.matrix_mut(pieces[dv_buffer], h);
+            gemm_serial_strided(p.t(), grad_out, dv, dv_place.row_stride, false);
             // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale in place
             gemm_serial(grad_out, v.t(), &mut ds, false);
             for (ds_row, p_row) in ds.chunks_exact_mut(keys).zip(p.data.chunks_exact(keys)) {
@@ -296,15 +292,10 @@ pub fn backward<T: Float>(
             }
             let ds = MatRef::row_major(&ds, queries, keys);
             // dQ = dS·K,  dK = dSᵀ·Q
-            gemm_serial(ds, k, &mut dq, false);
-            gemm_serial(ds.t(), q, &mut dk, false);
-            for ((buffer, place), (matrix, cols)) in
-                grad_places
-                    .iter()
-                    .zip([(&dq, dim), (&dk, dim), (&dv, value_dim)])
-            {
-                place.write(pieces[*buffer], h, matrix, cols);
-            }
+            let dq = dq_place.matrix_mut(pieces[dq_buffer], h);
+            gemm_serial_strided(ds, k, dq, dq_place.row_stride, false);
+            let dk = dk_place.matrix_mut(pieces[dk_buffer], h);
+            gemm_serial_strided(ds.t(), q, dk, dk_place.row_stride, false);
         }
     };
     // each group's piece of every gradient buffer, for its own task

@@ -140,9 +140,7 @@ const K_CHUNK: usize = 4096;
 pub fn product<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, row: Option<&[T]>) -> Vec<T> {
     let mut out = super::buffer::take(a.rows * b.cols);
     if let Some(row) = row {
-        for out_row in out.chunks_exact_mut(b.cols) {
-            out_row.copy_from_slice(row);
-        }
+        super::fill_rows(&mut out, row);
     }
     gemm(a, b, &mut out, row.is_some());
     out
@@ -192,6 +190,57 @@ pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulat
 /// while it holds its own scratch buffers.
 pub fn gemm_serial<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
     multiply(a, b, c, accumulate, false);
+}
+
+/// [`gemm_serial`] into a `a.rows × b.cols` matrix whose rows lie `c_row_stride`
+/// apart in `c` — one head's columns inside a wider row-major buffer — so that the
+/// product lands where it belongs, with no copy afterwards.
+pub fn gemm_serial_strided<T: Float>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(
+        k, b.rows,
+        "gemm: inner dimensions differ: [{m}, {k}] · [{}, {n}]",
+        b.rows
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        n <= c_row_stride && (m - 1) * c_row_stride + n <= c.len(),
+        "gemm: a [{m}, {n}] output with rows {c_row_stride} apart does not fit in {} elements",
+        c.len()
+    );
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(c_row_stride)
+                .take(m)
+                .for_each(|row| row[..n].fill(T::zero()));
+        }
+        return;
+    }
+    assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
+    // SAFETY: the asserts above check that the largest strided index of a, b and c
+    // lies inside its slice, and `c` is borrowed mutably for the whole call.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            a.data.as_ptr(),
+            (a.row_stride as isize, a.col_stride as isize),
+            b.data.as_ptr(),
+            (b.row_stride as isize, b.col_stride as isize),
+            accumulate,
+            c.as_mut_ptr(),
+            (c_row_stride as isize, 1),
+        );
+    }
 }
 
 fn multiply<T: Float>(

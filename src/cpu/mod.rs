@@ -126,6 +126,26 @@ impl<T: Float, F: Fn(T, T, T) -> T> SimdKernel for Elementwise<'_, T, F> {
     }
 }
 
+/// Every row of `out` (a row-major matrix with `row.len()` columns) set to `row`, on
+/// the thread pool when `out` is large: a linear layer's output starts as its bias.
+pub fn fill_rows<T: Float>(out: &mut [T], row: &[T]) {
+    let width = row.len();
+    if width == 0 {
+        return;
+    }
+    fill_chunks(out, &|start, piece| {
+        // the piece starts `start % width` into a row: finish that row, then whole rows
+        let mut column = start % width;
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let len = (width - column).min(rest.len());
+            let (now, later) = rest.split_at_mut(len);
+            now.copy_from_slice(&row[column..column + len]);
+            (rest, column) = (later, 0);
+        }
+    });
+}
+
 /// Calls `fill(start, piece)` on `out` cut into pieces of [`CHUNK`] elements
 /// (`start`: where the piece begins in `out`), on the thread pool when `out` is
 /// large. One non-generic-over-`fill` function, so the thread pool's machinery is
@@ -338,6 +358,39 @@ fn for_each_row(
                 break;
             }
             index[axis] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_rows_repeats_the_row_for_every_width() {
+        // widths that divide the parallel pieces, straddle them, and exceed them
+        for width in [1, 3, 64, 1000, CHUNK + 5, 3 * CHUNK] {
+            let rows = PARALLEL_MIN_ELEMENTS.div_ceil(width) + 1;
+            let row: Vec<f32> = (0..width).map(|i| i as f32).collect();
+            let mut out = vec![-1.0f32; rows * width];
+            fill_rows(&mut out, &row);
+            for (r, out_row) in out.chunks_exact(width).enumerate() {
+                assert_eq!(out_row, &row[..], "width {width}, row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_of_a_wide_matrix_match_the_row_by_row_sum() {
+        // [rows, columns] summed over its rows, on the parallel path (shared-out columns)
+        let (rows, columns) = (300, 250);
+        let x: Vec<f32> = (0..rows * columns)
+            .map(|i| ((i * 37) % 101) as f32 / 7.0)
+            .collect();
+        let sums = reduce::sum_axis(&x, 1, rows, columns);
+        for (c, &sum) in sums.iter().enumerate() {
+            let expected = (0..rows).fold(0.0f32, |total, r| total + x[r * columns + c]);
+            assert_eq!(sum, expected, "column {c}");
         }
     }
 }

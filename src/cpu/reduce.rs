@@ -5,6 +5,9 @@ use rayon::prelude::*;
 use super::{CHUNK, PARALLEL_MIN_ELEMENTS};
 use crate::element::Float;
 
+/// Columns per task when [`sum_axis`] shares out the columns of one matrix.
+const COLUMNS_PER_TASK: usize = 64;
+
 /// `out[o, i] = Σₖ x[o, k, i]`.
 pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
     let mut out = super::buffer::zeroed(outer * inner);
@@ -27,6 +30,23 @@ pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Ve
             }
         }
     };
+    if outer == 1 && x.len() >= PARALLEL_MIN_ELEMENTS && inner >= 2 * COLUMNS_PER_TASK {
+        // One long sum per column (a bias gradient: [4096, 512] summed over its rows):
+        // share out the columns. Each column is still summed row by row, in order.
+        crate::threads::ensure_init();
+        out.par_chunks_mut(COLUMNS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, columns)| {
+                let first = task * COLUMNS_PER_TASK;
+                for row in x.chunks_exact(inner) {
+                    let row = &row[first..first + columns.len()];
+                    for (acc, &v) in columns.iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                }
+            });
+        return out;
+    }
     if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
         crate::threads::ensure_init();
         out.par_chunks_mut(inner).enumerate().for_each(body);
