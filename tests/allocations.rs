@@ -106,7 +106,23 @@ fn assert_steady_state_allocates_no_tensors(
     for _ in 0..5 {
         step();
     }
-    let counted = measure_step(step);
+    // Which thread runs which parallel task is up to work stealing: now and then a
+    // thread meets a kernel nested deeper than before and grows one of its scratch
+    // buffers once (seen on a loaded machine: LeNet's 84 kB conv columns). That is
+    // not a per-step allocation, so a step may be measured again — up to 3 times; a
+    // tensor built outside the pool shows up in every step and still fails.
+    let mut counted = measure_step(step);
+    for _ in 0..2 {
+        let clean = counted.pool_misses == 0
+            && counted.pool_returns == counted.pool_reuses
+            && counted.bytes < bookkeeping_bytes
+            && counted.largest < smallest_tensor_bytes;
+        if clean {
+            break;
+        }
+        eprintln!("{name}: measured again after {counted:?}");
+        counted = measure_step(step);
+    }
     eprintln!("{name}: {counted:?}");
     assert_eq!(
         counted.pool_misses, 0,

@@ -147,18 +147,23 @@ pub fn fill_rows<T: Float>(out: &mut [T], row: &[T]) {
 }
 
 /// Calls `fill(start, piece)` on `out` cut into pieces of [`CHUNK`] elements
-/// (`start`: where the piece begins in `out`), on the thread pool when `out` is
-/// large. One non-generic-over-`fill` function, so the thread pool's machinery is
-/// compiled once per element type rather than once per elementwise op.
+/// (`start`: where the piece begins in `out`), on the thread pool when `out` is large.
 fn fill_chunks<T: Float>(out: &mut [T], fill: &(dyn Fn(usize, &mut [T]) + Sync)) {
-    if out.len() < PARALLEL_MIN_ELEMENTS {
+    fill_pieces(out, CHUNK, fill);
+}
+
+/// [`fill_chunks`] with pieces of `piece_len` elements. `fill` is a `dyn` closure, so
+/// the thread pool's machinery is compiled once per element type rather than once
+/// per elementwise op (it had been a fifth of the crate's generated code).
+fn fill_pieces<T: Float>(out: &mut [T], piece_len: usize, fill: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if out.len() < PARALLEL_MIN_ELEMENTS || piece_len == 0 || piece_len >= out.len() {
         fill(0, out);
         return;
     }
     crate::threads::ensure_init();
-    out.par_chunks_mut(CHUNK)
+    out.par_chunks_mut(piece_len)
         .enumerate()
-        .for_each(|(index, piece)| fill(index * CHUNK, piece));
+        .for_each(|(index, piece)| fill(index * piece_len, piece));
 }
 
 /// `row[i] ← e^((row[i] − shift)·scale)`: the exponentials of a softmax, in one loop
@@ -206,7 +211,7 @@ pub fn zip_broadcast<T: Float>(
     let ndim = out_shape.len();
     let row_len = out_shape[ndim - 1];
     let (a_step, b_step) = (a_strides[ndim - 1], b_strides[ndim - 1]);
-    let fill_rows = |first_row: usize, out: &mut [T]| {
+    let fill_out_rows = |first_row: usize, out: &mut [T]| {
         for (r, out_row) in out.chunks_mut(row_len).enumerate() {
             // Where this output row starts in a and b.
             let (mut a_at, mut b_at) = (0, 0);
@@ -244,17 +249,14 @@ pub fn zip_broadcast<T: Float>(
             }
         }
     };
-    let total = shape::numel(out_shape);
-    let mut out = buffer::take(total);
-    if total < PARALLEL_MIN_ELEMENTS || row_len == 0 {
-        fill_rows(0, &mut out);
-    } else {
-        crate::threads::ensure_init();
-        let rows_per_task = CHUNK.div_ceil(row_len);
-        out.par_chunks_mut(rows_per_task * row_len)
-            .enumerate()
-            .for_each(|(task, out)| fill_rows(task * rows_per_task, out));
+    let mut out = buffer::take(shape::numel(out_shape));
+    if row_len == 0 {
+        return out;
     }
+    let rows_per_task = CHUNK.div_ceil(row_len);
+    fill_pieces(&mut out, rows_per_task * row_len, &|start, piece| {
+        fill_out_rows(start / row_len, piece)
+    });
     out
 }
 
