@@ -21,10 +21,13 @@ const MAX_POOLED_BYTES: usize = 256 << 20;
 /// Most buffers of one length kept pooled.
 const MAX_PER_LENGTH: usize = 64;
 
-/// Every this many buffers given back, the pool frees what nobody asked for since
-/// the last trim: lengths that stopped being used (the last, smaller batch of an
-/// epoch; an evaluation batch size) and surplus buffers of lengths that are used.
-/// Much longer than a training step, so a step's buffers always survive it.
+/// Every this many buffers given back, the pool frees what nobody needed since the
+/// last trim: lengths that stopped being used (the last, smaller batch of an epoch;
+/// an evaluation batch size), and surplus buffers of lengths that are used — the
+/// buffers that sat in the pool the whole time (its low-water mark), such as
+/// buffers a tensor gave back that never came from the pool (an op that builds its
+/// output with `vec!`). Much longer than a training step, so a step's buffers always
+/// survive it.
 const TRIM_PERIOD: u32 = 1024;
 
 /// Most [`Scratch`] buffers one thread keeps per element type.
@@ -68,8 +71,9 @@ pub struct Pool<T> {
 struct Bucket<T> {
     len: usize,
     free: Vec<Vec<T>>,
-    /// Buffers of this length asked for since the last trim.
-    takes: usize,
+    /// The fewest free buffers there were at any moment since the last trim: that
+    /// many were never needed.
+    low_water: usize,
 }
 
 impl<T> Default for Pool<T> {
@@ -85,14 +89,14 @@ impl<T> Default for Pool<T> {
 }
 
 impl<T> Pool<T> {
-    /// Keeps at most as many free buffers of each length as were asked for since
-    /// the last trim.
+    /// Frees, for each length, the buffers that were never needed since the last
+    /// trim (the bucket's low-water mark), and starts the next period.
     fn trim(&mut self) {
         for bucket in &mut self.buckets {
-            let surplus = bucket.free.len().saturating_sub(bucket.takes);
+            let surplus = bucket.low_water.min(bucket.free.len());
             bucket.free.truncate(bucket.free.len() - surplus);
             self.bytes -= surplus * bucket.len * size_of::<T>();
-            bucket.takes = 0;
+            bucket.low_water = bucket.free.len();
         }
         self.buckets.retain(|bucket| !bucket.free.is_empty());
         self.gives_since_trim = 0;
@@ -124,8 +128,9 @@ pub fn take<T: Recycle>(len: usize) -> Vec<T> {
             let pool = &mut *pool;
             let bucket = pool.buckets.iter_mut().find(|bucket| bucket.len == len);
             let found = bucket.and_then(|bucket| {
-                bucket.takes += 1;
-                bucket.free.pop()
+                let buffer = bucket.free.pop();
+                bucket.low_water = bucket.low_water.min(bucket.free.len());
+                buffer
             });
             match found {
                 Some(buffer) => {
@@ -188,7 +193,7 @@ pub fn give<T: Recycle>(buffer: Vec<T>) {
                 pool.buckets.push(Bucket {
                     len,
                     free: Vec::new(),
-                    takes: 0,
+                    low_water: 0,
                 });
                 pool.buckets.len() - 1
             }
@@ -363,6 +368,39 @@ mod tests {
         // held at the same time: a second buffer
         let other = Scratch::<f32>::new(10);
         assert_ne!(other.as_ptr(), address);
+    }
+
+    #[test]
+    fn buffers_the_pool_never_handed_out_are_freed_at_the_next_trims() {
+        release();
+        // a steady "step": 10 buffers of each of 10 lengths taken, then given back
+        const PER_LENGTH: usize = 10;
+        let lengths = || (1..=10).map(|i| i * 64);
+        let step = || {
+            let held: Vec<Vec<f32>> = lengths()
+                .flat_map(|len| (0..PER_LENGTH).map(move |_| take(len)))
+                .collect();
+            held.into_iter().for_each(give);
+        };
+        step();
+        // an op that builds its output outside the pool: one extra buffer per step
+        for _ in 0..300 {
+            step();
+            give(vec![0.0f32; 64]);
+        }
+        // a trim period sees about TRIM_PERIOD / 100 strays arrive; each is freed by
+        // the second trim after it came, so at most two periods' worth stay (without
+        // the trim they would pile up to MAX_PER_LENGTH − 10 = 54)
+        let step_bytes: usize = lengths().map(|len| len * 4 * PER_LENGTH).sum();
+        let strays = (stats().pooled_bytes as usize - step_bytes) / (64 * 4);
+        assert!(
+            strays <= 2 * (TRIM_PERIOD as usize / 100 + 1),
+            "{strays} strays pooled"
+        );
+        // and the step's own buffers survive every trim: no new allocation
+        let before = stats().allocated;
+        step();
+        assert_eq!(stats().allocated, before);
     }
 
     #[test]
