@@ -32,6 +32,48 @@
 //! Where things are: [`Tensor`] (creation, queries), the ops in [`ops`] (one file per
 //! family), the graph walk in [`autograd`], numerical checks in [`gradcheck()`].
 
+/// `println!` / `print!` for what the `nabla` command and the dashboard print to
+/// standard output (see [`write_stdout`]).
+#[cfg(any(feature = "cli", feature = "dashboard"))]
+macro_rules! outln {
+    () => { $crate::write_stdout(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), true) };
+}
+#[cfg(any(feature = "cli", feature = "dashboard"))]
+macro_rules! outprint {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), false) };
+}
+
+/// Writes to standard output (and a newline when `newline`). If the reader has gone —
+/// `nabla train … | head` — the process ends quietly with status 0, as Unix tools do,
+/// instead of panicking as `println!` would; any other write error is reported on
+/// stderr and ends the process with status 1. Checkpoints are written atomically, so
+/// nothing is left half-written.
+#[cfg(any(feature = "cli", feature = "dashboard"))]
+#[doc(hidden)]
+pub fn write_stdout(text: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(text)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("error: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
 pub mod autograd;
 pub mod checkpoint;
 #[cfg(feature = "cli")]

@@ -857,3 +857,29 @@ fn tensorboard_event_files_go_where_the_flag_or_the_config_says() {
     events_in(&elsewhere);
     assert!(!run.join("tensorboard").exists());
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // `nabla train … | head -1`: the reader goes away while nabla is still printing;
+    // nabla stops with status 0, as Unix tools do, rather than panicking on the write
+    let dir = temp_dir("closed-stdout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(["train", "examples/xor.toml", "--out"])
+        .arg(dir.join("run"))
+        .current_dir(ROOT)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader closes its end at once
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert!(status.success(), "status {status}, stderr: {stderr}");
+}

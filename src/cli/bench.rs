@@ -76,7 +76,7 @@ fn report(mut line: serde_json::Value, world: &World, stepper: &DataParallel) {
             3
         ));
     }
-    println!("{line}");
+    outln!("{line}");
 }
 
 /// The reference `mlp` (784-256-128-10, SGD 0.05 momentum 0.9, batch 128, 5 epochs)
@@ -205,7 +205,7 @@ fn tiny(steps: usize) -> Result<()> {
     line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
     line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
     line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
-    println!("{line}");
+    outln!("{line}");
     Ok(())
 }
 
@@ -380,7 +380,7 @@ fn gemm_workload() -> Result<()> {
         line["median_gflops"] = json!(round(flops / ((times[4] + times[5]) / 2.0) / 1e9, 2));
         line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

@@ -37,13 +37,13 @@ pub fn serve_dirs(dirs: &[PathBuf], address: &str) -> Result<()> {
     }
     let dashboard = Dashboard::serve(address, runs)?;
     announce(&dashboard);
-    println!("serving {} run(s); press Ctrl-C to stop", dirs.len());
+    outln!("serving {} run(s); press Ctrl-C to stop", dirs.len());
     wait_for_ctrl_c(&super::ctrl_c_flag());
     Ok(())
 }
 
 fn announce(dashboard: &Dashboard) {
-    println!("dashboard: {}", dashboard.url());
+    outln!("dashboard: {}", dashboard.url());
     if dashboard.is_exposed() {
         eprintln!(
             "warning: the dashboard listens on {}, not only on this machine: anyone who can \
@@ -55,7 +55,7 @@ fn announce(dashboard: &Dashboard) {
 
 /// After training: the page stays up with the finished run until Ctrl-C.
 pub fn keep_serving(dashboard: &Dashboard, interrupted: &Arc<AtomicBool>) {
-    println!(
+    outln!(
         "training is over; the dashboard keeps serving the run at {} — press Ctrl-C to stop",
         dashboard.url()
     );

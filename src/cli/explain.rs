@@ -256,7 +256,7 @@ pub fn run(
     let t = target.map_or(Ok(vec![1.0]), |s| parse_values(s, "target"))?;
     let layers = match (config, sample) {
         (Some(path), Some(sample)) => {
-            print!(
+            outprint!(
                 "{}",
                 super::explain_model::explain_config(path, sample, lr)?
             );
@@ -264,7 +264,7 @@ pub fn run(
         }
         // no input of the user's: take the config's first training sample
         (Some(path), None) if input.is_none() && target.is_none() => {
-            print!("{}", super::explain_model::explain_config(path, 0, lr)?);
+            outprint!("{}", super::explain_model::explain_config(path, 0, lr)?);
             return Ok(());
         }
         (Some(path), None) => network_from_config(&Config::load(path)?, x.len(), t.len())?,
@@ -292,11 +292,11 @@ pub fn run(
     if lr.is_nan() || lr <= 0.0 {
         return Err(Error::Config(format!("--lr must be positive, found {lr}")));
     }
-    print!("{}", explain_text(&layers, &x, &t, lr)?);
+    outprint!("{}", explain_text(&layers, &x, &t, lr)?);
     if let Some(path) = dot {
         let text = graph_dot(&layers, &x, &t);
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
-        println!(
+        outln!(
             "\nwrote the computation graph to {} (render: dot -Tpng {} -o graph.png)",
             path.display(),
             path.display()

@@ -48,7 +48,7 @@ pub fn run(dataset: &str, out: &Path, from: Option<PathBuf>, limit: Option<usize
                 .save(&path)
                 .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
         }
-        println!(
+        outln!(
             "{split}: {written} images under {}",
             out.join(split).display()
         );

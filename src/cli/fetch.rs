@@ -181,7 +181,7 @@ pub fn run(
     for resource in resources {
         let path = dir.join(resource.name);
         if std::fs::read(&path).is_ok_and(|existing| resource.digest.matches(&existing).0) {
-            println!("{}: already present, checksum ok", path.display());
+            outln!("{}: already present, checksum ok", path.display());
             continue;
         }
         let mut failures = Vec::new();
@@ -193,7 +193,7 @@ pub fn run(
                     let (ok, actual) = resource.digest.matches(&bytes);
                     if ok {
                         crate::checkpoint::write_atomically(&path, &bytes)?;
-                        println!(
+                        outln!(
                             "{}: {} bytes from {url}, checksum ok",
                             path.display(),
                             bytes.len()
@@ -219,7 +219,7 @@ pub fn run(
             ));
         }
     }
-    println!("{dataset} is in {}", dir.display());
+    outln!("{dataset} is in {}", dir.display());
     Ok(())
 }
 
@@ -247,7 +247,7 @@ fn fetch_archive(
         .iter()
         .all(|member| dir.join(base_name(member)).is_file());
     if present && local.is_none() {
-        println!("{}: already unpacked there", dir.display());
+        outln!("{}: already unpacked there", dir.display());
         return Ok(());
     }
     let (bytes, source) = match local {
@@ -258,7 +258,7 @@ fn fetch_archive(
         None => {
             let base = mirror.unwrap_or(CIFAR_SITE);
             let url = format!("{}/{}", base.trim_end_matches('/'), archive.name);
-            println!("downloading {url} ({} MB)…", archive.bytes / 1_000_000);
+            outln!("downloading {url} ({} MB)…", archive.bytes / 1_000_000);
             let bytes = download(&url).map_err(|e| Error::Config(format!("{url}: {e}")))?;
             (bytes, url)
         }
@@ -266,7 +266,7 @@ fn fetch_archive(
     verify_archive(archive, &bytes).map_err(|why| Error::Config(format!("{source}: {why}")))?;
     let written = unpack(&bytes, archive.members, &dir)
         .map_err(|why| Error::Config(format!("{source}: {why}")))?;
-    println!(
+    outln!(
         "{}: {} files from {source} (size and MD5 ok)",
         dir.display(),
         written.len()

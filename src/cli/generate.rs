@@ -154,13 +154,13 @@ pub fn eval(dir: &Path, data: Option<&Path>) -> Result<()> {
     let loss = experiment::build_loss(&lm.config.train);
     let loader = crate::data::DataLoader::new(&windows, 32);
     let result = crate::train::evaluate_with(&lm.model, &loader, &loss, |_, _| {});
-    println!(
+    outln!(
         "{source}: {} windows of {} tokens ({} predictions)",
         windows.len(),
         lm.block_size,
         result.samples
     );
-    println!(
+    outln!(
         "loss {:.4} nats/token  perplexity {:.3}  next-token accuracy {:.2}%",
         result.loss,
         result.loss.exp(),

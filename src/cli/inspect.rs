@@ -84,13 +84,13 @@ pub fn eval(trained: &Trained) -> Result<()> {
     let result = evaluate_with(&trained.model, &loader, &loss, |logits, labels| {
         matrix.add_batch(logits, labels)
     });
-    println!(
+    outln!(
         "test samples {}  loss {:.4}  accuracy {:.2}%",
         result.samples,
         result.loss,
         100.0 * result.accuracy
     );
-    println!("\nclass  precision  recall     f1");
+    outln!("\nclass  precision  recall     f1");
     for c in 0..classes {
         let name = trained
             .data
@@ -98,17 +98,17 @@ pub fn eval(trained: &Trained) -> Result<()> {
             .get(c)
             .cloned()
             .unwrap_or_else(|| c.to_string());
-        println!(
+        outln!(
             "{name:>5}  {:>9.4}  {:>6.4}  {:>6.4}",
             matrix.precision(c),
             matrix.recall(c),
             matrix.f1(c)
         );
     }
-    println!("\nconfusion matrix (rows: actual, columns: predicted)\n{matrix}");
+    outln!("\nconfusion matrix (rows: actual, columns: predicted)\n{matrix}");
     let png = trained.dir.join("confusion.png");
     super::plot::confusion(&png, &matrix, &trained.data.class_names)?;
-    println!("wrote {}", png.display());
+    outln!("wrote {}", png.display());
     Ok(())
 }
 
@@ -145,7 +145,7 @@ pub fn predict(trained: &Trained, inputs: &[PathBuf], top: usize, invert: bool) 
                     )
                 })
                 .collect();
-            println!("{name}: {}", shown.join(", "));
+            outln!("{name}: {}", shown.join(", "));
         }
     }
     Ok(())
@@ -302,9 +302,13 @@ pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Res
         .into_iter()
         .map(|(n, p)| (n, p.shape().to_vec()))
         .collect();
-    println!(
+    outln!(
         "{:<14} {:<16} {:>8} {:>13} {:>13}  result",
-        "tensor", "shape", "checked", "max abs err", "max rel err"
+        "tensor",
+        "shape",
+        "checked",
+        "max abs err",
+        "max rel err"
     );
     let mut all_passed = true;
     for r in &report.inputs {
@@ -313,7 +317,7 @@ pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Res
             .map_or_else(|| format!("{:?}", input.shape()), |s| format!("{s:?}"));
         let passed = r.max_rel_error <= tolerance;
         all_passed &= passed;
-        println!(
+        outln!(
             "{:<14} {:<16} {:>8} {:>13.3e} {:>13.3e}  {}",
             r.name,
             shape,
@@ -323,7 +327,7 @@ pub fn gradcheck(config_path: &Path, tolerance: f64, max_elements: usize) -> Res
             if passed { "pass" } else { "FAIL" }
         );
     }
-    println!(
+    outln!(
         "\n{}: analytic vs central differences (ε = 1e-6) in f64, tolerance {tolerance:e} (relative, absolute below 1)",
         if all_passed {
             "all gradients pass"

@@ -82,7 +82,7 @@ impl Progress {
                 let tenth = batch * 4 / batches.max(1);
                 if batches >= 40 && tenth > self.last_reported_tenth && tenth < 4 {
                     self.last_reported_tenth = tenth;
-                    println!("  step {batch}/{batches}: {message}");
+                    outln!("  step {batch}/{batches}: {message}");
                 }
             }
         }
@@ -97,14 +97,14 @@ impl Progress {
             Some(steps) => steps_summary_line(m, self.epochs, steps),
             None => summary_line(m, self.epochs),
         };
-        println!("{line}");
+        outln!("{line}");
     }
 
     /// A message that must not be mixed into the bar.
     pub fn println(&self, message: &str) {
         match &self.bar {
             Some(bar) => bar.println(message),
-            None => println!("{message}"),
+            None => outln!("{message}"),
         }
     }
 

@@ -126,7 +126,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         if let Some(run_dir) = &mut run_dir {
             run_dir.keep_epochs(point.epoch)?;
             run_dir.keep_steps(point.epoch * train_loader.num_batches() + point.step)?;
-            println!(
+            outln!(
                 "resuming {} at epoch {}, step {}",
                 out.display(),
                 point.epoch + 1,
@@ -136,10 +136,10 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     } else if let Some(run_dir) = &mut run_dir {
         run_dir.keep_epochs(0)?;
         run_dir.keep_steps(0)?;
-        println!("{}", model.summary(&batch_shape(data.train.as_ref())));
+        outln!("{}", model.summary(&batch_shape(data.train.as_ref())));
     }
     if world.is_root() && world.is_distributed() {
-        println!(
+        outln!(
             "data-parallel over {} ranks: each takes {}–{} samples of every batch of {}",
             world.size(),
             config.data.batch_size / world.size(),
@@ -149,7 +149,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     }
     if options.start_epoch >= options.epochs {
         if world.is_root() {
-            println!(
+            outln!(
                 "nothing to do: the run already finished its {} epochs",
                 options.epochs
             );
@@ -532,7 +532,7 @@ impl Watcher<'_> {
         }
         result?;
         if let Some((epoch, step)) = self.stopped_at {
-            println!(
+            outln!(
                 "interrupted at epoch {epoch}, step {step}: checkpoint saved; continue with `nabla train --resume {out}`"
             );
             return Ok(Outcome::Interrupted);
@@ -540,12 +540,12 @@ impl Watcher<'_> {
         match (run_dir.history().last(), self.language_model) {
             (Some(last), true) => {
                 let loss = last.test_loss.unwrap_or(f64::NAN);
-                println!(
+                outln!(
                     "done: validation loss {loss:.4} nats/token (perplexity {:.2}) — run directory {out}\nwrite with: nabla generate {out} --prompt \"…\"",
                     loss.exp()
                 );
             }
-            (Some(last), false) => println!(
+            (Some(last), false) => outln!(
                 "done: test accuracy {:.2}% — run directory {out}",
                 100.0 * last.test_accuracy.unwrap_or(0.0)
             ),
