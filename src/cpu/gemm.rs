@@ -181,7 +181,8 @@ pub fn gemm_batched<'a, T: Float>(
 /// many threads there are). A small output with a long inner dimension is instead
 /// summed from fixed-size chunks of `k`, in order — again the same for any thread count.
 pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
-    multiply(a, b, c, accumulate, true);
+    let n = b.cols;
+    multiply(a, b, (c, n), accumulate, true);
 }
 
 /// [`gemm`] on the calling thread only: for callers that are already one of many
@@ -189,7 +190,8 @@ pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulat
 /// would only add scheduling — and let a waiting task pick up a sibling's work
 /// while it holds its own scratch buffers.
 pub fn gemm_serial<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
-    multiply(a, b, c, accumulate, false);
+    let n = b.cols;
+    multiply(a, b, (c, n), accumulate, false);
 }
 
 /// [`gemm_serial`] into a `a.rows × b.cols` matrix whose rows lie `c_row_stride`
@@ -202,12 +204,26 @@ pub fn gemm_serial_strided<T: Float>(
     c_row_stride: usize,
     accumulate: bool,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    multiply(a, b, (c, c_row_stride), accumulate, false);
+}
+
+/// `c (+)= a · b` with `c`'s rows `c_row_stride` apart (`b.cols` when contiguous).
+fn multiply<T: Float>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    (c, c_row_stride): (&mut [T], usize),
+    accumulate: bool,
+    may_split: bool,
+) {
     assert_eq!(
-        k, b.rows,
-        "gemm: inner dimensions differ: [{m}, {k}] · [{}, {n}]",
-        b.rows
+        a.cols, b.rows,
+        "gemm: inner dimensions differ: [{}, {}] · [{}, {}]",
+        a.rows, a.cols, b.rows, b.cols
     );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if c_row_stride == n {
+        assert_eq!(c.len(), m * n, "gemm: output buffer has the wrong size");
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -225,49 +241,7 @@ pub fn gemm_serial_strided<T: Float>(
         return;
     }
     assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
-    // SAFETY: the asserts above check that the largest strided index of a, b and c
-    // lies inside its slice, and `c` is borrowed mutably for the whole call.
-    unsafe {
-        T::gemm_raw(
-            m,
-            k,
-            n,
-            a.data.as_ptr(),
-            (a.row_stride as isize, a.col_stride as isize),
-            b.data.as_ptr(),
-            (b.row_stride as isize, b.col_stride as isize),
-            accumulate,
-            c.as_mut_ptr(),
-            (c_row_stride as isize, 1),
-        );
-    }
-}
-
-fn multiply<T: Float>(
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    c: &mut [T],
-    accumulate: bool,
-    may_split: bool,
-) {
-    assert_eq!(
-        a.cols, b.rows,
-        "gemm: inner dimensions differ: [{}, {}] · [{}, {}]",
-        a.rows, a.cols, b.rows, b.cols
-    );
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(c.len(), m * n, "gemm: output buffer has the wrong size");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(T::zero());
-        }
-        return;
-    }
-    assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
-    if may_split && m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
+    if may_split && c_row_stride == n && m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
         return gemm_split_k(a, b, c, accumulate);
     }
     let threads = if may_split && m * n * k >= PARALLEL_MIN_WORK {
@@ -279,9 +253,9 @@ fn multiply<T: Float>(
     // Share out the longer side of C: for a wide C that is its columns, i.e. the
     // rows of Cᵀ = Bᵀ·Aᵀ, written through transposed strides.
     let (lhs, rhs, rows, cols, c_strides) = if n > m {
-        (b.t(), a.t(), n, m, (1, n))
+        (b.t(), a.t(), n, m, (1, c_row_stride))
     } else {
-        (a, b, m, n, (n, 1))
+        (a, b, m, n, (c_row_stride, 1))
     };
     let block = rows.div_ceil(threads).next_multiple_of(16).min(rows);
     let c_ptr = SharedOut(c.as_mut_ptr());
