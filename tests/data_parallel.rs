@@ -44,9 +44,9 @@ impl Communicator for Member {
     fn size(&self) -> usize {
         self.group.size
     }
-    fn sum_f32(&self, values: &mut [f32]) {
-        let all = self.exchange(values.iter().map(|&v| v as f64).collect());
-        for (i, value) in values.iter_mut().enumerate() {
+    fn sum_f32(&self, sent: &[f32], sums: &mut [f32]) {
+        let all = self.exchange(sent.iter().map(|&v| v as f64).collect());
+        for (i, value) in sums.iter_mut().enumerate() {
             *value = all.iter().fold(0.0f32, |sum, rank| sum + rank[i] as f32);
         }
     }

@@ -432,6 +432,9 @@ pub fn ctrl_c_flag() -> Arc<AtomicBool> {
 fn join_world() -> std::result::Result<crate::distributed::World, String> {
     #[cfg(feature = "mpi")]
     if crate::distributed::mpi::launched_by_mpi() {
+        // SAFETY: called first thing in `main`, before this process starts any
+        // other thread, so nothing reads the environment while it changes.
+        unsafe { crate::distributed::mpi::prefer_yielding() };
         return crate::distributed::mpi::Mpi::init();
     }
     Ok(crate::distributed::World::single())

@@ -17,6 +17,26 @@ pub fn launched_by_mpi() -> bool {
         .any(|name| std::env::var_os(name).is_some())
 }
 
+/// Asks Open MPI to yield the core while a collective waits for the other ranks,
+/// unless the user chose otherwise (`OMPI_MCA_mpi_yield_when_idle` set). By default
+/// it busy-polls; on the communication thread that spinning takes the core from the
+/// rank's own backward whenever the ranks fill the machine's cores (measured: mlp,
+/// 2 ranks × 1 thread on 2 cores, 0.61 → 0.50 s per epoch). Where a core is free,
+/// yielding returns at once and costs nothing. Other MPIs ignore the variable.
+/// Call it before [`Mpi::init`].
+///
+/// # Safety
+///
+/// It sets an environment variable: no other thread may read or write the
+/// environment meanwhile (call it before starting threads).
+pub unsafe fn prefer_yielding() {
+    const YIELD: &str = "OMPI_MCA_mpi_yield_when_idle";
+    if std::env::var_os(YIELD).is_none() {
+        // SAFETY: the caller guarantees that no other thread touches the environment.
+        unsafe { std::env::set_var(YIELD, "1") };
+    }
+}
+
 /// How many ranks run on this machine (to share its cores among them).
 pub fn ranks_on_this_node() -> usize {
     ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
@@ -72,9 +92,8 @@ impl Communicator for Mpi {
         self.size
     }
 
-    fn sum_f32(&self, values: &mut [f32]) {
-        let sent = values.to_vec();
-        self.with_world(|world| world.all_reduce_into(&sent[..], values, SystemOperation::sum()));
+    fn sum_f32(&self, sent: &[f32], sums: &mut [f32]) {
+        self.with_world(|world| world.all_reduce_into(sent, sums, SystemOperation::sum()));
     }
 
     fn sum_f64(&self, values: &mut [f64]) {

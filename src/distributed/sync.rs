@@ -38,8 +38,9 @@ struct Bucket {
     params: Vec<usize>,
     /// Gradients final so far in this backward.
     ready: usize,
-    /// The flat buffer, kept between steps.
+    /// The flat gradients sent, and their sums over the ranks: kept between steps.
     buffer: Vec<f32>,
+    sums: Vec<f32>,
 }
 
 /// Sums the gradients of `params` over all ranks, one bucket at a time as backward
@@ -77,6 +78,7 @@ impl GradientSync {
                     params: Vec::new(),
                     ready: 0,
                     buffer: Vec::new(),
+                    sums: Vec::new(),
                 });
                 filled = 0;
             }
@@ -126,6 +128,7 @@ impl GradientSync {
         let waiting = Instant::now();
         for (index, pending) in std::mem::take(&mut self.in_flight) {
             let Summed {
+                sent,
                 values: summed,
                 seconds,
             } = pending.wait();
@@ -141,7 +144,8 @@ impl GradientSync {
                 offset += param.numel();
             }
             let bucket = &mut self.buckets[index];
-            bucket.buffer = summed;
+            bucket.buffer = sent;
+            bucket.sums = summed;
             bucket.ready = 0;
         }
         self.stats.wait_seconds += waiting.elapsed().as_secs_f64();
@@ -175,6 +179,7 @@ impl GradientSync {
         let index = self.sent();
         let bucket = &mut self.buckets[index];
         let mut values = std::mem::take(&mut bucket.buffer);
+        let sums = std::mem::take(&mut bucket.sums);
         values.clear();
         for &param_index in &bucket.params {
             let param = &self.params[param_index];
@@ -184,6 +189,6 @@ impl GradientSync {
             }
         }
         self.in_flight
-            .push((index, self.world.start_sum_f32(values)));
+            .push((index, self.world.start_sum_f32(values, sums)));
     }
 }
