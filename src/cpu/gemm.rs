@@ -128,6 +128,12 @@ impl<'a, T: Float> MatRef<'a, T> {
 /// to the pool would cost more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
+/// At most this many multiply-adds, a product is computed by its definition: the
+/// GEMM crate's packing buffers and edge kernels would cost more than the
+/// arithmetic (a tiny network's whole step is a handful of such products; measured
+/// crossover: 200–300 multiply-adds).
+const SMALL_PRODUCT: usize = 1 << 8;
+
 /// A product whose output has at most this many elements but whose inner dimension
 /// is long (a convolution's weight gradient: `[16, 150]` summed over 6,400 pixels
 /// per image) is split along `k` instead, in chunks of [`K_CHUNK`].
@@ -241,6 +247,9 @@ fn multiply<T: Float>(
         return;
     }
     assert!(a.last_index() < a.data.len() && b.last_index() < b.data.len());
+    if m * n * k <= SMALL_PRODUCT {
+        return multiply_by_definition(a, b, (c, c_row_stride), accumulate);
+    }
     if may_split && c_row_stride == n && m * n <= SMALL_OUTPUT && k >= 2 * K_CHUNK {
         return gemm_split_k(a, b, c, accumulate);
     }
@@ -287,6 +296,24 @@ fn multiply<T: Float>(
         (0..rows.div_ceil(block))
             .into_par_iter()
             .for_each(|index| multiply_block(index * block));
+    }
+}
+
+/// `c (+)= a · b` by the definition, `c[i][j] = Σ_p a[i][p]·b[p][j]` summed in order
+/// of `p`, for products too small to be worth packing.
+fn multiply_by_definition<T: Float>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    (c, c_row_stride): (&mut [T], usize),
+    accumulate: bool,
+) {
+    let a_at = |i: usize, p: usize| a.data[i * a.row_stride + p * a.col_stride];
+    let b_at = |p: usize, j: usize| b.data[p * b.row_stride + j * b.col_stride];
+    for (i, c_row) in c.chunks_mut(c_row_stride).take(a.rows).enumerate() {
+        for (j, out) in c_row[..b.cols].iter_mut().enumerate() {
+            let dot = (0..a.cols).fold(T::zero(), |sum, p| sum + a_at(i, p) * b_at(p, j));
+            *out = if accumulate { *out + dot } else { dot };
+        }
     }
 }
 
@@ -337,3 +364,61 @@ impl<T> SharedOut<T> {
 // an output that `gemm` borrows mutably until they have all finished.
 unsafe impl<T: Send> Send for SharedOut<T> {}
 unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The small-product path and the GEMM kernel compute the same `C (+)= A·B`, for
+    /// plain and transposed operands, and shapes on both sides of [`SMALL_PRODUCT`].
+    #[test]
+    fn products_by_definition_match_the_gemm_kernel() {
+        for (m, k, n) in [(4, 2, 8), (1, 8, 1), (8, 4, 8), (3, 5, 7), (6, 7, 9)] {
+            let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.73).cos()).collect();
+            for (transpose_a, transpose_b, accumulate) in [
+                (false, false, false),
+                (true, false, true),
+                (false, true, false),
+                (true, true, true),
+            ] {
+                // stored transposed, read back through swapped strides
+                let a_ref = if transpose_a {
+                    MatRef::row_major(&a, k, m).t()
+                } else {
+                    MatRef::row_major(&a, m, k)
+                };
+                let b_ref = if transpose_b {
+                    MatRef::row_major(&b, n, k).t()
+                } else {
+                    MatRef::row_major(&b, k, n)
+                };
+                let start: Vec<f64> = (0..m * n).map(|i| i as f64).collect();
+                let mut direct = start.clone();
+                multiply_by_definition(a_ref, b_ref, (&mut direct, n), accumulate);
+                let mut kernel = start;
+                // SAFETY: the strides and extents describe the vectors above.
+                unsafe {
+                    f64::gemm_raw(
+                        m,
+                        k,
+                        n,
+                        a_ref.data.as_ptr(),
+                        (a_ref.row_stride as isize, a_ref.col_stride as isize),
+                        b_ref.data.as_ptr(),
+                        (b_ref.row_stride as isize, b_ref.col_stride as isize),
+                        accumulate,
+                        kernel.as_mut_ptr(),
+                        (n as isize, 1),
+                    )
+                };
+                for (d, g) in direct.iter().zip(&kernel) {
+                    assert!(
+                        (d - g).abs() <= 1e-12 * (1.0 + g.abs()),
+                        "{m}×{k}×{n}: {d} vs {g}"
+                    );
+                }
+            }
+        }
+    }
+}
