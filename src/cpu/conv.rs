@@ -256,10 +256,12 @@ impl Padded {
         i * win.dilation.0 * self.width + j * win.dilation.1
     }
 
-    /// Every input plane of `x`, zero-padded.
-    fn planes<T: Float>(&self, x: &[T], win: &Window) -> Vec<T> {
+    /// Every input plane of `x`, zero-padded, then `tail` zeros.
+    fn planes<T: Float>(&self, x: &[T], win: &Window, tail: usize) -> Vec<T> {
         let image_len = win.channels * win.height * win.width;
-        let mut out = super::buffer::take(win.batch * win.channels * self.plane_len);
+        let planes_len = win.batch * win.channels * self.plane_len;
+        let mut out = super::buffer::take(planes_len + tail);
+        out[planes_len..].fill(T::zero());
         for (padded, image) in out
             .chunks_exact_mut(win.channels * self.plane_len)
             .zip(x.chunks_exact(image_len))
@@ -365,8 +367,9 @@ impl Padded {
 }
 
 /// Outputs computed per task in the wide layout: enough to keep the accumulators of
-/// one block in registers across all taps.
+/// one block in registers across all taps (four runs of 16, see [`block_sums`]).
 const DIRECT_BLOCK: usize = 64;
+const _: () = assert!(DIRECT_BLOCK == 4 * 16);
 
 /// One output plane of [`conv_direct`]: everything it reads, and the plane it writes.
 struct DirectPlane<'a, T> {
@@ -375,6 +378,8 @@ struct DirectPlane<'a, T> {
     bias: Option<&'a [T]>,
     win: &'a Window,
     padded: &'a Padded,
+    /// How far each tap shifts a plane, in tap order.
+    shifts: &'a [usize],
     out_channels: usize,
     groups: usize,
     plane_index: usize,
@@ -392,6 +397,7 @@ impl<T: Float> super::SimdKernel for DirectPlane<'_, T> {
             bias,
             win,
             padded,
+            shifts,
             out_channels,
             groups,
             plane_index,
@@ -401,27 +407,14 @@ impl<T: Float> super::SimdKernel for DirectPlane<'_, T> {
         let (kh, kw) = win.kernel;
         let (group_in, group_out) = (win.channels / groups, out_channels / groups);
         let (n, o) = (plane_index / out_channels, plane_index % out_channels);
+        let shifts = &shifts[..kh * kw];
         let first_channel = (o / group_out) * group_in;
         let b = bias.map_or(T::zero(), |b| b[o]);
+        let planes = &xp[(n * win.channels + first_channel) * padded.plane_len..];
+        let weights = &w[o * group_in * kh * kw..][..group_in * kh * kw];
         for start in (0..padded.wide_len).step_by(DIRECT_BLOCK) {
             let len = DIRECT_BLOCK.min(padded.wide_len - start);
-            let mut acc = [b; DIRECT_BLOCK];
-            for c in 0..group_in {
-                let plane = &xp[(n * win.channels + first_channel + c) * padded.plane_len..]
-                    [..padded.plane_len];
-                let taps = &w[(o * group_in + c) * kh * kw..][..kh * kw];
-                for (tap, &weight) in taps.iter().enumerate() {
-                    let src = &plane[start + padded.shift(win, tap / kw, tap % kw)..][..len];
-                    if let Ok(src) = <&[T; DIRECT_BLOCK]>::try_from(src) {
-                        // a full block: a fixed-length loop the compiler turns into SIMD
-                        for k in 0..DIRECT_BLOCK {
-                            acc[k] += weight * src[k];
-                        }
-                    } else {
-                        acc.iter_mut().zip(src).for_each(|(a, &v)| *a += weight * v);
-                    }
-                }
-            }
+            let acc = block_sums(b, &planes[start..], padded.plane_len, weights, shifts);
             // keep the real columns of the wide rows, a run at a time
             let mut q = start;
             while q < start + len {
@@ -435,6 +428,49 @@ impl<T: Float> super::SimdKernel for DirectPlane<'_, T> {
             }
         }
     }
+}
+
+/// `bias + Σ_c Σ_tap weights[c, tap] · planes[c][shift(tap) + k]` for the
+/// `DIRECT_BLOCK` outputs `k` of one block, `planes[c]` starting `plane_len · c` in.
+/// The planes end in a block of slack, so every block reads a full run: a
+/// fixed-length loop that the compiler turns into SIMD, with the sums returned by
+/// value so that they stay in registers across all taps.
+#[inline(always)]
+fn block_sums<T: Float>(
+    bias: T,
+    planes: &[T],
+    plane_len: usize,
+    weights: &[T],
+    shifts: &[usize],
+) -> [T; DIRECT_BLOCK] {
+    // four separate runs of 16: small enough for the compiler to unroll completely,
+    // which is what lets it keep them in registers
+    let [mut a0, mut a1, mut a2, mut a3] = [[bias; 16]; 4];
+    for (c, taps) in weights.chunks_exact(shifts.len()).enumerate() {
+        let plane = &planes[c * plane_len..];
+        for (&weight, &shift) in taps.iter().zip(shifts) {
+            let src = &plane[shift..][..DIRECT_BLOCK];
+            a0 = scaled_add(a0, weight, &src[..16]);
+            a1 = scaled_add(a1, weight, &src[16..32]);
+            a2 = scaled_add(a2, weight, &src[32..48]);
+            a3 = scaled_add(a3, weight, &src[48..]);
+        }
+    }
+    let mut sums = [bias; DIRECT_BLOCK];
+    for (run, part) in sums.chunks_exact_mut(16).zip([a0, a1, a2, a3]) {
+        run.copy_from_slice(&part);
+    }
+    sums
+}
+
+/// `acc + weight · src`, element by element.
+#[inline(always)]
+fn scaled_add<T: Float>(mut acc: [T; 16], weight: T, src: &[T]) -> [T; 16] {
+    let src: &[T; 16] = src.try_into().expect("a run of 16");
+    for k in 0..16 {
+        acc[k] += weight * src[k];
+    }
+    acc
 }
 
 /// Direct convolution with stride 1: each output plane is its bias plus, for every
@@ -455,15 +491,19 @@ pub fn conv_direct<T: Float>(
     let (kh, kw) = win.kernel;
     let group_in = win.channels / groups;
     let padded = Padded::new(win);
-    let xp = padded.planes(x, win);
+    let xp = padded.planes(x, win, DIRECT_BLOCK);
     let mut out = super::buffer::take(win.batch * out_channels * oh * ow);
     let parallel = out.len() * group_in * kh * kw >= PARALLEL_MIN_ELEMENTS;
+    let shifts: Vec<usize> = (0..kh * kw)
+        .map(|tap| padded.shift(win, tap / kw, tap % kw))
+        .collect();
     let plane = DirectPlane {
         xp: &xp,
         w,
         bias,
         win,
         padded: &padded,
+        shifts: &shifts,
         out_channels,
         groups,
         plane_index: 0,
@@ -495,7 +535,7 @@ pub fn conv_direct_grad_weight<T: Float>(
     let (kh, kw) = win.kernel;
     let (group_in, group_out) = (win.channels / groups, out_channels / groups);
     let padded = Padded::new(win);
-    let xp = padded.planes(x, win);
+    let xp = padded.planes(x, win, 0);
     let mut grad_wide = super::buffer::zeroed(win.batch * out_channels * padded.wide_len);
     for (wide, plane) in grad_wide
         .chunks_exact_mut(padded.wide_len)
