@@ -82,7 +82,8 @@ pub fn save_tensors<T: Float>(
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::format(path, format!("cannot encode tensors: {e}")))?;
-    let unordered: HashMap<String, String> = metadata
+    // the map type is safetensors' own (hashbrown's, as its std feature is off)
+    let unordered = metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
