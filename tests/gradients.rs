@@ -244,6 +244,14 @@ fn conv2d_plain() {
 }
 
 #[test]
+fn conv2d_tiled() {
+    // stride 1, 16 to 128 channels on both sides, 8+ images: the tiled kernels
+    // (partial tiles of channels, outputs and weight-gradient columns: 17 · 9 = 153)
+    let padded = Conv2dOptions::default().padding(1);
+    conv_case("conv2d tiled", [9, 17, 3, 4], 18, (3, 3), padded);
+}
+
+#[test]
 fn conv2d_pointwise() {
     // 1×1 at stride 1: the image is its own columns, no im2col (over 32 channels,
     // so not the direct kernel)

@@ -20,6 +20,7 @@ use super::conv::{
 };
 use super::gemm::{MatRef, gemm, gemm_serial};
 use super::reduce;
+use super::tiled::{TILE, TiledConv};
 use crate::element::Float;
 
 /// Stride, zero padding, dilation and groups of a convolution, as in PyTorch's
@@ -79,6 +80,10 @@ impl Conv2dOptions {
         Conv2dOptions { groups, ..self }
     }
 }
+
+/// The smallest batch that takes the tiled path: its weight gradient is summed
+/// over chunks of 4–16 images, in parallel only when there are several chunks.
+const TILED_MIN_BATCH: usize = 8;
 
 /// The most taps (`C/groups · kh · kw`) for which [`ConvPlan::direct`] holds:
 /// LeNet's first layer (1 channel, 5×5) is direct, its second (6 × 5×5 = 150) is not.
@@ -223,12 +228,42 @@ impl ConvPlan {
         }
     }
 
+    /// Whether to convolve in place on the padded planes ([`TiledConv`]) rather
+    /// than through im2col + GEMM. Where it was measured to win (forward + both
+    /// gradients, 2 threads, `examples/conv_shapes.rs`): stride 1, one group, a
+    /// kernel larger than 1×1 with more taps than the direct kernel takes, 16 to
+    /// 128 channels on each side, and a batch of at least [`TILED_MIN_BATCH`].
+    /// Outside it GEMM's packing is amortised (256–512 channels: tiled 10–20%
+    /// slower), there is no receptive field to copy (1×1: 2× slower), a partial tile
+    /// computes sums that are dropped (LeNet's 6 channels: 10–20% slower), or too
+    /// few images to share between threads (batch 1: 1.4× slower).
+    pub fn tiled(&self) -> bool {
+        let channels = self.window.channels.min(self.out_channels)
+            ..=self.window.channels.max(self.out_channels);
+        self.window.stride == (1, 1)
+            && self.groups == 1
+            && !self.direct()
+            && self.window.kernel.0 * self.window.kernel.1 > 1
+            && *channels.start() >= TILE
+            && *channels.end() <= 128
+            && self.window.batch >= TILED_MIN_BATCH
+    }
+
     /// The output values.
     pub fn forward<T: Float>(&self, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
         if self.direct() {
             return conv_direct(x, w, bias, &self.window, self.out_channels, self.groups);
         }
+        if self.tiled() {
+            let parallel = self.work() >= super::PARALLEL_MIN_ELEMENTS && self.window.batch > 1;
+            return TiledConv::new(&self.window, self.out_channels).forward(x, w, bias, parallel);
+        }
         self.gemm_forward(x, w, bias)
+    }
+
+    /// Multiply-adds of one pass, `N · O · P · taps`.
+    fn work(&self) -> usize {
+        self.window.batch * self.out_channels * self.pixels() * self.per_group().2
     }
 
     /// The forward values through im2col + GEMM, image by image.
@@ -291,6 +326,21 @@ impl ConvPlan {
         wanted: [bool; 3],
     ) -> [Option<Vec<T>>; 3] {
         let [want_x, want_w, want_b] = wanted;
+        if self.tiled() {
+            let tiled = TiledConv::new(&self.window, self.out_channels);
+            let parallel = self.work() >= super::PARALLEL_MIN_ELEMENTS;
+            let (grad_x, mut grad_w) = if TiledConv::input_grad_fits(&self.window) {
+                let grad_x = want_x.then(|| tiled.input_grad(grad_output, w, parallel));
+                (grad_x, None)
+            } else {
+                self.gemm_backward(grad_output, x, w, want_x, false)
+            };
+            if want_w {
+                grad_w = Some(tiled.weight_grad(grad_output, x, parallel));
+            }
+            let grad_b = want_b.then(|| channel_sums(grad_output, self));
+            return [grad_x, grad_w, grad_b];
+        }
         let direct_weight = want_w && self.direct();
         let (grad_x, grad_w) =
             self.gemm_backward(grad_output, x, w, want_x, want_w && !direct_weight);
@@ -560,6 +610,73 @@ mod tests {
             let (_, via_gemm) = geometry.gemm_backward(&g, &x, &w, false, true);
             let direct = conv_direct_grad_weight(&g, &x, window, out_channels, groups);
             assert_close(&direct, &via_gemm.unwrap(), "weight gradient", &input);
+        }
+    }
+
+    /// The tiled path computes the same forward values and gradients as im2col +
+    /// GEMM (sums in a different order, with fused multiply-adds), on shapes with
+    /// partial tiles of channels, taps and outputs, padding, dilation and 1×1 kernels.
+    #[test]
+    fn tiled_convolution_matches_im2col() {
+        let cases = [
+            (
+                [8, 16, 8, 8],
+                [16, 16, 3, 3],
+                Conv2dOptions::default().padding(1),
+            ),
+            (
+                [9, 17, 7, 6],
+                [20, 17, 3, 3],
+                Conv2dOptions::default().padding(1),
+            ),
+            ([8, 16, 9, 7], [19, 16, 3, 2], Conv2dOptions::default()),
+            (
+                [8, 18, 11, 10],
+                [33, 18, 3, 3],
+                Conv2dOptions::default().dilation(2).padding(2),
+            ),
+            (
+                [8, 16, 6, 6],
+                [17, 16, 5, 5],
+                Conv2dOptions::default().padding(2),
+            ),
+            (
+                [8, 16, 4, 4],
+                [16, 16, 3, 3],
+                Conv2dOptions {
+                    padding: (3, 1),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let mut rng = crate::rng(8);
+        for (input, weight, options) in cases {
+            let plan = ConvPlan::new(&input, &weight, options);
+            assert!(plan.tiled(), "{input:?} {weight:?} should be a tiled case");
+            let x = Tensor::<f64>::randn(&input, 0.0, 1.0, &mut rng).to_vec();
+            let w = Tensor::<f64>::randn(&weight, 0.0, 1.0, &mut rng).to_vec();
+            let b = Tensor::<f64>::randn(&[weight[0]], 0.0, 1.0, &mut rng).to_vec();
+            assert_close(
+                &plan.forward(&x, &w, Some(&b)),
+                &plan.gemm_forward(&x, &w, Some(&b)),
+                "forward",
+                &input,
+            );
+            let g = Tensor::<f64>::randn(&plan.output_shape(), 0.0, 1.0, &mut rng).to_vec();
+            let [grad_x, grad_w, _] = plan.backward(&g, &x, &w, [true, true, false]);
+            let (via_gemm_x, via_gemm_w) = plan.gemm_backward(&g, &x, &w, true, true);
+            assert_close(
+                &grad_x.unwrap(),
+                &via_gemm_x.unwrap(),
+                "input gradient",
+                &input,
+            );
+            assert_close(
+                &grad_w.unwrap(),
+                &via_gemm_w.unwrap(),
+                "weight gradient",
+                &input,
+            );
         }
     }
 

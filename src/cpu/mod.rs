@@ -11,6 +11,7 @@ pub mod convolution;
 pub mod gemm;
 pub mod norm;
 pub mod reduce;
+pub mod tiled;
 pub mod update;
 
 use rayon::prelude::*;
@@ -65,6 +66,35 @@ pub fn wide_simd<K: SimdKernel>(kernel: K) -> K::Output {
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: `with_avx2` only needs the CPU to support AVX2, checked just above.
+            return unsafe { with_avx2(kernel) };
+        }
+    }
+    kernel.run()
+}
+
+/// Runs `kernel` compiled with fused multiply-adds in hardware (AVX-512 or
+/// AVX2 + FMA) when the CPU has them. For kernels written with `mul_add`: an FMA
+/// rounds once, in hardware or in software, so the results are the same bits on
+/// every CPU — only the speed differs (without FMA hardware each `mul_add` is a
+/// library call, many times slower).
+#[inline]
+pub fn fused_simd<K: SimdKernel>(kernel: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn with_avx2<K: SimdKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn with_avx512<K: SimdKernel>(kernel: K) -> K::Output {
+            kernel.run()
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: `with_avx512` only needs AVX-512F and FMA, checked just above.
+            return unsafe { with_avx512(kernel) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: `with_avx2` only needs AVX2 and FMA, checked just above.
             return unsafe { with_avx2(kernel) };
         }
     }
