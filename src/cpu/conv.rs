@@ -282,7 +282,7 @@ impl Padded {
         {
             for (y, row) in plane.chunks_exact(win.width).enumerate() {
                 let at = (y + win.padding.0) * self.width + win.padding.1;
-                padded[at..at + win.width].copy_from_slice(row);
+                super::copy_row(&mut padded[at..at + win.width], row);
             }
         }
     }
@@ -323,7 +323,7 @@ impl Padded {
         {
             for (y, row) in plane.chunks_exact_mut(win.width).enumerate() {
                 let at = (y + win.padding.0) * self.width + win.padding.1;
-                row.copy_from_slice(&padded[at..at + win.width]);
+                super::copy_row(row, &padded[at..at + win.width]);
             }
         }
     }
@@ -359,7 +359,7 @@ impl Padded {
                 .chunks_exact(ow)
                 .zip(wide.chunks_exact_mut(self.width))
             {
-                wide_row[..ow].copy_from_slice(row);
+                super::copy_row(&mut wide_row[..ow], row);
                 wide_row[ow..].fill(T::zero());
             }
         }

@@ -615,13 +615,25 @@ mod tests {
 
     /// The tiled path computes the same forward values and gradients as im2col +
     /// GEMM (sums in a different order, with fused multiply-adds), on shapes with
-    /// partial tiles of channels, taps and outputs, padding, dilation and 1×1 kernels.
+    /// partial tiles of channels, taps and outputs, tiles by rows and through the
+    /// wide layout, padding, dilation, and padding too large for a tiled input gradient.
     #[test]
     fn tiled_convolution_matches_im2col() {
         let cases = [
             (
                 [8, 16, 8, 8],
                 [16, 16, 3, 3],
+                Conv2dOptions::default().padding(1),
+            ),
+            // rows of 16 and of 30 (a partial tile): tiles by rows, not wide
+            (
+                [8, 16, 4, 16],
+                [16, 16, 3, 3],
+                Conv2dOptions::default().padding(1),
+            ),
+            (
+                [8, 16, 3, 30],
+                [20, 16, 3, 3],
                 Conv2dOptions::default().padding(1),
             ),
             (

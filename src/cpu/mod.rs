@@ -101,6 +101,27 @@ pub fn fused_simd<K: SimdKernel>(kernel: K) -> K::Output {
     kernel.run()
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of image planes (8 to 64 values),
+/// eight values at a time as array moves: `copy_from_slice` calls `memcpy`, whose
+/// fixed cost per call was 7% of a ResNet-20 step spent on rows of 8–32 floats.
+#[inline(always)]
+pub fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "copy_row: rows of different lengths");
+    let mut dst_runs = dst.chunks_exact_mut(8);
+    let mut src_runs = src.chunks_exact(8);
+    for (d, s) in (&mut dst_runs).zip(&mut src_runs) {
+        let d: &mut [T; 8] = d.try_into().expect("a run of 8");
+        *d = s.try_into().expect("a run of 8");
+    }
+    for (d, s) in dst_runs
+        .into_remainder()
+        .iter_mut()
+        .zip(src_runs.remainder())
+    {
+        *d = *s;
+    }
+}
+
 /// `f(x)` for every element.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut out = buffer::take(x.len());

@@ -166,9 +166,10 @@ impl TiledConv {
         ow: usize,
         out: &mut [T],
     ) {
-        let (rows, wide_len) = (self.taps(), self.wide_len());
+        let rows = self.taps();
         let plane_out = out.len() / self.out_channels.max(1);
-        let mut wide = Scratch::new(TILE * wide_len);
+        let by_rows = self.tiles_by_rows(ow);
+        let mut wide = Scratch::new(if by_rows { 0 } else { TILE * self.wide_len() });
         for (tile, tile_weights) in weights.chunks_exact(rows * TILE).enumerate() {
             let first = tile * TILE;
             let channels = first..(first + TILE).min(self.out_channels);
@@ -176,26 +177,58 @@ impl TiledConv {
             if let Some(bias) = bias {
                 start[..channels.len()].copy_from_slice(&bias[channels.clone()]);
             }
-            for p in (0..wide_len).step_by(TILE) {
-                let sums = super::fused_simd(ChannelTile {
+            let sums_at = |p: usize| {
+                super::fused_simd(ChannelTile {
                     start,
                     weights: tile_weights,
                     planes: &planes[p..],
                     plane_len: self.padded.plane_len,
                     shifts: &self.shifts,
-                });
-                for (row, lanes) in sums.iter().enumerate() {
-                    // an array assignment: vector moves, not a `memcpy` call per row
-                    let target: &mut [T; TILE] = (&mut wide[row * wide_len + p..][..TILE])
-                        .try_into()
-                        .expect("a run");
-                    *target = *lanes;
-                }
-            }
+                })
+            };
             let out = &mut out[first * plane_out..channels.end * plane_out];
-            let wide = &wide[..channels.len() * wide_len];
-            narrow(wide, wide_len, &self.padded, ow, out);
+            if by_rows {
+                // each tile holds outputs of one row: they go straight to `out`
+                for (y, x) in (0..plane_out / ow.max(1))
+                    .flat_map(|y| (0..ow).step_by(TILE).map(move |x| (y, x)))
+                {
+                    let sums = sums_at(y * self.padded.width + x);
+                    let real = TILE.min(ow - x);
+                    for (plane, lanes) in out.chunks_exact_mut(plane_out).zip(&sums) {
+                        store(&mut plane[y * ow + x..][..real], lanes);
+                    }
+                }
+            } else {
+                let wide_len = self.wide_len();
+                for p in (0..wide_len).step_by(TILE) {
+                    for (row, lanes) in sums_at(p).iter().enumerate() {
+                        store(&mut wide[row * wide_len + p..][..TILE], lanes);
+                    }
+                }
+                let wide = &wide[..channels.len() * wide_len];
+                narrow(wide, wide_len, &self.padded, ow, out);
+            }
         }
+    }
+
+    /// Whether tiles should start at every output row (16 outputs of one row
+    /// each, stored straight into place) rather than run through the wide layout
+    /// (16 consecutive wide outputs, narrowed afterwards): whichever computes fewer
+    /// sums that are dropped. Rows of 16 or 32 (ResNet's CIFAR stages) go by rows,
+    /// rows of 8 (64 sums for 8 real outputs each) through the wide layout.
+    fn tiles_by_rows(&self, ow: usize) -> bool {
+        let oh = self.padded.wide_len / self.padded.width;
+        oh * ow.next_multiple_of(TILE) <= self.wide_len()
+    }
+}
+
+/// The first `target.len()` lanes of a tile's row into `target`: a whole row as
+/// one array assignment (vector moves, not a `memcpy` call).
+#[inline(always)]
+fn store<T: Copy>(target: &mut [T], lanes: &[T; TILE]) {
+    match <&mut [T; TILE]>::try_from(&mut *target) {
+        Ok(whole) => *whole = *lanes,
+        Err(_) => super::copy_row(target, &lanes[..target.len()]),
     }
 }
 
@@ -305,7 +338,7 @@ impl TiledConv {
                 .chunks_exact_mut(self.padded.width)
                 .zip(plane.chunks_exact(ow))
             {
-                wide_row[..ow].copy_from_slice(row);
+                super::copy_row(&mut wide_row[..ow], row);
             }
         }
     }
@@ -439,7 +472,7 @@ fn narrow<T: Float>(wide: &[T], wide_len: usize, padded: &Padded, ow: usize, out
         .zip(wide.chunks_exact(wide_len))
     {
         for (row, wide_row) in plane.chunks_exact_mut(ow).zip(wide.chunks(padded.width)) {
-            row.copy_from_slice(&wide_row[..ow]);
+            super::copy_row(row, &wide_row[..ow]);
         }
     }
 }
