@@ -274,16 +274,20 @@ impl Padded {
     /// The planes of one image `[C, H, W]`, zero-padded, into `padded` (`C` planes
     /// of `plane_len`; every element is written).
     pub fn pad_image<T: Float>(&self, image: &[T], win: &Window, padded: &mut [T]) {
-        padded.fill(T::zero());
         let plane_len = win.height * win.width;
         for (padded, plane) in padded
             .chunks_exact_mut(self.plane_len)
             .zip(image.chunks_exact(plane_len))
         {
+            // zeros only where no pixel lands: the rows and columns of padding
+            let mut end = 0;
             for (y, row) in plane.chunks_exact(win.width).enumerate() {
                 let at = (y + win.padding.0) * self.width + win.padding.1;
+                padded[end..at].fill(T::zero());
                 super::copy_row(&mut padded[at..at + win.width], row);
+                end = at + win.width;
             }
+            padded[end..].fill(T::zero());
         }
     }
 

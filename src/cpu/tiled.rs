@@ -14,7 +14,7 @@
 //!   `Σ_k w[k, o] · planes[offset(k) + p]` — the forward pass, and the input
 //!   gradient, which is the same convolution run on the padded output gradient with
 //!   the kernel flipped and its channel axes swapped;
-//! - [`product_tile`]: 4 output channels × 4 columns of the weight gradient,
+//! - [`product_tile`]: 4 output channels × 6 columns of the weight gradient,
 //!   `Σ_p g[o, p] · planes[offset(k) + p]` over every output of a chunk of images,
 //!   sixteen outputs at a time in sixteen lanes.
 //!
@@ -35,6 +35,10 @@ macro_rules! each_row {
     ($m:ident => $body:expr) => {
         each_row!(@rows $m => $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     };
+    (24 rows: $m:ident => $body:expr) => {
+        each_row!(@rows $m => $body;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23)
+    };
     (@rows $m:ident => $body:expr; $($row:literal)*) => {
         $({
             let $m = $row;
@@ -50,6 +54,16 @@ const _: () = assert!(TILE == 16, "each_row! writes out sixteen rows");
 
 /// One tile of sums: `TILE` rows of `TILE` lanes.
 type Tile<T> = [[T; TILE]; TILE];
+
+/// Output channels and columns of one weight-gradient tile: 24 lanes of sums,
+/// with the 4 + 6 runs they are multiplied from, fill 34 of AVX-512's 32
+/// registers only if all are loaded at once — the compiler loads each channel's
+/// run as it goes, so 31 are live.
+const PRODUCT_CHANNELS: usize = 4;
+const PRODUCT_COLUMNS: usize = 6;
+
+/// One weight-gradient tile: `PRODUCT_CHANNELS · PRODUCT_COLUMNS` rows of lanes.
+type ProductSums<T> = [[T; TILE]; PRODUCT_CHANNELS * PRODUCT_COLUMNS];
 
 /// A stride-1 convolution laid out for the tile kernels: the padded geometry of
 /// one image and, per row `k = (c, i, j)` of the virtual columns, where that row
@@ -344,16 +358,18 @@ impl TiledConv {
     }
 
     /// `partial[o, k] = Σ over the chunk's images n, Σ_p grads_n[o, p] · planes_n[offset(k) + p]`,
-    /// one tile of 4 output channels × 4 columns at a time.
+    /// one tile of 4 output channels × 6 columns at a time.
     fn chunk_weight_grad<T: Float>(&self, planes: &[T], grads: &[T], partial: &mut [T]) {
         let (taps, wide_len) = (self.taps(), self.wide_len());
-        for first_channel in (0..self.out_channels).step_by(4) {
+        for first_channel in (0..self.out_channels).step_by(PRODUCT_CHANNELS) {
             // rows past the last channel repeat it; their sums are dropped
-            let rows =
-                [0, 1, 2, 3].map(|a| (first_channel + a).min(self.out_channels - 1) * wide_len);
-            for tile in 0..taps.div_ceil(4) {
+            let rows: [usize; PRODUCT_CHANNELS] =
+                std::array::from_fn(|a| (first_channel + a).min(self.out_channels - 1) * wide_len);
+            for tile in 0..taps.div_ceil(PRODUCT_COLUMNS) {
                 // columns past the last repeat it; their sums are dropped
-                let offsets = [0, 1, 2, 3].map(|b| self.offset((tile * 4 + b).min(taps - 1)));
+                let offsets: [usize; PRODUCT_COLUMNS] = std::array::from_fn(|b| {
+                    self.offset((tile * PRODUCT_COLUMNS + b).min(taps - 1))
+                });
                 let sums = super::fused_simd(ProductTile {
                     planes,
                     planes_len: self.planes_len(),
@@ -364,7 +380,10 @@ impl TiledConv {
                     wide_len,
                 });
                 for (m, lanes) in sums.iter().enumerate() {
-                    let (o, k) = (first_channel + m / 4, tile * 4 + m % 4);
+                    let (o, k) = (
+                        first_channel + m / PRODUCT_COLUMNS,
+                        tile * PRODUCT_COLUMNS + m % PRODUCT_COLUMNS,
+                    );
                     if o < self.out_channels && k < taps {
                         partial[o * taps + k] = lane_sum(*lanes);
                     }
@@ -385,17 +404,19 @@ struct ProductTile<'a, T: Float> {
     /// The chunk's images' output gradients, widened, `grads_len` apart.
     grads: &'a [T],
     grads_len: usize,
-    rows: [usize; 4],
-    offsets: &'a [usize; 4],
+    /// Where each of the tile's channels starts in an image's gradients.
+    rows: [usize; PRODUCT_CHANNELS],
+    /// Where each of the tile's columns starts in an image's planes.
+    offsets: &'a [usize; PRODUCT_COLUMNS],
     wide_len: usize,
 }
 
 impl<T: Float> super::SimdKernel for ProductTile<'_, T> {
-    type Output = Tile<T>;
+    type Output = ProductSums<T>;
 
     #[inline(always)]
-    fn run(self) -> Tile<T> {
-        let mut sums: Tile<T> = [[T::zero(); TILE]; TILE];
+    fn run(self) -> ProductSums<T> {
+        let mut sums: ProductSums<T> = [[T::zero(); TILE]; PRODUCT_CHANNELS * PRODUCT_COLUMNS];
         let images = self
             .planes
             .chunks_exact(self.planes_len)
@@ -409,18 +430,18 @@ impl<T: Float> super::SimdKernel for ProductTile<'_, T> {
     }
 }
 
-/// `sums[4a + b][l] += Σ_(p ≡ l mod 16) grads[a][p] · planes[offsets[b] + p]`
-/// over `p < wide_len`: the products of 4 output channels' gradients with 4
+/// `sums[6a + b][l] += Σ_(p ≡ l mod 16) grads[a][p] · planes[offsets[b] + p]`
+/// over `p < wide_len`: the products of 4 output channels' gradients with 6
 /// columns, sixteen outputs at a time in sixteen lanes (summed across lanes once,
-/// at the end). Each step loads 8 runs for 16 multiply-adds.
+/// at the end). Each step loads 10 runs for 24 multiply-adds.
 #[inline(always)]
 fn product_tile<T: Float>(
-    mut sums: Tile<T>,
-    grads: [&[T]; 4],
+    mut sums: ProductSums<T>,
+    grads: [&[T]; PRODUCT_CHANNELS],
     planes: &[T],
-    offsets: &[usize; 4],
+    offsets: &[usize; PRODUCT_COLUMNS],
     wide_len: usize,
-) -> Tile<T> {
+) -> ProductSums<T> {
     let run =
         |values: &[T], at: usize| -> [T; TILE] { values[at..][..TILE].try_into().expect("a run") };
     for p in (0..wide_len).step_by(TILE) {
@@ -436,8 +457,10 @@ fn product_tile<T: Float>(
             run(planes, offsets[1] + p),
             run(planes, offsets[2] + p),
             run(planes, offsets[3] + p),
+            run(planes, offsets[4] + p),
+            run(planes, offsets[5] + p),
         ];
-        each_row!(m => sums[m] = product_add(sums[m], &g[m / 4], &x[m % 4]));
+        each_row!(24 rows: m => sums[m] = product_add(sums[m], &g[m / 6], &x[m % 6]));
     }
     sums
 }
