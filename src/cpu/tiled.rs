@@ -559,3 +559,46 @@ fn scaled_add<T: Float>(mut sums: [T; TILE], scale: T, values: &[T; TILE]) -> [T
     }
     sums
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+
+    /// Every output is one chain of multiply-adds in a fixed order, whichever task
+    /// computes it: in parallel and on one thread the bits are the same.
+    #[test]
+    fn parallel_and_serial_give_the_same_bits() {
+        let window = Window {
+            batch: 40,
+            channels: 16,
+            height: 8,
+            width: 16,
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+            dilation: (1, 1),
+        };
+        let out_channels = 20;
+        let mut rng = crate::rng(3);
+        let x = Tensor::<f32>::randn(&[40, 16, 8, 16], 0.0, 1.0, &mut rng).to_vec();
+        let w = Tensor::<f32>::randn(&[20, 16, 3, 3], 0.0, 1.0, &mut rng).to_vec();
+        let g = Tensor::<f32>::randn(&[40, 20, 8, 16], 0.0, 1.0, &mut rng).to_vec();
+        let conv = TiledConv::new(&window, out_channels);
+        crate::threads::ensure_init();
+        for parallel in [false, true] {
+            let bits = |values: Vec<f32>| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let serial = (
+                bits(conv.forward(&x, &w, None, false)),
+                bits(conv.input_grad(&g, &w, false)),
+                bits(conv.weight_grad(&g, &x, false)),
+            );
+            let run = (
+                bits(conv.forward(&x, &w, None, parallel)),
+                bits(conv.input_grad(&g, &w, parallel)),
+                bits(conv.weight_grad(&g, &x, parallel)),
+            );
+            assert!(serial == run, "parallel = {parallel}: results differ");
+        }
+    }
+}
