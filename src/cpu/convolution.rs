@@ -236,7 +236,9 @@ impl ConvPlan {
     /// Outside it GEMM's packing is amortised (256–512 channels: tiled 10–20%
     /// slower), there is no receptive field to copy (1×1: 2× slower), a partial tile
     /// computes sums that are dropped (LeNet's 6 channels: 10–20% slower), or too
-    /// few images to share between threads (batch 1: 1.4× slower).
+    /// few images to share between threads (batch 1: 1.4× slower). Only on CPUs with
+    /// AVX-512 and FMA: the tiles need its 32 vector registers (with AVX2's 16 they
+    /// spilled and ran 3–4× slower than GEMM).
     pub fn tiled(&self) -> bool {
         let channels = self.window.channels.min(self.out_channels)
             ..=self.window.channels.max(self.out_channels);
@@ -247,6 +249,7 @@ impl ConvPlan {
             && *channels.start() >= TILE
             && *channels.end() <= 128
             && self.window.batch >= TILED_MIN_BATCH
+            && super::has_avx512_fma()
     }
 
     /// The output values.
@@ -664,18 +667,30 @@ mod tests {
         let mut rng = crate::rng(8);
         for (input, weight, options) in cases {
             let plan = ConvPlan::new(&input, &weight, options);
-            assert!(plan.tiled(), "{input:?} {weight:?} should be a tiled case");
+            // the plan takes this path only where the CPU has AVX-512; the kernels
+            // themselves run (unvectorised) anywhere
+            assert_eq!(
+                plan.tiled(),
+                crate::cpu::has_avx512_fma(),
+                "{input:?} {weight:?}"
+            );
+            let tiled = TiledConv::new(&plan.window, plan.out_channels);
             let x = Tensor::<f64>::randn(&input, 0.0, 1.0, &mut rng).to_vec();
             let w = Tensor::<f64>::randn(&weight, 0.0, 1.0, &mut rng).to_vec();
             let b = Tensor::<f64>::randn(&[weight[0]], 0.0, 1.0, &mut rng).to_vec();
             assert_close(
-                &plan.forward(&x, &w, Some(&b)),
+                &tiled.forward(&x, &w, Some(&b), true),
                 &plan.gemm_forward(&x, &w, Some(&b)),
                 "forward",
                 &input,
             );
             let g = Tensor::<f64>::randn(&plan.output_shape(), 0.0, 1.0, &mut rng).to_vec();
-            let [grad_x, grad_w, _] = plan.backward(&g, &x, &w, [true, true, false]);
+            let grad_x = if TiledConv::input_grad_fits(&plan.window) {
+                Some(tiled.input_grad(&g, &w, true))
+            } else {
+                plan.gemm_backward(&g, &x, &w, true, false).0
+            };
+            let grad_w = Some(tiled.weight_grad(&g, &x, true));
             let (via_gemm_x, via_gemm_w) = plan.gemm_backward(&g, &x, &w, true, true);
             assert_close(
                 &grad_x.unwrap(),

@@ -72,30 +72,37 @@ pub fn wide_simd<K: SimdKernel>(kernel: K) -> K::Output {
     kernel.run()
 }
 
-/// Runs `kernel` compiled with fused multiply-adds in hardware (AVX-512 or
-/// AVX2 + FMA) when the CPU has them. For kernels written with `mul_add`: an FMA
+/// Whether this CPU has AVX-512 with fused multiply-adds: what [`fused_simd`]
+/// kernels need to run at speed.
+pub fn has_avx512_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs `kernel` compiled for AVX-512 with fused multiply-adds when the CPU has
+/// them ([`has_avx512_fma`]). For kernels written with `mul_add` whose register
+/// tiles need AVX-512's 32 vector registers: compiled for AVX2 (16 registers) the
+/// tiles spilled and ran 4× slower than GEMM, so callers choose such a kernel only
+/// where `has_avx512_fma` holds, and elsewhere it runs unvectorised (tests). An FMA
 /// rounds once, in hardware or in software, so the results are the same bits on
-/// every CPU — only the speed differs (without FMA hardware each `mul_add` is a
-/// library call, many times slower).
+/// every CPU.
 #[inline]
 pub fn fused_simd<K: SimdKernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn with_avx2<K: SimdKernel>(kernel: K) -> K::Output {
-            kernel.run()
-        }
         #[target_feature(enable = "avx512f,fma")]
         unsafe fn with_avx512<K: SimdKernel>(kernel: K) -> K::Output {
             kernel.run()
         }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+        if has_avx512_fma() {
             // SAFETY: `with_avx512` only needs AVX-512F and FMA, checked just above.
             return unsafe { with_avx512(kernel) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: `with_avx2` only needs AVX2 and FMA, checked just above.
-            return unsafe { with_avx2(kernel) };
         }
     }
     kernel.run()
