@@ -89,7 +89,7 @@ impl EventWriter {
         self.summary(step, &value_message);
     }
 
-    /// Logs a histogram of `values` under `tag` at `step`: [`BUCKETS`] equal
+    /// Logs a histogram of `values` under `tag` at `step`: `BUCKETS` equal
     /// buckets over the values' range, binned as the dashboard bins them
     /// ([`Histogram::of`]; non-finite values are left out).
     pub fn histogram(&mut self, tag: &str, step: u64, values: &[f32]) {

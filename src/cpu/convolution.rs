@@ -162,7 +162,7 @@ impl ConvPlan {
     }
 
     /// Whether to convolve directly rather than through im2col + GEMM: with stride 1
-    /// and at most [`DIRECT_MAX_TAPS`] taps per output, copying every receptive
+    /// and at most `DIRECT_MAX_TAPS` (32) taps per output, copying every receptive
     /// field costs more than the multiply-adds themselves.
     pub fn direct(&self) -> bool {
         self.window.stride == (1, 1) && self.per_group().2 <= DIRECT_MAX_TAPS
@@ -232,7 +232,7 @@ impl ConvPlan {
     /// than through im2col + GEMM. Where it was measured to win (forward + both
     /// gradients, 2 threads, `examples/conv_shapes.rs`): stride 1, one group, a
     /// kernel larger than 1×1 with more taps than the direct kernel takes, 16 to
-    /// 128 channels on each side, and a batch of at least [`TILED_MIN_BATCH`].
+    /// 128 channels on each side, and a batch of at least `TILED_MIN_BATCH` (8).
     /// Outside it GEMM's packing is amortised (256–512 channels: tiled 10–20%
     /// slower), there is no receptive field to copy (1×1: 2× slower), a partial tile
     /// computes sums that are dropped (LeNet's 6 channels: 10–20% slower), or too

@@ -10,20 +10,23 @@
 //! One tile is [`TILE`] × [`TILE`] sums kept in registers across the whole
 //! reduction (sixteen AVX-512 vectors of sixteen `f32`). Two tile kernels cover all
 //! three passes:
-//! - [`channel_tile`]: 16 output channels × 16 neighbouring outputs,
+//! - `channel_tile`: 16 output channels × 16 neighbouring outputs,
 //!   `Σ_k w[k, o] · planes[offset(k) + p]` — the forward pass, and the input
 //!   gradient, which is the same convolution run on the padded output gradient with
 //!   the kernel flipped and its channel axes swapped;
-//! - [`product_tile`]: 4 output channels × 6 columns of the weight gradient,
+//! - `product_tile`: 4 output channels × 6 columns of the weight gradient,
 //!   `Σ_p g[o, p] · planes[offset(k) + p]` over every output of a chunk of images,
 //!   sixteen outputs at a time in sixteen lanes.
 //!
-//! Every sum is a chain of fused multiply-adds (`mul_add`: one rounding each, the
-//! same bits on every CPU), in a fixed order that no thread count changes.
+//! Every sum is a chain of fused multiply-adds (`mul_add`: one rounding each, in
+//! hardware or software alike), in a fixed order that no thread count changes. The
+//! tiles need AVX-512's 32 vector registers: `ConvPlan` takes this path only where
+//! the CPU has them ([`super::has_avx512_fma`]); elsewhere the kernels still run
+//! (tests), unvectorised.
 
-use super::buffer::{self, Scratch};
 use smallvec::SmallVec;
 
+use super::buffer::{self, Scratch};
 use super::conv::{Padded, Window, for_each_chunk};
 use crate::element::Float;
 
@@ -55,10 +58,10 @@ const _: () = assert!(TILE == 16, "each_row! writes out sixteen rows");
 /// One tile of sums: `TILE` rows of `TILE` lanes.
 type Tile<T> = [[T; TILE]; TILE];
 
-/// Output channels and columns of one weight-gradient tile: 24 lanes of sums,
-/// with the 4 + 6 runs they are multiplied from, fill 34 of AVX-512's 32
-/// registers only if all are loaded at once — the compiler loads each channel's
-/// run as it goes, so 31 are live.
+/// Output channels and columns of one weight-gradient tile. Its 24 rows of sums and
+/// the 4 + 6 runs they are multiplied from would need 34 of AVX-512's 32 registers
+/// if all were loaded at once; the compiler loads each channel's run as it goes,
+/// so 31 are live (4 × 4 tiles, 8 loads per 16 multiply-adds, were ~10% slower).
 const PRODUCT_CHANNELS: usize = 4;
 const PRODUCT_COLUMNS: usize = 6;
 
@@ -159,11 +162,11 @@ impl TiledConv {
     /// The weight `[O, C·kh·kw]` regrouped for [`channel_tile`]: per tile of 16
     /// output channels, `[k][16]` (zeros for channels past `O`).
     fn pack_weights<T: Float>(&self, w: &[T]) -> Vec<T> {
-        let (taps, rows) = (self.taps(), self.taps());
+        let taps = self.taps();
         let tiles = self.out_channels.div_ceil(TILE);
-        let mut packed = buffer::zeroed(tiles * rows * TILE);
+        let mut packed = buffer::zeroed(tiles * taps * TILE);
         for (o, weights) in w.chunks_exact(taps).enumerate() {
-            let tile = &mut packed[o / TILE * rows * TILE..][..rows * TILE];
+            let tile = &mut packed[o / TILE * taps * TILE..][..taps * TILE];
             for (k, &weight) in weights.iter().enumerate() {
                 tile[k * TILE + o % TILE] = weight;
             }
@@ -171,7 +174,8 @@ impl TiledConv {
         packed
     }
 
-    /// One image: every tile of sums, each narrowed from the wide layout into `out`.
+    /// One image: every tile of sums, stored into `out` row by row or narrowed from
+    /// the wide layout ([`TiledConv::tiles_by_rows`]).
     fn image_forward<T: Float>(
         &self,
         planes: &[T],
@@ -229,7 +233,7 @@ impl TiledConv {
     /// each, stored straight into place) rather than run through the wide layout
     /// (16 consecutive wide outputs, narrowed afterwards): whichever computes fewer
     /// sums that are dropped. Rows of 16 or 32 (ResNet's CIFAR stages) go by rows,
-    /// rows of 8 (64 sums for 8 real outputs each) through the wide layout.
+    /// rows of 8 (a tile of 16 sums for 8 real outputs) through the wide layout.
     fn tiles_by_rows(&self, ow: usize) -> bool {
         let oh = self.padded.wide_len / self.padded.width;
         oh * ow.next_multiple_of(TILE) <= self.wide_len()

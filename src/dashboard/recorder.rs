@@ -1,5 +1,5 @@
 //! The training side of the dashboard: turns what the training loop reports
-//! (steps, epochs) into the run's [`RunState`], on the training thread. Each call
+//! (steps, epochs) into the run's [`RunState`](super::RunState), on the training thread. Each call
 //! holds the run's lock only to append; the pictures are computed before taking it.
 
 use std::time::Instant;
