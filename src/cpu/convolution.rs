@@ -85,6 +85,10 @@ impl Conv2dOptions {
 /// over chunks of 4–16 images, in parallel only when there are several chunks.
 const TILED_MIN_BATCH: usize = 8;
 
+/// The most channels (input or output) that take the tiled path: from 256 on,
+/// GEMM's packing is amortised and it was faster.
+const TILED_MAX_CHANNELS: usize = 128;
+
 /// The most taps (`C/groups · kh · kw`) for which [`ConvPlan::direct`] holds:
 /// LeNet's first layer (1 channel, 5×5) is direct, its second (6 × 5×5 = 150) is not.
 const DIRECT_MAX_TAPS: usize = 32;
@@ -232,7 +236,8 @@ impl ConvPlan {
     /// than through im2col + GEMM. Where it was measured to win (forward + both
     /// gradients, 2 threads, `examples/conv_shapes.rs`): stride 1, one group, a
     /// kernel larger than 1×1 with more taps than the direct kernel takes, 16 to
-    /// 128 channels on each side, and a batch of at least `TILED_MIN_BATCH` (8).
+    /// `TILED_MAX_CHANNELS` (128) channels on each side, and a batch of at least
+    /// `TILED_MIN_BATCH` (8).
     /// Outside it GEMM's packing is amortised (256–512 channels: tiled 10–20%
     /// slower), there is no receptive field to copy (1×1: 2× slower), a partial tile
     /// computes sums that are dropped (LeNet's 6 channels: 10–20% slower), or too
@@ -240,14 +245,13 @@ impl ConvPlan {
     /// AVX-512 and FMA: the tiles need its 32 vector registers (with AVX2's 16 they
     /// spilled and ran 3–4× slower than GEMM).
     pub fn tiled(&self) -> bool {
-        let channels = self.window.channels.min(self.out_channels)
-            ..=self.window.channels.max(self.out_channels);
+        let (channels, out_channels) = (self.window.channels, self.out_channels);
         self.window.stride == (1, 1)
             && self.groups == 1
             && !self.direct()
             && self.window.kernel.0 * self.window.kernel.1 > 1
-            && *channels.start() >= TILE
-            && *channels.end() <= 128
+            && channels.min(out_channels) >= TILE
+            && channels.max(out_channels) <= TILED_MAX_CHANNELS
             && self.window.batch >= TILED_MIN_BATCH
             && super::has_avx512_fma()
     }
@@ -332,15 +336,12 @@ impl ConvPlan {
         if self.tiled() {
             let tiled = TiledConv::new(&self.window, self.out_channels);
             let parallel = self.work() >= super::PARALLEL_MIN_ELEMENTS;
-            let (grad_x, mut grad_w) = if TiledConv::input_grad_fits(&self.window) {
-                let grad_x = want_x.then(|| tiled.input_grad(grad_output, w, parallel));
-                (grad_x, None)
+            let grad_x = if TiledConv::input_grad_fits(&self.window) {
+                want_x.then(|| tiled.input_grad(grad_output, w, parallel))
             } else {
-                self.gemm_backward(grad_output, x, w, want_x, false)
+                self.gemm_backward(grad_output, x, w, want_x, false).0
             };
-            if want_w {
-                grad_w = Some(tiled.weight_grad(grad_output, x, parallel));
-            }
+            let grad_w = want_w.then(|| tiled.weight_grad(grad_output, x, parallel));
             let grad_b = want_b.then(|| channel_sums(grad_output, self));
             return [grad_x, grad_w, grad_b];
         }
@@ -435,9 +436,7 @@ impl ConvPlan {
         }
         let grad_w = want_w.then(|| {
             let mut dw = buffer::zeroed(weight_len);
-            for partial in partials.chunks_exact(weight_len.max(1)) {
-                dw.iter_mut().zip(partial).for_each(|(d, &p)| *d += p);
-            }
+            reduce::add_partials(&mut dw, &partials);
             dw
         });
         buffer::give(partials);

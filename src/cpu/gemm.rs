@@ -344,9 +344,7 @@ fn gemm_split_k<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accum
     if !accumulate {
         c.fill(T::zero());
     }
-    for partial in partials.chunks_exact(m * n) {
-        c.iter_mut().zip(partial).for_each(|(out, &p)| *out += p);
-    }
+    super::reduce::add_partials(&mut c[..m * n], &partials);
     super::buffer::give(partials);
 }
 

@@ -8,6 +8,18 @@ use crate::element::Float;
 /// Columns per task when [`sum_axis`] shares out the columns of one matrix.
 const COLUMNS_PER_TASK: usize = 64;
 
+/// `out += partials[0] + partials[1] + …`, each partial `out.len()` long, added in
+/// order: sums computed in parallel from fixed chunks come out the same whichever
+/// thread computed which chunk.
+pub fn add_partials<T: Float>(out: &mut [T], partials: &[T]) {
+    if out.is_empty() {
+        return;
+    }
+    for partial in partials.chunks_exact(out.len()) {
+        out.iter_mut().zip(partial).for_each(|(o, &p)| *o += p);
+    }
+}
+
 /// `out[o, i] = Σₖ x[o, k, i]`.
 pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
     let mut out = super::buffer::zeroed(outer * inner);

@@ -334,9 +334,7 @@ impl TiledConv {
             },
         );
         let mut grad_w = buffer::zeroed(weight_len);
-        for partial in partials.chunks_exact(weight_len.max(1)) {
-            grad_w.iter_mut().zip(partial).for_each(|(d, &p)| *d += p);
-        }
+        super::reduce::add_partials(&mut grad_w, &partials);
         buffer::give(partials);
         grad_w
     }
