@@ -193,14 +193,12 @@ enum Command {
         text: PathBuf,
     },
     /// Download a dataset (verifying its checksums), or export one as image files.
-    #[cfg(feature = "fetch")]
     Data {
         #[command(subcommand)]
         action: DataAction,
     },
 }
 
-#[cfg(feature = "fetch")]
 #[derive(Subcommand, Debug)]
 enum DataAction {
     /// Download MNIST or Fashion-MNIST (four IDX files, checksums checked), or the
@@ -377,7 +375,6 @@ pub fn main() -> ExitCode {
             &world,
         )
         .map(|_| ExitCode::SUCCESS),
-        #[cfg(feature = "fetch")]
         Command::Data {
             action:
                 DataAction::Fetch {
@@ -386,9 +383,8 @@ pub fn main() -> ExitCode {
                     mirror,
                     archive,
                 },
-        } => fetch::run(&dataset, dir, mirror.as_deref(), archive.as_deref())
+        } => fetch_dataset(&dataset, dir, mirror.as_deref(), archive.as_deref())
             .map(|_| ExitCode::SUCCESS),
-        #[cfg(feature = "fetch")]
         Command::Data {
             action:
                 DataAction::Export {
@@ -412,6 +408,32 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `nabla data fetch`: downloads through the HTTP client where the `fetch` feature built one in.
+#[cfg(feature = "fetch")]
+fn fetch_dataset(
+    dataset: &str,
+    dir: Option<PathBuf>,
+    mirror: Option<&str>,
+    archive: Option<&std::path::Path>,
+) -> crate::Result<()> {
+    fetch::run(dataset, dir, mirror, archive)
+}
+
+/// Without the `fetch` feature there is no HTTP client (and no TLS stack, a third of a
+/// clean build): say how to get one rather than hide the command.
+#[cfg(not(feature = "fetch"))]
+fn fetch_dataset(
+    dataset: &str,
+    _dir: Option<PathBuf>,
+    _mirror: Option<&str>,
+    _archive: Option<&std::path::Path>,
+) -> crate::Result<()> {
+    Err(crate::Error::Config(format!(
+        "cannot fetch `{dataset}`: this nabla was built without the `fetch` feature (the HTTP \
+         client); rebuild with `cargo build --release --features fetch`"
+    )))
 }
 
 /// The flag Ctrl-C (and SIGTERM) sets, registered once per process: training
