@@ -167,6 +167,45 @@ fn weighted_rank_gradients_sum_to_the_batch_gradient() {
     }
 }
 
+/// Without the hook every bucket is still unsent when backward ends: `finish` sends
+/// them all, behind a sum queued before backward, and both come back right on every
+/// rank (the collectives keep the order they were started in).
+#[test]
+fn finish_sums_the_buckets_backward_left_unsent() {
+    let inputs = Tensor::<f32>::randn(&[12, 20], 0.0, 1.0, &mut nabla::rng(2));
+    let labels: Vec<usize> = (0..12).map(|i| i % 4).collect();
+    let whole = mlp(0);
+    ce(&whole.forward(&inputs), &labels).backward();
+    let expected = gradients(&whole);
+    let inputs = inputs.to_vec();
+
+    let per_rank = on_ranks(3, |world| {
+        let model = mlp(0);
+        let rows = world.share(12);
+        let share = Tensor::from_vec(
+            inputs[rows.start * 20..rows.end * 20].to_vec(),
+            &[rows.len(), 20],
+        );
+        let mut sync = GradientSync::new(&world, &model.named_parameters(), 100);
+        let counted = world.start_sum_f64(vec![rows.len() as f64]);
+        let loss = ce(&model.forward(&share), &labels[rows.clone()]);
+        (&loss * (rows.len() as f32 / 12.0)).backward();
+        assert_eq!(sync.sent(), 0);
+        sync.finish();
+        assert_eq!(counted.wait(), [12.0], "the sum queued first");
+        assert_eq!(sync.stats().steps, 1);
+        gradients(&model)
+    });
+    for rank in &per_rank {
+        assert_eq!(rank, &per_rank[0], "every rank holds the same sums");
+    }
+    for (got, want) in per_rank[0].iter().zip(&expected) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+}
+
 /// `fit` over two ranks ends where one process ends (to rounding), the ranks hold
 /// identical weights, the test metrics are over all samples, and dropout draws a
 /// different mask on each rank.
