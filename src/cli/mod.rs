@@ -202,7 +202,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum DataAction {
     /// Download MNIST or Fashion-MNIST (four IDX files, checksums checked), or the
-    /// CIFAR-10/100 binary archive (size and MD5 checked, data files unpacked).
+    /// CIFAR-10/100 binary archive (size and MD5 checked, data files unpacked). Needs a
+    /// build with the HTTP client: `cargo build --release --features fetch`.
     #[command(
         after_help = "Examples:\n  nabla data fetch fashion-mnist --dir data/fashion-mnist\n  nabla data fetch cifar10                 # into data/cifar-10-batches-bin\n  nabla data fetch cifar100 --archive ~/Downloads/cifar-100-binary.tar.gz"
     )]
