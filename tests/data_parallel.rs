@@ -113,29 +113,61 @@ fn gradients(model: &Sequential) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// 12 samples of 20 features with 4 classes, and the gradients one process takes
+/// from them: (inputs as plain values, so that each rank thread makes its own
+/// tensors; labels; gradients).
+fn batch_of_twelve(seed: u64) -> (Vec<f32>, Vec<usize>, Vec<Vec<f32>>) {
+    let inputs = Tensor::<f32>::randn(&[12, 20], 0.0, 1.0, &mut nabla::rng(seed));
+    let labels: Vec<usize> = (0..12).map(|i| i % 4).collect();
+    let whole = mlp(0);
+    ce(&whole.forward(&inputs), &labels).backward();
+    (inputs.to_vec(), labels, gradients(&whole))
+}
+
+/// This rank's share of the batch: its weighted mean loss, n_r/B · mean over its rows,
+/// before backward.
+fn weighted_share_loss(
+    world: &World,
+    model: &Sequential,
+    inputs: &[f32],
+    labels: &[usize],
+) -> Tensor {
+    let rows = world.share(12);
+    let share = Tensor::from_vec(
+        inputs[rows.start * 20..rows.end * 20].to_vec(),
+        &[rows.len(), 20],
+    );
+    let loss = ce(&model.forward(&share), &labels[rows.clone()]);
+    &loss * (rows.len() as f32 / 12.0)
+}
+
+/// Every rank holds the same summed gradients, and they are the batch's gradients.
+fn assert_summed(per_rank: &[Vec<Vec<f32>>], expected: &[Vec<f32>]) {
+    for rank in per_rank {
+        assert_eq!(
+            rank, &per_rank[0],
+            "every rank holds the same summed gradients"
+        );
+    }
+    for (got, want) in per_rank[0].iter().zip(expected) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+}
+
 /// dL/dw of the mean loss over 12 samples, from one process, equals the sum over 3
 /// ranks of (4/12)·dL_r/dw — with buckets of at most 100 values, so the sync sends
 /// several buckets, some before backward has finished.
 #[test]
 fn weighted_rank_gradients_sum_to_the_batch_gradient() {
-    let inputs = Tensor::<f32>::randn(&[12, 20], 0.0, 1.0, &mut nabla::rng(1));
-    let labels: Vec<usize> = (0..12).map(|i| i % 4).collect();
-    let whole = mlp(0);
-    ce(&whole.forward(&inputs), &labels).backward();
-    let expected = gradients(&whole);
-    let inputs = inputs.to_vec(); // plain values: each rank thread makes its own tensors
-
+    let (inputs, labels, expected) = batch_of_twelve(1);
     let per_rank = on_ranks(3, |world| {
         let model = mlp(0);
-        let rows = world.share(12);
-        let share = Tensor::from_vec(
-            inputs[rows.start * 20..rows.end * 20].to_vec(),
-            &[rows.len(), 20],
-        );
         let mut sync = GradientSync::new(&world, &model.named_parameters(), 100);
-        let loss = ce(&model.forward(&share), &labels[rows.clone()]);
+        let loss = weighted_share_loss(&world, &model, &inputs, &labels);
         let mut sent_so_far = Vec::new();
-        (&loss * (rows.len() as f32 / 12.0)).backward_with_hook(&mut |leaf| {
+        loss.backward_with_hook(&mut |leaf| {
             sync.ready(leaf);
             sent_so_far.push(sync.sent());
         });
@@ -154,17 +186,7 @@ fn weighted_rank_gradients_sum_to_the_batch_gradient() {
         assert_eq!(stats.gradient_bytes, 4 * model.num_parameters());
         gradients(&model)
     });
-    for rank in &per_rank {
-        assert_eq!(
-            rank, &per_rank[0],
-            "every rank holds the same summed gradients"
-        );
-    }
-    for (got, want) in per_rank[0].iter().zip(&expected) {
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
-        }
-    }
+    assert_summed(&per_rank, &expected);
 }
 
 /// Without the hook every bucket is still unsent when backward ends: `finish` sends
@@ -172,38 +194,19 @@ fn weighted_rank_gradients_sum_to_the_batch_gradient() {
 /// rank (the collectives keep the order they were started in).
 #[test]
 fn finish_sums_the_buckets_backward_left_unsent() {
-    let inputs = Tensor::<f32>::randn(&[12, 20], 0.0, 1.0, &mut nabla::rng(2));
-    let labels: Vec<usize> = (0..12).map(|i| i % 4).collect();
-    let whole = mlp(0);
-    ce(&whole.forward(&inputs), &labels).backward();
-    let expected = gradients(&whole);
-    let inputs = inputs.to_vec();
-
+    let (inputs, labels, expected) = batch_of_twelve(2);
     let per_rank = on_ranks(3, |world| {
         let model = mlp(0);
-        let rows = world.share(12);
-        let share = Tensor::from_vec(
-            inputs[rows.start * 20..rows.end * 20].to_vec(),
-            &[rows.len(), 20],
-        );
         let mut sync = GradientSync::new(&world, &model.named_parameters(), 100);
-        let counted = world.start_sum_f64(vec![rows.len() as f64]);
-        let loss = ce(&model.forward(&share), &labels[rows.clone()]);
-        (&loss * (rows.len() as f32 / 12.0)).backward();
+        let counted = world.start_sum_f64(vec![world.share(12).len() as f64]);
+        weighted_share_loss(&world, &model, &inputs, &labels).backward();
         assert_eq!(sync.sent(), 0);
         sync.finish();
         assert_eq!(counted.wait(), [12.0], "the sum queued first");
         assert_eq!(sync.stats().steps, 1);
         gradients(&model)
     });
-    for rank in &per_rank {
-        assert_eq!(rank, &per_rank[0], "every rank holds the same sums");
-    }
-    for (got, want) in per_rank[0].iter().zip(&expected) {
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{g} vs {w}");
-        }
-    }
+    assert_summed(&per_rank, &expected);
 }
 
 /// `fit` over two ranks ends where one process ends (to rounding), the ranks hold

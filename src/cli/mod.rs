@@ -411,30 +411,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `nabla data fetch`: downloads through the HTTP client where the `fetch` feature built one in.
-#[cfg(feature = "fetch")]
+/// `nabla data fetch`. Without the `fetch` feature there is no HTTP client (and no
+/// TLS stack, a third of a clean build): the command says how to get one rather than
+/// disappear from the help.
 fn fetch_dataset(
     dataset: &str,
     dir: Option<PathBuf>,
     mirror: Option<&str>,
     archive: Option<&std::path::Path>,
 ) -> crate::Result<()> {
-    fetch::run(dataset, dir, mirror, archive)
-}
-
-/// Without the `fetch` feature there is no HTTP client (and no TLS stack, a third of a
-/// clean build): say how to get one rather than hide the command.
-#[cfg(not(feature = "fetch"))]
-fn fetch_dataset(
-    dataset: &str,
-    _dir: Option<PathBuf>,
-    _mirror: Option<&str>,
-    _archive: Option<&std::path::Path>,
-) -> crate::Result<()> {
-    Err(crate::Error::Config(format!(
-        "cannot fetch `{dataset}`: this nabla was built without the `fetch` feature (the HTTP \
-         client); rebuild with `cargo build --release --features fetch`"
-    )))
+    #[cfg(feature = "fetch")]
+    return fetch::run(dataset, dir, mirror, archive);
+    #[cfg(not(feature = "fetch"))]
+    {
+        let _unused = (dir, mirror, archive);
+        Err(crate::Error::Config(format!(
+            "cannot fetch `{dataset}`: this nabla was built without the `fetch` feature (the \
+             HTTP client); rebuild with `cargo build --release --features fetch`"
+        )))
+    }
 }
 
 /// The flag Ctrl-C (and SIGTERM) sets, registered once per process: training
