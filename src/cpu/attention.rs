@@ -14,7 +14,7 @@
 //! element's heads); every problem is computed by one thread in a fixed order, so
 //! results do not depend on the thread count.
 
-use rayon::prelude::*;
+use super::parallel::{for_each_task, pieces_mut};
 
 use super::PARALLEL_MIN_ELEMENTS;
 use super::buffer::{self, Scratch};
@@ -144,7 +144,7 @@ pub fn forward<T: Float>(
         return (output, probabilities); // no queries, or no keys to attend to
     }
     let [q_place, k_place, v_place] = places;
-    let one_group = |(g, (out_piece, p_piece)): (usize, (&mut [T], &mut [T]))| {
+    let one_group = |g: usize, (out_piece, p_piece): (&mut [T], &mut [T])| {
         let (q, k, v) = (
             q_place.piece(q, g),
             k_place.piece(k, g),
@@ -176,18 +176,11 @@ pub fn forward<T: Float>(
         }
     };
     let (out_len, p_len) = (out.group_len, heads * shape.scores_len());
-    if parallel(shape) {
-        crate::threads::ensure_init();
-        let tasks = output
-            .par_chunks_mut(out_len)
-            .zip(probabilities.par_chunks_mut(p_len));
-        tasks.enumerate().for_each(one_group);
-    } else {
-        let tasks = output
-            .chunks_mut(out_len)
-            .zip(probabilities.chunks_mut(p_len));
-        tasks.enumerate().for_each(one_group);
-    }
+    let tasks = (
+        pieces_mut(&mut output, out_len),
+        pieces_mut(&mut probabilities, p_len),
+    );
+    for_each_task(tasks, parallel(shape), &one_group);
     (output, probabilities)
 }
 
@@ -255,7 +248,7 @@ pub fn backward<T: Float>(
         return;
     }
     let [q_place, k_place, v_place] = places;
-    let one_group = |(g, mut pieces): (usize, Vec<&mut [T]>)| {
+    let one_group = |g: usize, mut pieces: Vec<&mut [T]>| {
         let (q, k, v) = (
             q_place.piece(q, g),
             k_place.piece(k, g),
@@ -298,24 +291,18 @@ pub fn backward<T: Float>(
             gemm_serial_strided(ds.t(), q, dk, dk_place.row_stride, false);
         }
     };
-    // each group's piece of every gradient buffer, for its own task
-    let mut per_group: Vec<Vec<&mut [T]>> = (0..shape.groups).map(|_| Vec::new()).collect();
-    for (buffer, grad) in grads.iter_mut().enumerate() {
-        let group_len = grad_places
-            .iter()
-            .find(|(b, _)| *b == buffer)
-            .map(|(_, place)| place.group_len)
-            .expect("every buffer receives a gradient");
-        for (pieces, chunk) in per_group.iter_mut().zip(grad.chunks_mut(group_len)) {
-            pieces.push(chunk);
-        }
-    }
-    if parallel(shape) {
-        crate::threads::ensure_init();
-        per_group.into_par_iter().enumerate().for_each(one_group);
-    } else {
-        per_group.into_iter().enumerate().for_each(one_group);
-    }
+    // task g gets group g's piece of every gradient buffer (each `groups · group_len` long)
+    let per_group: Vec<_> = (grads.iter_mut().enumerate())
+        .map(|(buffer, grad)| {
+            let group_len = grad_places
+                .iter()
+                .find(|(b, _)| *b == buffer)
+                .map(|(_, place)| place.group_len)
+                .expect("every buffer receives a gradient");
+            pieces_mut(grad, group_len)
+        })
+        .collect();
+    for_each_task(per_group, parallel(shape), &one_group);
 }
 
 /// Worth sharing out among threads: more than one group, and enough work.

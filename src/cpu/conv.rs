@@ -4,8 +4,6 @@
 //! field of an image into a column, so one GEMM computes all its output pixels.
 //! Small stride-1 convolutions run directly instead (`conv_direct`).
 
-use rayon::prelude::*;
-
 use super::PARALLEL_MIN_ELEMENTS;
 use crate::element::Float;
 
@@ -147,16 +145,7 @@ pub(crate) fn for_each_chunk<T: Float>(
     if chunk == 0 {
         return;
     }
-    if parallel {
-        crate::threads::ensure_init();
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| body(i, c));
-    } else {
-        data.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| body(i, c));
-    }
+    super::parallel::for_each_task(super::parallel::pieces_mut(data, chunk), parallel, &body);
 }
 
 /// The receptive fields of one image `[C, H, W]` as columns: `cols` becomes a
@@ -637,18 +626,12 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
     };
     let out_plane = oh * ow;
     if out_plane > 0 {
-        if parallel {
-            crate::threads::ensure_init();
-            out.par_chunks_mut(out_plane)
-                .zip(arg.par_chunks_mut(out_plane))
-                .enumerate()
-                .for_each(|(p, (o, a))| body(p, o, a));
-        } else {
-            out.chunks_mut(out_plane)
-                .zip(arg.chunks_mut(out_plane))
-                .enumerate()
-                .for_each(|(p, (o, a))| body(p, o, a));
-        }
+        use super::parallel::{for_each_task, pieces_mut};
+        let planes = (
+            pieces_mut(&mut out, out_plane),
+            pieces_mut(&mut arg, out_plane),
+        );
+        for_each_task(planes, parallel, &|p, (out, arg)| body(p, out, arg));
     }
     (out, arg)
 }

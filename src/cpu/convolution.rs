@@ -12,13 +12,12 @@
 //! "wide" layout (`conv::Padded`): each row is one shifted copy of a padded plane,
 //! and the product's rows come out at the padded width, narrowed afterwards.
 
-use rayon::prelude::*;
-
 use super::buffer::{self, Scratch};
 use super::conv::{
     Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight, for_each_chunk, im2col,
 };
 use super::gemm::{MatRef, gemm, gemm_serial};
+use super::parallel::{for_each_task, pieces_mut};
 use super::reduce;
 use super::tiled::{TILE, TiledConv};
 use crate::element::Float;
@@ -388,14 +387,14 @@ impl ConvPlan {
         let mut dx = buffer::take(if want_x { batch * image_len } else { 0 });
         let mut partials = buffer::take(if want_w { chunks * weight_len } else { 0 });
         let work = (batch * out_len * taps) * (want_x as usize + want_w as usize);
-        let pieces = chunk_pairs(
-            (&mut dx, IMAGES_PER_PARTIAL * image_len),
-            (&mut partials, weight_len),
-            chunks,
+        // task c: images c·IMAGES_PER_PARTIAL… of dx, and partial dW number c
+        let pieces = (
+            pieces_mut(&mut dx, IMAGES_PER_PARTIAL * image_len),
+            pieces_mut(&mut partials, weight_len),
         );
         let parallel = work >= super::PARALLEL_MIN_ELEMENTS && chunks > 1;
         let product = if parallel { gemm_serial } else { gemm };
-        let backward_chunk = |(chunk, (dx, dw)): (usize, (&mut [T], &mut [T]))| {
+        let backward_chunk = |chunk: usize, (dx, dw): (&mut [T], &mut [T])| {
             let first = chunk * IMAGES_PER_PARTIAL;
             for n in first..(first + IMAGES_PER_PARTIAL).min(batch) {
                 let image = &x[n * image_len..][..image_len];
@@ -428,12 +427,7 @@ impl ConvPlan {
                 }
             }
         };
-        if parallel {
-            crate::threads::ensure_init();
-            pieces.into_par_iter().enumerate().for_each(backward_chunk);
-        } else {
-            pieces.into_iter().enumerate().for_each(backward_chunk);
-        }
+        for_each_task(pieces, parallel, &backward_chunk);
         let grad_w = want_w.then(|| {
             let mut dw = buffer::zeroed(weight_len);
             reduce::add_partials(&mut dw, &partials);
@@ -519,24 +513,6 @@ impl<T: Float> std::ops::Deref for Columns<'_, T> {
             Columns::Scratch(cols) => cols,
         }
     }
-}
-
-/// `count` pairs of consecutive pieces of two buffers (an empty buffer gives empty
-/// pieces), so one task can own the k-th piece of each.
-fn chunk_pairs<'a, T>(
-    (a, a_len): (&'a mut [T], usize),
-    (b, b_len): (&'a mut [T], usize),
-    count: usize,
-) -> Vec<(&'a mut [T], &'a mut [T])> {
-    fn pieces<T>(data: &mut [T], len: usize, count: usize) -> Vec<&mut [T]> {
-        let mut pieces: Vec<&mut [T]> = data.chunks_mut(len.max(1)).collect();
-        pieces.resize_with(count, || &mut []);
-        pieces
-    }
-    pieces(a, a_len, count)
-        .into_iter()
-        .zip(pieces(b, b_len, count))
-        .collect()
 }
 
 /// `Σ_n Σ_p g[n, o, p]` for each channel `o` of an `[N, O, P]` gradient.

@@ -5,7 +5,7 @@
 //! (`matrixmultiply` was measured against `gemm` on this project's shapes; see the
 //! README's Performance notes.)
 
-use rayon::prelude::*;
+use super::parallel::{for_each_task, pieces_mut};
 
 use crate::element::Float;
 
@@ -165,17 +165,13 @@ pub fn gemm_batched<'a, T: Float>(
     if m * n == 0 {
         return out;
     }
-    let multiply = |(batch, out): (usize, &mut [T])| {
+    let multiply = |batch: usize, out: &mut [T]| {
         let (a, b) = operands(batch);
         gemm(a, b, out, false);
     };
     let small_matrices = m * n * k < 64 * 64 * 64;
-    if batches > 1 && small_matrices && out.len() >= super::PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        out.par_chunks_mut(m * n).enumerate().for_each(multiply);
-    } else {
-        out.chunks_mut(m * n).enumerate().for_each(multiply);
-    }
+    let parallel = batches > 1 && small_matrices && out.len() >= super::PARALLEL_MIN_ELEMENTS;
+    for_each_task(pieces_mut(&mut out, m * n), parallel, &multiply);
     out
 }
 
@@ -290,13 +286,10 @@ fn multiply<T: Float>(
             );
         }
     };
-    if block >= rows {
-        multiply_block(0);
-    } else {
-        (0..rows.div_ceil(block))
-            .into_par_iter()
-            .for_each(|index| multiply_block(index * block));
-    }
+    let blocks = rows.div_ceil(block);
+    for_each_task(0..blocks, blocks > 1, &|index, _| {
+        multiply_block(index * block)
+    });
 }
 
 /// `c (+)= a · b` by the definition, `c[i][j] = Σ_p a[i][p]·b[p][j]` summed in order
@@ -323,24 +316,21 @@ fn gemm_split_k<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accum
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let chunks = k.div_ceil(K_CHUNK);
     let mut partials = super::buffer::take(chunks * m * n);
-    crate::threads::ensure_init();
-    partials
-        .par_chunks_mut(m * n)
-        .enumerate()
-        .for_each(|(chunk, partial)| {
-            let inner = chunk * K_CHUNK..((chunk + 1) * K_CHUNK).min(k);
-            let a_part = MatRef {
-                data: &a.data[inner.start * a.col_stride..],
-                cols: inner.len(),
-                ..a
-            };
-            let b_part = MatRef {
-                data: &b.data[inner.start * b.row_stride..],
-                rows: inner.len(),
-                ..b
-            };
-            gemm(a_part, b_part, partial, false);
-        });
+    let multiply_chunk = |chunk: usize, partial: &mut [T]| {
+        let inner = chunk * K_CHUNK..((chunk + 1) * K_CHUNK).min(k);
+        let a_part = MatRef {
+            data: &a.data[inner.start * a.col_stride..],
+            cols: inner.len(),
+            ..a
+        };
+        let b_part = MatRef {
+            data: &b.data[inner.start * b.row_stride..],
+            rows: inner.len(),
+            ..b
+        };
+        gemm(a_part, b_part, partial, false);
+    };
+    for_each_task(pieces_mut(&mut partials, m * n), true, &multiply_chunk);
     if !accumulate {
         c.fill(T::zero());
     }

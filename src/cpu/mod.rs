@@ -10,11 +10,11 @@ pub mod conv;
 pub mod convolution;
 pub mod gemm;
 pub mod norm;
+pub mod parallel;
 pub mod reduce;
 pub mod tiled;
 pub mod update;
 
-use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::element::Float;
@@ -210,18 +210,17 @@ fn fill_chunks<T: Float>(out: &mut [T], fill: &(dyn Fn(usize, &mut [T]) + Sync))
     fill_pieces(out, CHUNK, fill);
 }
 
-/// [`fill_chunks`] with pieces of `piece_len` elements. `fill` is a `dyn` closure, so
-/// the thread pool's machinery is compiled once per element type rather than once
-/// per elementwise op (it had been a fifth of the crate's generated code).
+/// [`fill_chunks`] with pieces of `piece_len` elements.
 fn fill_pieces<T: Float>(out: &mut [T], piece_len: usize, fill: &(dyn Fn(usize, &mut [T]) + Sync)) {
     if out.len() < PARALLEL_MIN_ELEMENTS || piece_len == 0 || piece_len >= out.len() {
         fill(0, out);
         return;
     }
-    crate::threads::ensure_init();
-    out.par_chunks_mut(piece_len)
-        .enumerate()
-        .for_each(|(index, piece)| fill(index * piece_len, piece));
+    parallel::for_each_task(
+        parallel::pieces_mut(out, piece_len),
+        true,
+        &|index, piece| fill(index * piece_len, piece),
+    );
 }
 
 /// `row[i] ← e^((row[i] − shift)·scale)`: the exponentials of a softmax, in one loop

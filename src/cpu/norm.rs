@@ -3,7 +3,7 @@
 //! so they are shared out among threads; inside a channel the sums run in a fixed
 //! order, so results do not depend on the thread count.
 
-use rayon::prelude::*;
+use super::parallel::{for_each_task, map_tasks, pieces_mut};
 
 use super::PARALLEL_MIN_ELEMENTS;
 use super::reduce::{LaneSum, sum_slice};
@@ -39,7 +39,8 @@ pub fn statistics<T: Float>(x: &[T], layout: ChannelLayout) -> (Vec<T>, Vec<T>) 
     let count = T::cast(layout.count() as f64);
     let mut mean = super::buffer::take(layout.channels);
     let mut var = super::buffer::take(layout.channels);
-    let per_channel = |(c, (mean, var)): (usize, (&mut T, &mut T))| {
+    let per_channel = |c: usize, (mean, var): (&mut [T], &mut [T])| {
+        let (mean, var) = (&mut mean[0], &mut var[0]);
         *mean = layout
             .runs(x, c)
             .map(sum_slice)
@@ -48,16 +49,8 @@ pub fn statistics<T: Float>(x: &[T], layout: ChannelLayout) -> (Vec<T>, Vec<T>) 
         let squares = layout.runs(x, c).map(|run| squared_deviations(run, *mean));
         *var = squares.fold(T::zero(), |a, s| a + s) / count;
     };
-    if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        let pairs = mean.par_iter_mut().zip(var.par_iter_mut());
-        pairs.enumerate().for_each(per_channel);
-    } else {
-        mean.iter_mut()
-            .zip(var.iter_mut())
-            .enumerate()
-            .for_each(per_channel);
-    }
+    let channels = (pieces_mut(&mut mean, 1), pieces_mut(&mut var, 1));
+    for_each_task(channels, x.len() >= PARALLEL_MIN_ELEMENTS, &per_channel);
     (mean, var)
 }
 
@@ -104,22 +97,16 @@ pub fn grad_sums<T: Float>(
 ) -> (Vec<T>, Vec<T>) {
     let mut sum_g = super::buffer::take(layout.channels);
     let mut sum_g_xhat = super::buffer::take(layout.channels);
-    let per_channel = |(c, (sum_g, sum_g_xhat)): (usize, (&mut T, &mut T))| {
+    let per_channel = |c: usize, (sum_g, sum_g_xhat): (&mut [T], &mut [T])| {
         let runs = layout.runs(grad_output, c).zip(layout.runs(x, c));
         let (total, centered) = runs.fold((T::zero(), T::zero()), |(total, centered), (g, v)| {
             (total + sum_slice(g), centered + centered_dot(g, v, mean[c]))
         });
         // Σ g·x̂ = s·Σ g·(x − μ)
-        (*sum_g, *sum_g_xhat) = (total, inv_std[c] * centered);
+        (sum_g[0], sum_g_xhat[0]) = (total, inv_std[c] * centered);
     };
-    if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        let pairs = sum_g.par_iter_mut().zip(sum_g_xhat.par_iter_mut());
-        pairs.enumerate().for_each(per_channel);
-    } else {
-        let pairs = sum_g.iter_mut().zip(sum_g_xhat.iter_mut());
-        pairs.enumerate().for_each(per_channel);
-    }
+    let channels = (pieces_mut(&mut sum_g, 1), pieces_mut(&mut sum_g_xhat, 1));
+    for_each_task(channels, x.len() >= PARALLEL_MIN_ELEMENTS, &per_channel);
     (sum_g, sum_g_xhat)
 }
 
@@ -167,30 +154,19 @@ fn for_each_run<T: Float>(
     body: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     let inner = layout.inner.max(1);
-    let run = |(index, out): (usize, &mut [T])| body(index % layout.channels, index * inner, out);
-    if out.len() >= PARALLEL_MIN_ELEMENTS && inner >= 64 {
-        crate::threads::ensure_init();
-        out.par_chunks_mut(inner).enumerate().for_each(run);
-    } else if inner >= 64 {
-        out.chunks_mut(inner).enumerate().for_each(run);
+    let parallel = out.len() >= PARALLEL_MIN_ELEMENTS;
+    if inner >= 64 {
+        let run = |index: usize, out: &mut [T]| body(index % layout.channels, index * inner, out);
+        for_each_task(pieces_mut(out, inner), parallel, &run);
     } else {
         // short runs: one task per sample instead
         let sample = layout.channels * inner;
-        let per_sample = |(n, out): (usize, &mut [T])| {
+        let per_sample = |n: usize, out: &mut [T]| {
             for (c, run) in out.chunks_mut(inner).enumerate() {
                 body(c, (n * layout.channels + c) * inner, run);
             }
         };
-        if out.len() >= PARALLEL_MIN_ELEMENTS {
-            crate::threads::ensure_init();
-            out.par_chunks_mut(sample.max(1))
-                .enumerate()
-                .for_each(per_sample);
-        } else {
-            out.chunks_mut(sample.max(1))
-                .enumerate()
-                .for_each(per_sample);
-        }
+        for_each_task(pieces_mut(out, sample.max(1)), parallel, &per_sample);
     }
 }
 
@@ -200,7 +176,7 @@ fn for_each_run<T: Float>(
 const ROWS_PER_TASK: usize = 64;
 
 /// One task's rows of the output, and their means and inverse deviations.
-type RowBlock<'a, T> = ((&'a mut [T], &'a mut [T]), &'a mut [T]);
+type RowBlock<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T]);
 
 /// Layer norm forward over rows of `features` values: per row the mean μ and
 /// s = 1/√(σ² + ε) (two passes, centred), then `y = (x − μ)·s·γ + β`.
@@ -217,7 +193,7 @@ pub fn layer_norm<T: Float>(
     let mut mean = super::buffer::take(rows);
     let mut inv_std = super::buffer::take(rows);
     let count = T::cast(features as f64);
-    let task = |(t, ((y, mean), inv_std)): (usize, RowBlock<'_, T>)| {
+    let task = |t: usize, (y, mean, inv_std): RowBlock<'_, T>| {
         let start = t * ROWS_PER_TASK;
         for (r, y) in y.chunks_exact_mut(features).enumerate() {
             let row = &x[(start + r) * features..][..features];
@@ -233,20 +209,12 @@ pub fn layer_norm<T: Float>(
         return (y, mean, inv_std);
     }
     let row_block = ROWS_PER_TASK * features;
-    if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        let tasks = y
-            .par_chunks_mut(row_block)
-            .zip(mean.par_chunks_mut(ROWS_PER_TASK))
-            .zip(inv_std.par_chunks_mut(ROWS_PER_TASK));
-        tasks.enumerate().for_each(task);
-    } else {
-        let tasks = y
-            .chunks_mut(row_block)
-            .zip(mean.chunks_mut(ROWS_PER_TASK))
-            .zip(inv_std.chunks_mut(ROWS_PER_TASK));
-        tasks.enumerate().for_each(task);
-    }
+    let tasks = (
+        pieces_mut(&mut y, row_block),
+        pieces_mut(&mut mean, ROWS_PER_TASK),
+        pieces_mut(&mut inv_std, ROWS_PER_TASK),
+    );
+    for_each_task(tasks, x.len() >= PARALLEL_MIN_ELEMENTS, &task);
     (y, mean, inv_std)
 }
 
@@ -263,7 +231,8 @@ pub fn layer_norm_backward<T: Float>(
     let mut dx = super::buffer::take(x.len());
     let count = T::cast(features as f64);
     // each task: its rows' dx, and its partial dγ, dβ
-    let task = |(start, dx): (usize, &mut [T])| {
+    let task = |t: usize, dx: &mut [T]| {
+        let start = t * ROWS_PER_TASK;
         let mut partial = vec![T::zero(); 2 * features];
         let (dgamma, dbeta) = partial.split_at_mut(features);
         for (r, dx) in dx.chunks_exact_mut(features).enumerate() {
@@ -288,18 +257,11 @@ pub fn layer_norm_backward<T: Float>(
         partial
     };
     let row_block = ROWS_PER_TASK * features.max(1);
-    let partials: Vec<Vec<T>> = if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        dx.par_chunks_mut(row_block)
-            .enumerate()
-            .map(|(t, dx)| task((t * ROWS_PER_TASK, dx)))
-            .collect()
-    } else {
-        dx.chunks_mut(row_block)
-            .enumerate()
-            .map(|(t, dx)| task((t * ROWS_PER_TASK, dx)))
-            .collect()
-    };
+    let partials = map_tasks(
+        pieces_mut(&mut dx, row_block),
+        x.len() >= PARALLEL_MIN_ELEMENTS,
+        &task,
+    );
     let mut dgamma = super::buffer::zeroed(features);
     let mut dbeta = super::buffer::zeroed(features);
     for partial in &partials {

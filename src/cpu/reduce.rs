@@ -1,7 +1,6 @@
 //! Kernels that work along one axis of a tensor viewed as `[outer, len, inner]`.
 
-use rayon::prelude::*;
-
+use super::parallel::{for_each_task, map_tasks, pieces, pieces_mut};
 use super::{CHUNK, PARALLEL_MIN_ELEMENTS};
 use crate::element::Float;
 
@@ -23,18 +22,29 @@ pub fn add_partials<T: Float>(out: &mut [T], partials: &[T]) {
 /// `out[o, i] = Σₖ x[o, k, i]`.
 pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
     let mut out = super::buffer::zeroed(outer * inner);
+    let parallel = x.len() >= PARALLEL_MIN_ELEMENTS;
     if inner == 1 {
         // Reducing the contiguous axis: each output is a dot with ones.
-        let body = |(o, slot): (usize, &mut T)| *slot = sum_slice(&x[o * len..(o + 1) * len]);
-        if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
-            crate::threads::ensure_init();
-            out.par_iter_mut().enumerate().for_each(body);
-        } else {
-            out.iter_mut().enumerate().for_each(body);
-        }
+        let sum_row = |o: usize, slot: &mut [T]| slot[0] = sum_slice(&x[o * len..(o + 1) * len]);
+        for_each_task(pieces_mut(&mut out, 1), parallel && outer > 1, &sum_row);
         return out;
     }
-    let body = |(o, out_row): (usize, &mut [T])| {
+    if outer == 1 && parallel && inner >= 2 * COLUMNS_PER_TASK {
+        // One long sum per column (a bias gradient: [4096, 512] summed over its rows):
+        // share out the columns. Each column is still summed row by row, in order.
+        let sum_columns = |task: usize, columns: &mut [T]| {
+            let first = task * COLUMNS_PER_TASK;
+            for row in x.chunks_exact(inner) {
+                let row = &row[first..first + columns.len()];
+                for (acc, &v) in columns.iter_mut().zip(row) {
+                    *acc += v;
+                }
+            }
+        };
+        for_each_task(pieces_mut(&mut out, COLUMNS_PER_TASK), true, &sum_columns);
+        return out;
+    }
+    let sum_block = |o: usize, out_row: &mut [T]| {
         for k in 0..len {
             let row = &x[(o * len + k) * inner..(o * len + k + 1) * inner];
             for (acc, &v) in out_row.iter_mut().zip(row) {
@@ -42,29 +52,11 @@ pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Ve
             }
         }
     };
-    if outer == 1 && x.len() >= PARALLEL_MIN_ELEMENTS && inner >= 2 * COLUMNS_PER_TASK {
-        // One long sum per column (a bias gradient: [4096, 512] summed over its rows):
-        // share out the columns. Each column is still summed row by row, in order.
-        crate::threads::ensure_init();
-        out.par_chunks_mut(COLUMNS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, columns)| {
-                let first = task * COLUMNS_PER_TASK;
-                for row in x.chunks_exact(inner) {
-                    let row = &row[first..first + columns.len()];
-                    for (acc, &v) in columns.iter_mut().zip(row) {
-                        *acc += v;
-                    }
-                }
-            });
-        return out;
-    }
-    if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
-        crate::threads::ensure_init();
-        out.par_chunks_mut(inner).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(inner).enumerate().for_each(body);
-    }
+    for_each_task(
+        pieces_mut(&mut out, inner),
+        parallel && outer > 1,
+        &sum_block,
+    );
     out
 }
 
@@ -72,8 +64,7 @@ pub fn sum_axis<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Ve
 /// number of threads, with several accumulators so the loop vectorises.
 pub fn sum_slice<T: Float>(x: &[T]) -> T {
     if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        let partials: Vec<T> = x.par_chunks(CHUNK).map(sum_serial).collect();
+        let partials = map_tasks(pieces(x, CHUNK), true, &|_, chunk| sum_serial(chunk));
         return sum_serial(&partials);
     }
     sum_serial(x)
@@ -152,8 +143,8 @@ pub fn softmax_minus_onehot<T: Float>(
 pub fn all_finite<T: Float>(x: &[T]) -> bool {
     let chunk_finite = |chunk: &[T]| super::wide_simd(ZeroTimesSum(chunk)) == T::zero();
     if x.len() >= PARALLEL_MIN_ELEMENTS {
-        crate::threads::ensure_init();
-        return x.par_chunks(CHUNK).all(chunk_finite);
+        let finite = map_tasks(pieces(x, CHUNK), true, &|_, chunk| chunk_finite(chunk));
+        return finite.into_iter().all(|finite| finite);
     }
     chunk_finite(x)
 }
@@ -242,7 +233,7 @@ pub fn softmax_axis<T: Float>(
 ) -> Vec<T> {
     let mut out = super::buffer::take(x.len());
     let block = len * inner;
-    let body = |(o, out): (usize, &mut [T])| {
+    let one_block = |o: usize, out: &mut [T]| {
         let x = &x[o * block..(o + 1) * block];
         for i in 0..inner {
             let max = (0..len)
@@ -274,12 +265,8 @@ pub fn softmax_axis<T: Float>(
     if block == 0 {
         return out;
     }
-    if x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1 {
-        crate::threads::ensure_init();
-        out.par_chunks_mut(block).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(block).enumerate().for_each(body);
-    }
+    let parallel = x.len() >= PARALLEL_MIN_ELEMENTS && outer > 1;
+    for_each_task(pieces_mut(&mut out, block), parallel, &one_block);
     out
 }
 

@@ -1,6 +1,7 @@
 //! The optimizers' kernel: one update rule applied to every weight in place, with
 //! the weight's own state values (momentum, moment estimates) beside it.
 
+use super::parallel::{for_each_task, pieces, pieces_mut};
 use super::{CHUNK, PARALLEL_MIN_ELEMENTS, SimdKernel, wide_simd};
 use crate::element::Float;
 
@@ -35,35 +36,15 @@ pub fn apply<T: Float, const N: usize>(
     if weights.len() < PARALLEL_MIN_ELEMENTS {
         return run_chunk(weights, states, grad, rule);
     }
-    crate::threads::ensure_init();
-    split_in_parallel(weights, states, grad, rule);
-}
-
-/// Halves the work at a chunk boundary until one chunk is left, running the halves
-/// with `rayon::join` (which, unlike collecting the chunks first, allocates nothing).
-fn split_in_parallel<T: Float, const N: usize>(
-    weights: &mut [T],
-    states: [&mut [T]; N],
-    grad: &[T],
-    rule: impl Fn(&mut T, &mut [T; N], T) + Sync + Copy,
-) {
-    let chunks = weights.len().div_ceil(CHUNK);
-    if chunks <= 1 {
-        return run_chunk(weights, states, grad, rule);
-    }
-    let middle = chunks / 2 * CHUNK;
-    let (left_weights, right_weights) = weights.split_at_mut(middle);
-    let (left_grad, right_grad) = grad.split_at(middle);
-    let mut left_states = states;
-    let right_states: [&mut [T]; N] = left_states.each_mut().map(|state| {
-        let (left, right) = std::mem::take(state).split_at_mut(middle);
-        *state = left;
-        right
-    });
-    rayon::join(
-        || split_in_parallel(left_weights, left_states, left_grad, rule),
-        || split_in_parallel(right_weights, right_states, right_grad, rule),
+    // each chunk of the weights, with the same chunk of every state and the gradient
+    let chunks = (
+        pieces_mut(weights, CHUNK),
+        states.map(|state| pieces_mut(state, CHUNK)),
+        pieces(grad, CHUNK),
     );
+    for_each_task(chunks, true, &|_, (weights, states, grad)| {
+        run_chunk(weights, states, grad, rule)
+    });
 }
 
 fn run_chunk<T: Float, const N: usize>(

@@ -5,7 +5,6 @@
 //! rebuilt when a run resumes mid-epoch.
 
 use rand::RngExt;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The augmentations applied to each training image (never to the test split).
@@ -67,14 +66,13 @@ impl Augmentation {
         if len == 0 || self.is_identity() {
             return;
         }
-        let augment = |(sample, index): (&mut [f32], &usize)| {
-            let mut rng = sample_rng(seed, epoch, *index);
+        let augment = |_, (sample, index): (&mut [f32], &[usize])| {
+            let mut rng = sample_rng(seed, epoch, index[0]);
             let mut scratch = crate::cpu::buffer::Scratch::new(len);
             self.apply_one(sample, &mut scratch, shape, fill, &mut rng);
         };
-        let samples = batch.par_chunks_mut(len).zip(indices.par_iter());
-        crate::threads::ensure_init();
-        samples.for_each(augment);
+        use crate::cpu::parallel::{for_each_task, pieces, pieces_mut};
+        for_each_task((pieces_mut(batch, len), pieces(indices, 1)), true, &augment);
     }
 
     fn apply_one(

@@ -266,7 +266,7 @@ impl Dataset for ImageDataset {
         if width == 0 {
             return;
         }
-        let convert = |(rows, indices): (&mut [f32], &[usize])| {
+        let convert = |_, (rows, indices): (&mut [f32], &[usize])| {
             for (k, (row, &index)) in rows.chunks_mut(width).zip(indices).enumerate() {
                 if let Some(&upcoming) = indices.get(k + AHEAD) {
                     // loads whose values are unused start the misses early
@@ -278,15 +278,12 @@ impl Dataset for ImageDataset {
                 self.write_features(index, row);
             }
         };
-        if indices.len() > ROWS_PER_TASK {
-            crate::threads::ensure_init();
-            use rayon::prelude::*;
-            out.par_chunks_mut(width * ROWS_PER_TASK)
-                .zip(indices.par_chunks(ROWS_PER_TASK))
-                .for_each(convert);
-        } else {
-            convert((out, indices));
-        }
+        use crate::cpu::parallel::{for_each_task, pieces, pieces_mut};
+        let tasks = (
+            pieces_mut(out, width * ROWS_PER_TASK),
+            pieces(indices, ROWS_PER_TASK),
+        );
+        for_each_task(tasks, indices.len() > ROWS_PER_TASK, &convert);
     }
 }
 
