@@ -5,6 +5,7 @@
 //! Small stride-1 convolutions run directly instead (`conv_direct`).
 
 use super::PARALLEL_MIN_ELEMENTS;
+use super::parallel::{for_each_task, pieces_mut};
 use crate::element::Float;
 
 /// Sizes of a 2-D sliding-window op (convolution or pooling) on NCHW input.
@@ -145,7 +146,7 @@ pub(crate) fn for_each_chunk<T: Float>(
     if chunk == 0 {
         return;
     }
-    super::parallel::for_each_task(super::parallel::pieces_mut(data, chunk), parallel, &body);
+    for_each_task(pieces_mut(data, chunk), parallel, &body);
 }
 
 /// The receptive fields of one image `[C, H, W]` as columns: `cols` becomes a
@@ -626,7 +627,6 @@ pub fn max_pool2d<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<usize>) {
     };
     let out_plane = oh * ow;
     if out_plane > 0 {
-        use super::parallel::{for_each_task, pieces_mut};
         let planes = (
             pieces_mut(&mut out, out_plane),
             pieces_mut(&mut arg, out_plane),
