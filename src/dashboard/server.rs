@@ -294,7 +294,7 @@ fn serve_connection(mut connection: TcpStream, runs: &[SharedRun], streams: &Arc
 
 /// The method and target of a request, from a head of at most [`MAX_HEAD`] bytes
 /// (the headers are read and ignored: nothing here depends on them).
-fn read_request_line(connection: &mut TcpStream) -> std::result::Result<(String, String), u16> {
+fn read_request_line(connection: &mut impl Read) -> std::result::Result<(String, String), u16> {
     let mut head = Vec::new();
     let mut buffer = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -418,5 +418,47 @@ mod tests {
         ] {
             assert_eq!(route(bad), Route::NotFound, "{bad}");
         }
+    }
+
+    // Release builds abort on a panic, so a connection's thread must not panic on any
+    // input: it would end the training run serving the dashboard.
+    proptest::proptest! {
+        #[test]
+        fn any_url_routes_without_panicking_and_ids_never_hold_a_slash(url in ".{0,80}") {
+            let id = match route(&url) {
+                Route::Run(id) | Route::Metrics(id) | Route::Events(id) => id,
+                _ => String::new(),
+            };
+            proptest::prop_assert!(!id.contains('/'), "{url:?} → {id:?}");
+        }
+
+        #[test]
+        fn any_bytes_read_as_a_request_or_refused_without_panicking(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            end_head in proptest::bool::ANY,
+        ) {
+            let mut input = bytes;
+            if end_head {
+                input.extend_from_slice(b"\r\n\r\n");
+            }
+            match read_request_line(&mut input.as_slice()) {
+                Ok((method, target)) => {
+                    proptest::prop_assert!(!method.contains(' ') && !target.contains(' '));
+                }
+                Err(status) => proptest::prop_assert!(status == 400 || status == 431),
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_line_gives_its_method_and_target() {
+        let mut request: &[u8] = b"GET /api/runs HTTP/1.1\r\nHost: x\r\n\r\n";
+        let parsed = read_request_line(&mut request);
+        assert_eq!(parsed, Ok(("GET".to_string(), "/api/runs".to_string())));
+        let mut too_long = vec![b'a'; MAX_HEAD + 2048];
+        too_long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(read_request_line(&mut too_long.as_slice()), Err(431));
+        let mut cut_short: &[u8] = b"GET / HTTP/1.1\r\n";
+        assert_eq!(read_request_line(&mut cut_short), Err(400));
     }
 }
