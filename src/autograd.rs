@@ -237,21 +237,23 @@ impl<T: Float> Tensor<T> {
             let Some(grad_output) = grads[index].take() else {
                 continue;
             };
-            if tensor.is_leaf() || tensor.inner.retains_grad.get() {
+            if tensor.is_leaf() {
+                // moved, not cloned: the hook finds the gradient's memory unshared
+                // unless another gradient really aliases it
+                accumulate_into_leaf(tensor, grad_output);
+                // every use of a tensor comes after it in `order`, so its gradient is complete here
+                on_leaf_done(tensor);
+                continue;
+            }
+            if tensor.inner.retains_grad.get() {
                 accumulate_into_leaf(tensor, grad_output.clone());
             }
-            // every use of a tensor comes after it in `order`, so its gradient is complete here
-            if tensor.is_leaf() {
-                on_leaf_done(tensor);
-            }
             let Some(node) = node else {
-                assert!(
-                    tensor.is_leaf(),
+                panic!(
                     "backward: the graph through this tensor (shape {:?}) was already \
                      freed by an earlier backward()",
                     tensor.shape()
                 );
-                continue;
             };
             let ctx = BackwardCtx {
                 grad_output: &grad_output,

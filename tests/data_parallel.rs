@@ -44,9 +44,9 @@ impl Communicator for Member {
     fn size(&self) -> usize {
         self.group.size
     }
-    fn sum_f32(&self, sent: &[f32], sums: &mut [f32]) {
-        let all = self.exchange(sent.iter().map(|&v| v as f64).collect());
-        for (i, value) in sums.iter_mut().enumerate() {
+    fn sum_f32(&self, values: &mut [f32]) {
+        let all = self.exchange(values.iter().map(|&v| v as f64).collect());
+        for (i, value) in values.iter_mut().enumerate() {
             *value = all.iter().fold(0.0f32, |sum, rank| sum + rank[i] as f32);
         }
     }
@@ -207,6 +207,40 @@ fn finish_sums_the_buckets_backward_left_unsent() {
         gradients(&model)
     });
     assert_summed(&per_rank, &expected);
+}
+
+/// Large gradients travel in their own memory, lent to the all-reduce — but not
+/// one that shares its memory with a gradient the walk has still to use: `add` hands
+/// the same dL/dz to both its inputs, so lending `b`'s gradient early would corrupt
+/// the one that flows on to `a`.
+///
+/// Rank r's loss is Σ (3a + b)·c_r with c_r = r + 1, so summed over two ranks
+/// dL/da = 3·(1 + 2) = 9 and dL/db = 1 + 2 = 3 in every element.
+#[test]
+fn lent_gradients_come_back_summed_and_aliased_ones_are_copied() {
+    let per_rank = on_ranks(2, |world| {
+        let a = Tensor::<f32>::zeros(&[16]).requires_grad(true);
+        let b = Tensor::<f32>::zeros(&[16]).requires_grad(true);
+        let c = Tensor::<f32>::full(&[16], (world.rank() + 1) as f32);
+        let params = [("a".to_string(), a.clone()), ("b".to_string(), b.clone())];
+        // buckets of 16 values: both parameters are a quarter of one or more
+        let mut sync = GradientSync::new(&world, &params, 16);
+        assert_eq!(sync.buckets(), 2);
+        let loss = ((&(&a * 3.0) + &b) * &c).sum();
+        loss.backward_with_hook(&mut |leaf| sync.ready(leaf));
+        sync.finish();
+        // and a second step reuses the buffers the first one left
+        a.zero_grad();
+        b.zero_grad();
+        let loss = ((&(&a * 3.0) + &b) * &c).sum();
+        loss.backward_with_hook(&mut |leaf| sync.ready(leaf));
+        sync.finish();
+        (a.grad().unwrap().to_vec(), b.grad().unwrap().to_vec())
+    });
+    for (da, db) in per_rank {
+        assert_eq!(da, vec![9.0; 16]);
+        assert_eq!(db, vec![3.0; 16]);
+    }
 }
 
 /// `fit` over two ranks ends where one process ends (to rounding), the ranks hold

@@ -36,11 +36,10 @@ pub trait Communicator: Send + Sync {
     fn rank(&self) -> usize;
     /// How many processes take part.
     fn size(&self) -> usize;
-    /// Writes into `sums` the element-wise sum over all ranks of every rank's `sent`
-    /// (the same length on all); every rank gets bit-for-bit the same sums. Two
-    /// buffers, not one summed in place, because that is what MPI's all-reduce takes:
-    /// the caller keeps both between steps instead of copying one per call.
-    fn sum_f32(&self, sent: &[f32], sums: &mut [f32]);
+    /// Replaces `values` (the same length on all ranks) with their element-wise sum
+    /// over all ranks; every rank gets bit-for-bit the same sums. In place, so that
+    /// a gradient can be summed in its own memory without a copy.
+    fn sum_f32(&self, values: &mut [f32]);
     /// [`Communicator::sum_f32`] for f64 (losses, counts).
     fn sum_f64(&self, values: &mut [f64]);
     /// Every rank's `value`, in rank order.
@@ -63,9 +62,7 @@ impl Communicator for Single {
     fn size(&self) -> usize {
         1
     }
-    fn sum_f32(&self, sent: &[f32], sums: &mut [f32]) {
-        sums.copy_from_slice(sent);
-    }
+    fn sum_f32(&self, _: &mut [f32]) {}
     fn sum_f64(&self, _: &mut [f64]) {}
     fn gather_u64(&self, value: u64) -> Vec<u64> {
         vec![value]
@@ -131,9 +128,7 @@ impl Drop for Channel {
 
 /// Values summed over all ranks, and how long the all-reduce took.
 pub struct Summed {
-    /// The values this rank sent (the buffer, handed back for the next step).
-    pub sent: Vec<f32>,
-    /// The sums.
+    /// The sums, in the buffer that was sent.
     pub values: Vec<f32>,
     /// Seconds in the all-reduce call (waiting for the other ranks included).
     pub seconds: f64,
@@ -208,17 +203,14 @@ impl World {
         Pending { result }
     }
 
-    /// Starts summing `sent` over all ranks; the sums come back from
-    /// [`Pending::wait`], in `sums` (resized to `sent`'s length; pass the buffer of
-    /// the last step so that nothing is allocated).
-    pub fn start_sum_f32(&self, sent: Vec<f32>, mut sums: Vec<f32>) -> Pending<Summed> {
-        sums.resize(sent.len(), 0.0);
+    /// Starts summing `values` over all ranks; the sums come back from
+    /// [`Pending::wait`], in the same buffer.
+    pub fn start_sum_f32(&self, mut values: Vec<f32>) -> Pending<Summed> {
         self.run(move |comm| {
             let started = std::time::Instant::now();
-            comm.sum_f32(&sent, &mut sums);
+            comm.sum_f32(&mut values);
             Summed {
-                sent,
-                values: sums,
+                values,
                 seconds: started.elapsed().as_secs_f64(),
             }
         })

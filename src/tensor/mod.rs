@@ -378,6 +378,30 @@ impl<T: Float> Tensor<T> {
         self.update_data(|data| data.copy_from_slice(values));
     }
 
+    /// Exchanges the values with `values` (the same length), outside the graph: how
+    /// data-parallel training lends a gradient's memory to the all-reduce and takes
+    /// the sums back without copying either. Views sharing the storage see the change.
+    ///
+    /// Panics if the lengths differ or the data is currently borrowed.
+    pub(crate) fn swap_data(&self, values: &mut Vec<T>) {
+        assert_eq!(
+            values.len(),
+            self.numel(),
+            "swap_data: {} values for a tensor of shape {:?}",
+            values.len(),
+            self.shape()
+        );
+        match &mut *self.inner.storage.borrow_mut() {
+            Storage::Cpu(own) => std::mem::swap(own, values),
+        }
+    }
+
+    /// Whether no other tensor shares these values (views and detached copies
+    /// count; more handles to this same tensor do not).
+    pub(crate) fn owns_storage(&self) -> bool {
+        Rc::strong_count(&self.inner.storage) == 1
+    }
+
     /// Whether this handle is the only owner of its values, so they may be
     /// changed in place without anyone noticing.
     pub(crate) fn is_unique(&self) -> bool {
