@@ -223,7 +223,7 @@ fn lent_gradients_come_back_summed_and_aliased_ones_are_copied() {
         let b = Tensor::<f32>::zeros(&[16]).requires_grad(true);
         let c = Tensor::<f32>::full(&[16], (world.rank() + 1) as f32);
         let params = [("a".to_string(), a.clone()), ("b".to_string(), b.clone())];
-        // buckets of 16 values: both parameters are a quarter of one or more
+        // buckets of 16 values: both parameters fill one, and are lent
         let mut sync = GradientSync::new(&world, &params, 16);
         assert_eq!(sync.buckets(), 2);
         let loss = ((&(&a * 3.0) + &b) * &c).sum();

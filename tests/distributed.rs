@@ -182,14 +182,14 @@ fn two_ranks_train_the_model_one_process_trains() {
     assert!(m1.get("communication").is_none());
 }
 
-/// Three ranks (uneven shares: 16, 17 and 17 of 50) with a first layer of 100 k
-/// weights, large enough that its gradient is summed in its own memory, lent to the
-/// all-reduce (and MPI sums in place): still the one-process model.
+/// Three ranks (uneven shares: 16, 17 and 17 of 50) with a first layer of 157 k
+/// weights, over half a gradient bucket, so that its gradient is summed in its own
+/// memory, lent to the all-reduce (and MPI sums in place): still the one-process model.
 #[test]
 fn three_ranks_with_a_lent_gradient_train_the_one_process_model() {
     let dir = temp_dir("dist-three-ranks");
     let wide =
-        r#"[{ type = "linear", out = 128 }, { type = "relu" }, { type = "linear", out = 10 }]"#;
+        r#"[{ type = "linear", out = 200 }, { type = "relu" }, { type = "linear", out = 10 }]"#;
     let config = config(&dir, 1, Some(wide), "");
     let (one, three) = (dir.join("one"), dir.join("three"));
     train(1, &config, &one, &[]);

@@ -9,7 +9,7 @@
 //! before it has gone, so every rank sends the same buckets in the same order.
 //!
 //! Small gradients are copied into their bucket's buffer and the sums copied back;
-//! a parameter of a quarter of a bucket or more travels alone, in its gradient's
+//! a parameter of half a bucket or more travels alone, in its gradient's
 //! own memory, lent to the all-reduce — copying the MLP's 0.8 MB first-layer
 //! gradient in and out cost more than a second all-reduce call does.
 
@@ -83,7 +83,7 @@ pub struct GradientSync {
 
 impl GradientSync {
     /// Buckets of at most `bucket_elements` values for the parameters that train
-    /// (`requires_grad`), last first; a parameter of `bucket_elements / 4` values or
+    /// (`requires_grad`), last first; a parameter of `bucket_elements / 2` values or
     /// more has a bucket to itself and is lent, not copied.
     pub fn new(world: &World, params: &[(String, Tensor<f32>)], bucket_elements: usize) -> Self {
         let params: Vec<Tensor<f32>> = params
@@ -91,7 +91,7 @@ impl GradientSync {
             .map(|(_, p)| p.clone())
             .filter(Tensor::tracks_grad)
             .collect();
-        let lend_elements = (bucket_elements / 4).max(1);
+        let lend_elements = (bucket_elements / 2).max(1);
         let mut buckets: Vec<Bucket> = Vec::new();
         let mut filled = usize::MAX;
         for index in (0..params.len()).rev() {
