@@ -172,6 +172,17 @@ function surface(canvas) {
   return { context, width, height };
 }
 
+// [min, max] of many values: a loop, because Math.min(...values) passes each value as an
+// argument and overflows the call stack past ~100 k of them (a long run's step points).
+function extent(values) {
+  let [low, high] = [Infinity, -Infinity];
+  for (const v of values) {
+    if (v < low) low = v;
+    if (v > high) high = v;
+  }
+  return [low, high];
+}
+
 // A line chart: series = [{points: [[x, y]…], colour, width, alpha, dash, dots, hollow}].
 // Records how many points it drew in the canvas's data-points attribute.
 function lineChart(canvas, series, { xLabel = "epoch", logY = false, yRange = null } = {}) {
@@ -185,8 +196,8 @@ function lineChart(canvas, series, { xLabel = "epoch", logY = false, yRange = nu
     c.fillText("no data yet", width / 2 - 25, height / 2);
     return;
   }
-  let [x0, x1] = [Math.min(...points.map((p) => p[0])), Math.max(...points.map((p) => p[0]))];
-  let [y0, y1] = yRange || [Math.min(...points.map((p) => y(p[1]))), Math.max(...points.map((p) => y(p[1])))];
+  let [x0, x1] = extent(points.map((p) => p[0]));
+  let [y0, y1] = yRange || extent(points.map((p) => y(p[1])));
   if (x1 === x0) { x0 -= 0.5; x1 += 0.5; }
   if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
   const pad = (y1 - y0) * 0.05;
