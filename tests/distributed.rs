@@ -123,6 +123,21 @@ fn relative_difference(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Trains `config` under `-np 1` and `-np ranks` (run directories `one` and `ranks-N`
+/// in `dir`) and checks that they end with the same weights to ≤ 1e-6 relative;
+/// returns the two run directories and the second run's output.
+fn same_model_as_one_rank(dir: &Path, config: &str, ranks: usize) -> (PathBuf, PathBuf, Output) {
+    let (one, many) = (dir.join("one"), dir.join(format!("ranks-{ranks}")));
+    train(1, config, &one, &[]);
+    let output = train(ranks, config, &many, &[]);
+    let difference = relative_difference(&one, &many);
+    assert!(
+        difference <= 1e-6,
+        "-np {ranks} vs -np 1: {difference:e} relative"
+    );
+    (one, many, output)
+}
+
 fn metrics(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -152,15 +167,7 @@ fn one_rank_is_exactly_single_process_training() {
 fn two_ranks_train_the_model_one_process_trains() {
     let dir = temp_dir("dist-two-ranks");
     let config = config(&dir, 1, None, "");
-    let (one, two) = (dir.join("one"), dir.join("two"));
-    train(1, &config, &one, &[]);
-    let output = train(2, &config, &two, &[]);
-    let difference = relative_difference(&one, &two);
-    assert!(
-        difference <= 1e-6,
-        "-np 2 vs -np 1: {difference:e} relative"
-    );
-    assert!(difference > 0.0 || weights(&one) == weights(&two));
+    let (one, two, output) = same_model_as_one_rank(&dir, &config, 2);
     // rank 0 alone prints, and it says how the batch is split
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(stdout.matches("epoch 1/1").count(), 1, "{stdout}");
@@ -191,14 +198,7 @@ fn three_ranks_with_a_lent_gradient_train_the_one_process_model() {
     let wide =
         r#"[{ type = "linear", out = 200 }, { type = "relu" }, { type = "linear", out = 10 }]"#;
     let config = config(&dir, 1, Some(wide), "");
-    let (one, three) = (dir.join("one"), dir.join("three"));
-    train(1, &config, &one, &[]);
-    train(3, &config, &three, &[]);
-    let difference = relative_difference(&one, &three);
-    assert!(
-        difference <= 1e-6,
-        "-np 3 vs -np 1: {difference:e} relative"
-    );
+    same_model_as_one_rank(&dir, &config, 3);
 }
 
 /// `fixed_chunks = 4`: 1, 2 and 4 ranks, and one process without mpirun, train
@@ -252,14 +252,7 @@ fn synchronised_batch_norm_trains_the_one_process_model() {
     let dir = temp_dir("dist-sync-bn");
     let layers = r#"[{ type = "linear", out = 64 }, { type = "batch_norm" }, { type = "relu" }, { type = "linear", out = 10 }]"#;
     let config = config(&dir, 1, Some(layers), "sync_batch_norm = true");
-    let (one, two) = (dir.join("one"), dir.join("two"));
-    train(1, &config, &one, &[]);
-    train(2, &config, &two, &[]);
-    let difference = relative_difference(&one, &two);
-    assert!(
-        difference <= 1e-6,
-        "-np 2 vs -np 1 with sync_batch_norm: {difference:e}"
-    );
+    let (one, _, _) = same_model_as_one_rank(&dir, &config, 2);
     // without it, each rank's statistics are its own half's: a different model
     let unsynced = config.replace(".toml", "-unsynced.toml");
     let text = std::fs::read_to_string(&config).unwrap();
