@@ -134,7 +134,12 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut out = buffer::take(x.len());
     fill_chunks(&mut out, &|start, out| {
         let x = &x[start..start + out.len()];
-        wide_simd(Elementwise(out, (x, x, x), |v, _, _| f(v)));
+        wide_simd(Elementwise(
+            out,
+            (x, x, x),
+            #[inline(always)]
+            |v, _, _| f(v),
+        ));
     });
     out
 }
@@ -146,7 +151,12 @@ pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     fill_chunks(&mut out, &|start, out| {
         let range = start..start + out.len();
         let (a, b) = (&a[range.clone()], &b[range]);
-        wide_simd(Elementwise(out, (a, b, b), |x, y, _| f(x, y)));
+        wide_simd(Elementwise(
+            out,
+            (a, b, b),
+            #[inline(always)]
+            |x, y, _| f(x, y),
+        ));
     });
     out
 }
@@ -159,10 +169,15 @@ pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync
     fill_chunks(&mut out, &|start, out| {
         let range = start..start + out.len();
         let (a, b, c) = (&a[range.clone()], &b[range.clone()], &c[range]);
-        // a closure, not `&f`: through a reference LLVM did not inline `f` into the
-        // wide-vector loop, which then made a call per element
+        // a closure, not `&f`, and inlined always: otherwise LLVM may leave `f` a call
+        // per element of the wide-vector loop (see `ops::activation`)
         #[allow(clippy::redundant_closure)]
-        wide_simd(Elementwise(out, (a, b, c), |x, y, z| f(x, y, z)));
+        wide_simd(Elementwise(
+            out,
+            (a, b, c),
+            #[inline(always)]
+            |x, y, z| f(x, y, z),
+        ));
     });
     out
 }

@@ -1,5 +1,11 @@
 //! Activation functions: the nonlinearity each neuron applies to its weighted sum.
 //! Each is written as `f(x)` and, beside it, `f'(x)` (from the output where cheaper).
+//!
+//! The ones that call `exp` or `erf` are `#[inline(always)]`, down to their helpers:
+//! they must be inlined into the kernel's wide-vector loop (`cpu::wide_simd`) to
+//! vectorise, and whether LLVM inlines a closure from another codegen unit shifts
+//! with unrelated edits elsewhere in the crate — once it left GELU's derivative a call
+//! per element and the GPT step 40% slower.
 
 use crate::element::Float;
 use crate::tensor::Tensor;
@@ -67,7 +73,9 @@ impl<T: Float> Tensor<T> {
         // a kept Φ was a fifth of a transformer block's saved activations.
         self.unary_op(
             "gelu",
+            #[inline(always)]
             |x| x * normal_cdf(x),
+            #[inline(always)]
             |x, _| {
                 let density = (-(x * x) * T::cast(0.5)).fast_exp() * T::cast(FRAC_1_SQRT_2PI);
                 normal_cdf(x) + x * density
@@ -109,7 +117,9 @@ impl<T: Float> Tensor<T> {
         // silu'(x) = σ(x) + x·σ(x)(1 − σ(x)) = σ(x)(1 + x(1 − σ(x)))
         self.unary_op(
             "silu",
+            #[inline(always)]
             |x| x * stable_sigmoid(x),
+            #[inline(always)]
             |x, _| {
                 let s = stable_sigmoid(x);
                 s * (T::one() + x * (T::one() - s))
@@ -120,6 +130,7 @@ impl<T: Float> Tensor<T> {
 
 /// `1 / (1 + e⁻ˣ)` without overflow: for negative x use the equal form `eˣ / (1 + eˣ)`,
 /// so the exponent is never positive. One exponential and a select, no branch.
+#[inline(always)]
 pub(crate) fn stable_sigmoid<T: Float>(x: T) -> T {
     let e = (-x.abs()).fast_exp();
     let numerator = if x >= T::zero() { T::one() } else { e };
@@ -127,6 +138,7 @@ pub(crate) fn stable_sigmoid<T: Float>(x: T) -> T {
 }
 
 /// The standard normal CDF: `Φ(x) = ½(1 + erf(x/√2))`.
+#[inline(always)]
 fn normal_cdf<T: Float>(x: T) -> T {
     T::cast(0.5) * (T::one() + (x * T::cast(std::f64::consts::FRAC_1_SQRT_2)).erf())
 }
