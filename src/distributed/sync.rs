@@ -46,16 +46,19 @@ struct Bucket {
     /// The flat gradients, summed in place; kept between steps. For a lent
     /// gradient, the memory swapped into the gradient while its own is away.
     buffer: Vec<f32>,
+    /// One parameter large enough to lend its gradient's memory.
+    lends: bool,
     /// Whether this step's gradient was lent (else copied).
     lent: bool,
 }
 
 impl Bucket {
-    fn new() -> Self {
+    fn new(lends: bool) -> Self {
         Bucket {
             params: Vec::new(),
             ready: 0,
             buffer: Vec::new(),
+            lends,
             lent: false,
         }
     }
@@ -73,9 +76,6 @@ pub struct GradientSync {
     buckets: Vec<Bucket>,
     /// Tensor id → its bucket.
     bucket_of: HashMap<usize, usize>,
-    /// Parameters of at least this many values have a bucket of their own, and
-    /// their gradients are lent, not copied.
-    lend_elements: usize,
     /// The buckets of this step on their way, in the order sent.
     in_flight: Vec<(usize, Pending<Summed>)>,
     stats: CommStats,
@@ -98,7 +98,7 @@ impl GradientSync {
             let numel = params[index].numel();
             let alone = numel >= lend_elements;
             if alone || (filled.saturating_add(numel) > bucket_elements && filled > 0) {
-                buckets.push(Bucket::new());
+                buckets.push(Bucket::new(alone));
                 filled = 0;
             }
             buckets.last_mut().expect("pushed above").params.push(index);
@@ -117,7 +117,6 @@ impl GradientSync {
             params,
             buckets,
             bucket_of,
-            lend_elements,
             in_flight: Vec::new(),
             stats: CommStats {
                 gradient_bytes,
@@ -205,13 +204,12 @@ impl GradientSync {
         let index = self.sent();
         let bucket = &mut self.buckets[index];
         let mut values = std::mem::take(&mut bucket.buffer);
-        let alone = match bucket.params[..] {
-            [only] if self.params[only].numel() >= self.lend_elements => Some(&self.params[only]),
-            _ => None,
-        };
         // Lent only when no other tensor shares the gradient's memory (an `add` may
         // hand one gradient to two inputs): the walk may still read it.
-        let grad = alone.and_then(Tensor::grad);
+        let grad = bucket
+            .lends
+            .then(|| self.params[bucket.params[0]].grad())
+            .flatten();
         bucket.lent = grad.as_ref().is_some_and(Tensor::owns_storage);
         if bucket.lent {
             let grad = grad.expect("checked above");
