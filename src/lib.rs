@@ -95,6 +95,8 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+#[cfg(feature = "experiment")]
+pub mod run;
 mod special;
 pub mod tensor;
 #[cfg(feature = "tensorboard")]

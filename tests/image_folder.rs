@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use nabla::data::Dataset;
@@ -207,26 +207,6 @@ fn folder_mistakes_have_clear_messages() {
     grey(&split.join("train/b/1.png"), (2, 2), 1);
     grey(&split.join("test/c/1.png"), (2, 2), 1);
     assert!(error(&split, &raw()).contains("has a class folder `c`"));
-}
-
-/// Two shapes drawn on 8×8 grey images: a bright left half or a bright top half.
-fn shapes_folder(root: &Path) -> PathBuf {
-    for i in 0..24u32 {
-        let split = if i < 20 { "train" } else { "test" };
-        let noise = (i * 7 % 5) as u8 * 10;
-        let left = image::GrayImage::from_fn(8, 8, |x, _| {
-            image::Luma([if x < 4 { 200 + noise } else { noise }])
-        });
-        let top = image::GrayImage::from_fn(8, 8, |_, y| {
-            image::Luma([if y < 4 { 200 + noise } else { noise }])
-        });
-        for (class, image) in [("left", left), ("top", top)] {
-            let path = root.join(format!("{split}/{class}/{i}.png"));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            image.save(path).unwrap();
-        }
-    }
-    root.join("test/top/21.png")
 }
 
 #[test]

@@ -12,7 +12,6 @@ pub mod generate;
 pub mod inspect;
 pub mod plot;
 pub mod progress;
-pub mod run_dir;
 pub mod train;
 
 use std::path::PathBuf;
@@ -290,34 +289,19 @@ pub fn main() -> ExitCode {
         }
         Command::Eval {
             target,
-            config: _,
-            data,
-        } if target.join("vocab.json").is_file() => {
-            generate::eval(&target, data.as_deref()).map(|_| ExitCode::SUCCESS)
-        }
-        Command::Eval {
-            target,
             config,
             data,
-        } => inspect::open(&target, config.as_deref(), data.as_deref())
-            .and_then(|t| inspect::eval(&t))
+        } => inspect::open(&target, config.as_deref())
+            .and_then(|run| inspect::eval(&run, data.as_deref()))
             .map(|_| ExitCode::SUCCESS),
-        Command::Predict { target, .. } if target.join("vocab.json").is_file() => {
-            Err(crate::Error::Config(format!(
-                "{} is a language model: let it write with `nabla generate {} --prompt \"…\"`, or score a text file with `nabla eval {} --data FILE`",
-                target.display(),
-                target.display(),
-                target.display()
-            )))
-        }
         Command::Predict {
             target,
             inputs,
             config,
             top,
             invert,
-        } => inspect::open(&target, config.as_deref(), None)
-            .and_then(|t| inspect::predict(&t, &inputs, top as usize, invert))
+        } => inspect::open(&target, config.as_deref())
+            .and_then(|run| inspect::predict(&run, &inputs, top as usize, invert))
             .map(|_| ExitCode::SUCCESS),
         Command::Generate {
             run,

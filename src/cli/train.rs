@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::progress::Progress;
-use super::run_dir::RunDir;
 use crate::checkpoint::load_model;
 use crate::dashboard::{Dashboard, Probes, Recorder, SharedRun, Status, disk};
 use crate::data::{DataLoader, Dataset, make_batch};
@@ -16,6 +15,7 @@ use crate::distributed::{World, bytes_hash};
 use crate::error::{Error, Result};
 use crate::experiment::{self, Config};
 use crate::nn::{Module, Sequential};
+use crate::run::{Preprocessing, RunDir, files};
 use crate::tensor::Tensor;
 use crate::tensorboard::EventWriter;
 use crate::train::health::{gradient_health, gradient_norms};
@@ -72,10 +72,8 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         for note in &data.notes {
             eprintln!("note: {note}");
         }
-        run_dir.write_classes(&data.class_names)?;
-        if let Some(vocabulary) = &data.vocabulary {
-            run_dir.write_vocabulary(vocabulary)?;
-        }
+        run_dir
+            .write_preprocessing(&Preprocessing::of(&config, &data), data.vocabulary.as_ref())?;
     }
     let mut rng = crate::rng(config.train.seed);
     let (model, _) = experiment::build_model(
@@ -120,7 +118,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
     if args.resume.is_some() {
         // every rank restores the same checkpoint; only rank 0 rewrites the directory
-        let point = super::run_dir::resume(&out, &model, optimizer.as_mut())?;
+        let point = crate::run::resume(&out, &model, optimizer.as_mut())?;
         (options.start_epoch, options.start_step, options.carried) =
             (point.epoch, point.step, point.progress);
         if let Some(run_dir) = &mut run_dir {
@@ -164,7 +162,6 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             run,
             resuming,
             &out,
-            &config,
             &data,
             &model,
             (options.epochs, batches),
@@ -219,7 +216,6 @@ fn start_recording(
     run: &SharedRun,
     resuming: bool,
     out: &Path,
-    config: &Config,
     data: &experiment::Data,
     model: &Sequential,
     (epochs, steps_per_epoch): (usize, usize),
@@ -230,8 +226,7 @@ fn start_recording(
         state.steps = disk::read_steps(out, 0).0;
     }
     let (train, test) = (data.train.as_ref(), data.test.as_ref());
-    let image_shape = disk::image_shape(config, train.feature_shape());
-    let probes = Probes::new(train, test, &data.class_names, image_shape);
+    let probes = Probes::new(train, test, &data.class_names, data.image_shape);
     let input_shape = train.feature_shape();
     Recorder::new(
         run.clone(),
@@ -481,7 +476,15 @@ impl Watcher<'_> {
                         progress.println(&format!("  warning: {warning}"));
                     }
                     let line = run_dir.end_epoch(metrics, &health, self.model, *optimizer);
-                    line.and_then(|line| {
+                    let plotted = line.and_then(|line| {
+                        super::plot::curves(
+                            &run_dir.path().join(files::CURVES),
+                            run_dir.history(),
+                            run_dir.steps_per_period(),
+                        )
+                        .map(|()| line)
+                    });
+                    plotted.and_then(|line| {
                         if let Some(log) = &mut self.tensorboard {
                             log_epoch(log, self.model, &line, self.global_step)?;
                         }

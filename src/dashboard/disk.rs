@@ -11,27 +11,14 @@ use serde_json::Value;
 use super::recorder::Probes;
 use super::state::{RunState, SharedRun, Status, StepPoint};
 use super::views;
-use crate::checkpoint::load_model;
-use crate::error::{Error, Result};
-use crate::experiment::{self, Config, DataKind};
+use crate::error::Result;
+use crate::experiment::{self, Config};
+use crate::run::{SavedRun, files};
 
 /// How often a run directory is looked at again.
 const POLL: Duration = Duration::from_secs(1);
 /// A run that has not written for this long, short of its last epoch, has stopped.
 const QUIET: Duration = Duration::from_secs(600);
-
-/// The shape of one sample as an image, `[channels, height, width]`, when the data
-/// is images (fed as they are, or flat to a first linear layer).
-pub fn image_shape(config: &Config, feature_shape: &[usize]) -> Option<[usize; 3]> {
-    match (feature_shape, config.data.kind) {
-        (&[channels, height, width], _) if height > 1 && width > 1 => {
-            Some([channels, height, width])
-        }
-        (&[784], DataKind::Mnist | DataKind::FashionMnist) => Some([1, 28, 28]),
-        (&[3072], DataKind::Cifar10 | DataKind::Cifar100) => Some([3, 32, 32]),
-        _ => None,
-    }
-}
 
 /// A URL-safe id for a run directory (its name), distinct from `taken`.
 pub fn run_id(dir: &Path, taken: &[String]) -> String {
@@ -65,7 +52,7 @@ pub fn run_id(dir: &Path, taken: &[String]) -> String {
 /// Reads the `metrics.jsonl` lines of a run (none when the file is missing; a
 /// line being written is left for the next look).
 pub fn read_metrics(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
+    std::fs::read_to_string(dir.join(files::METRICS))
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
@@ -75,7 +62,7 @@ pub fn read_metrics(dir: &Path) -> Vec<Value> {
 /// The `steps.jsonl` lines from byte `offset` on, and the offset after the last
 /// whole line (a line being written is left for the next look).
 pub fn read_steps(dir: &Path, offset: u64) -> (Vec<StepPoint>, u64) {
-    let Ok(mut file) = std::fs::File::open(dir.join("steps.jsonl")) else {
+    let Ok(mut file) = std::fs::File::open(dir.join(files::STEPS)) else {
         return (Vec::new(), offset);
     };
     let mut text = String::new();
@@ -93,12 +80,12 @@ pub fn read_steps(dir: &Path, offset: u64) -> (Vec<StepPoint>, u64) {
 /// Opens a run directory: its config and the epochs it has recorded. The
 /// pictures follow from [`watch`].
 pub fn open(dir: &Path, id: &str) -> Result<SharedRun> {
-    let config_path = dir.join("config.toml");
+    let config_path = dir.join(files::CONFIG);
     if !config_path.is_file() {
-        return Err(Error::Config(format!(
-            "{} is not a run directory: it has no config.toml (give the --out directory of `nabla train`)",
-            dir.display()
-        )));
+        return Err(crate::Error::format(
+            dir,
+            "is not a run directory: it has no config.toml (give the --out directory of `nabla train`)",
+        ));
     }
     let config = Config::load(&config_path)?;
     let mut state = RunState::new(id, &dir.display().to_string(), &config.to_toml());
@@ -115,7 +102,7 @@ fn status_of(dir: &Path, epochs_done: usize, epochs: usize) -> (Status, Option<S
     if epochs_done >= epochs {
         return (Status::Finished, None);
     }
-    let quiet = ["metrics.jsonl", "checkpoint.safetensors", "config.toml"]
+    let quiet = [files::METRICS, files::CHECKPOINT, files::CONFIG]
         .iter()
         .filter_map(|file| modified(&dir.join(file)))
         .max()
@@ -153,7 +140,7 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
                     std::fs::metadata(dir.join(file)).is_ok_and(|m| m.len() < read)
                 };
                 // a run resumed from an earlier checkpoint rewrote its history: start over
-                let rewound = shrunk("steps.jsonl", steps_read)
+                let rewound = shrunk(files::STEPS, steps_read)
                     || lines.len() < run.lock().expect("the run's lock").metrics.len();
                 if rewound {
                     run.lock().expect("the run's lock").start_over();
@@ -161,12 +148,10 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
                 }
                 let (steps, offset) = read_steps(&dir, steps_read);
                 steps_read = offset;
-                let model_now = modified(&dir.join("model.safetensors"));
+                let model_now = modified(&dir.join(files::MODEL));
                 if model_now != model_time {
                     model_time = model_now;
-                    if let Some(pictures) = &mut pictures {
-                        pictures.refresh(&run, &dir, lines.len());
-                    }
+                    pictures.refresh(&run, &dir, lines.len());
                 }
                 {
                     let mut state = run.lock().expect("the run's lock");
@@ -188,63 +173,61 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
     }
 }
 
-/// A saved run's model and data, to draw its pictures.
+/// What a saved run's pictures are drawn from: the run directory (the network and
+/// histograms need nothing else) and, while it can still be read, its data (the
+/// decision regions and test images).
 struct Pictures {
-    config: Config,
-    data: experiment::Data,
+    data: Option<experiment::Data>,
 }
 
 impl Pictures {
-    /// `None` (with a note) when the data can no longer be loaded.
-    fn new(dir: &Path) -> Option<Pictures> {
-        let config = Config::load(&dir.join("config.toml")).ok()?;
-        match experiment::load_data(&config) {
-            Ok(data) => Some(Pictures { config, data }),
+    /// Loads the run's data if it is still there (a note when it is not).
+    fn new(dir: &Path) -> Pictures {
+        let loaded = Config::load(&dir.join(files::CONFIG)).and_then(|c| experiment::load_data(&c));
+        let data = match loaded {
+            Ok(data) => Some(data),
             Err(e) => {
                 eprintln!(
-                    "note: {}: no network or data pictures, the data did not load: {e}",
+                    "note: {}: no decision regions or test images, the data did not load: {e}",
                     dir.display()
                 );
                 None
             }
-        }
+        };
+        Pictures { data }
     }
 
-    /// Rebuilds the model from the config, loads the saved weights and redraws.
+    /// Opens the saved model and redraws.
     fn refresh(&mut self, run: &SharedRun, dir: &Path, epoch: usize) {
-        let (train, test) = (self.data.train.as_ref(), self.data.test.as_ref());
-        let mut rng = crate::rng(self.config.train.seed);
-        let built = experiment::build_model(
-            &self.config.model.layers,
-            train.feature_shape(),
-            train.num_classes(),
-            &mut rng,
-        );
-        let Ok((model, _)) = built else { return };
-        if load_model(dir.join("model.safetensors"), &model).is_err() {
+        let Ok(saved) = SavedRun::open(dir) else {
             return;
-        }
-        let input_shape = train.feature_shape().to_vec();
-        let image_shape = image_shape(&self.config, &input_shape);
-        let probes = Probes::new(train, test, &self.data.class_names, image_shape);
-        let network = views::network_view(&model, &input_shape, epoch);
-        let histograms = views::histograms(&model, epoch, &[]);
+        };
+        let (model, input_shape) = (&saved.model, &saved.preprocessing.input_shape);
+        let network = views::network_view(model, input_shape, epoch);
+        let histograms = views::histograms(model, epoch, &[]);
+        let probes = self.data.as_ref().map(|data| {
+            let (train, test) = (data.train.as_ref(), data.test.as_ref());
+            Probes::new(train, test, &data.class_names, data.image_shape)
+        });
+        let probes = probes.as_ref();
         let frame = probes
-            .regions()
-            .map(|probe| probe.frame(&model, epoch as f64));
-        let predicted = probes.images().map(|probe| probe.predict(&model));
+            .and_then(Probes::regions)
+            .map(|probe| probe.frame(model, epoch as f64));
+        let predicted = probes
+            .and_then(Probes::images)
+            .map(|probe| probe.predict(model));
         let mut state = run.lock().expect("the run's lock");
         state.set_network(network);
         if state.histograms.last().is_none_or(|h| h.epoch != epoch) {
             state.histograms.push(histograms);
         }
-        if let Some(probe) = probes.regions() {
+        if let Some(probe) = probes.and_then(Probes::regions) {
             state.set_plane(probe.plane().clone());
         }
         if let Some(frame) = frame {
             state.regions.push(frame);
         }
-        if let (Some(probe), Some(predicted)) = (probes.images(), predicted) {
+        if let (Some(probe), Some(predicted)) = (probes.and_then(Probes::images), predicted) {
             if state.images.is_none() {
                 state.set_images(probe.samples().clone());
             }

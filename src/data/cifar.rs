@@ -136,6 +136,12 @@ pub fn load_cifar(
 }
 
 /// The pixels and labels of the given batch files, in order.
+/// The test batch of a CIFAR directory: `[3, 32, 32]` bytes per image, and the labels.
+pub fn read_test_batch(dir: &Path, cifar: Cifar) -> Result<(Vec<u8>, Vec<usize>)> {
+    let (_, test_file) = cifar.files();
+    read_batches(dir, &[test_file], cifar)
+}
+
 fn read_batches(dir: &Path, files: &[String], cifar: Cifar) -> Result<(Vec<u8>, Vec<usize>)> {
     let (label_bytes, classes) = (cifar.label_bytes(), cifar.classes());
     let record = label_bytes + PIXELS;

@@ -27,7 +27,7 @@ pub struct TableDataset {
 
 /// Per-feature mean and standard deviation, fitted on training rows and applied to
 /// every split (so no test statistics leak into training).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Standardizer {
     /// Each feature's mean over the fitted rows.
     pub mean: Vec<f32>,
@@ -45,6 +45,131 @@ impl Standardizer {
             }
         }
     }
+}
+
+/// What a trained model knows of the table it was trained on: the feature columns it
+/// reads, in order, the label column, and the class of each label index. New files
+/// are read through it ([`read_csv_as`], [`read_features_as`]), so that columns are
+/// found by name and labels keep the training run's numbering.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableSchema {
+    /// The feature columns, in the order the model takes them.
+    pub feature_names: Vec<String>,
+    /// The column holding the class labels.
+    pub label_column: String,
+    /// The label of each class index, as written in the training file.
+    pub class_names: Vec<String>,
+}
+
+/// Reads every row of a CSV file as the model of `schema` takes it: each feature
+/// column found by name (in any order, other columns left out), each label turned
+/// into the training run's class index. A missing column, or a label the model
+/// never saw, is an error naming it and the file.
+pub fn read_csv_as(path: impl AsRef<Path>, schema: &TableSchema) -> Result<TableDataset> {
+    let path = path.as_ref();
+    let (features, labels) = read_by_schema(path, schema, true)?;
+    Ok(TableDataset {
+        features,
+        labels: labels.expect("labels were required"),
+        shape: [schema.feature_names.len()],
+        feature_names: schema.feature_names.clone(),
+        class_names: schema.class_names.clone(),
+    })
+}
+
+/// The feature values of every row of a CSV file, as [`read_csv_as`] reads them
+/// (row-major, `schema.feature_names.len()` per row); the label column may be absent.
+pub fn read_features_as(path: impl AsRef<Path>, schema: &TableSchema) -> Result<Vec<f32>> {
+    read_by_schema(path.as_ref(), schema, false).map(|(features, _)| features)
+}
+
+/// Features (and, when `need_labels` or the column is there, labels) by `schema`.
+fn read_by_schema(
+    path: &Path,
+    schema: &TableSchema,
+    need_labels: bool,
+) -> Result<(Vec<f32>, Option<Vec<usize>>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    crate::memory::ensure_fits(path, size.saturating_mul(2))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(file);
+    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let mut columns = Vec::with_capacity(schema.feature_names.len());
+    for name in &schema.feature_names {
+        let found = column(name).ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "line 1: the model reads a feature column `{name}`, which this file lacks (its columns: {:?})",
+                    headers.iter().collect::<Vec<_>>()
+                ),
+            )
+        })?;
+        columns.push(found);
+    }
+    let label_index = column(&schema.label_column);
+    if need_labels && label_index.is_none() {
+        return Err(Error::format(
+            path,
+            format!(
+                "line 1: expected the label column `{}` to score the model against, found columns {:?}",
+                schema.label_column,
+                headers.iter().collect::<Vec<_>>()
+            ),
+        ));
+    }
+    let mut features = Vec::new();
+    let mut labels = label_index.map(|_| Vec::new());
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(path, e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        for (&index, name) in columns.iter().zip(&schema.feature_names) {
+            features.push(parse_feature(path, line, name, &record[index])?);
+        }
+        if let (Some(index), Some(labels)) = (label_index, &mut labels) {
+            labels.push(class_index(path, line, schema, &record[index])?);
+        }
+    }
+    if columns.is_empty() || features.is_empty() {
+        return Err(Error::format(
+            path,
+            "expected at least one data row after the header, found none",
+        ));
+    }
+    Ok((features, labels))
+}
+
+/// A finite number, or an error naming the line and column.
+fn parse_feature(path: &Path, line: u64, column: &str, field: &str) -> Result<f32> {
+    match field.parse::<f32>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(Error::format(
+            path,
+            format!("line {line}, column `{column}`: expected a finite number, found `{field}`"),
+        )),
+    }
+}
+
+/// The training run's class index of a label as written in a file.
+fn class_index(path: &Path, line: u64, schema: &TableSchema, label: &str) -> Result<usize> {
+    schema
+        .class_names
+        .iter()
+        .position(|name| name == label)
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "line {line}, column `{}`: the label `{label}` is not a class the model was trained on ({})",
+                    schema.label_column,
+                    schema.class_names.join(", ")
+                ),
+            )
+        })
 }
 
 /// Reads a CSV file with a header; every column but the label column must be numeric.
@@ -220,6 +345,15 @@ impl TableDataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             shape: self.shape,
             feature_names: self.feature_names.clone(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// The schema a model trained on this table reads new files by.
+    pub fn schema(&self, label_column: &str) -> TableSchema {
+        TableSchema {
+            feature_names: self.feature_names.clone(),
+            label_column: label_column.to_string(),
             class_names: self.class_names.clone(),
         }
     }

@@ -128,7 +128,8 @@ pub struct ImageDataset {
     images: Vec<u8>,
     labels: Vec<u8>,
     shape: [usize; 3],
-    flat: bool,
+    /// Set when fed flat: `[rows·cols]`.
+    flat: Option<[usize; 1]>,
     mean: f32,
     std: f32,
     /// The feature of each byte value: a lookup per pixel instead of two divisions.
@@ -179,13 +180,29 @@ impl ImageDataset {
             images: images.data,
             labels: labels.data,
             shape: [1, rows, cols],
-            flat: false,
+            flat: None,
             mean: 0.0,
             std: 1.0,
             features_of_byte: [0.0; 256],
             classes,
         }
         .with_normalization(0.1307, 0.3081))
+    }
+
+    /// Images in memory: `images` holds `labels.len()` images of `rows × cols` bytes.
+    pub fn from_pixels(images: Vec<u8>, labels: Vec<u8>, [rows, cols]: [usize; 2]) -> Self {
+        assert_eq!(images.len(), labels.len() * rows * cols);
+        ImageDataset {
+            images,
+            labels,
+            shape: [1, rows, cols],
+            flat: None,
+            mean: 0.0,
+            std: 1.0,
+            features_of_byte: [0.0; 256],
+            classes: 10,
+        }
+        .with_normalization(0.1307, 0.3081)
     }
 
     /// Sets the normalisation `(pixel/255 − mean)/std`.
@@ -207,8 +224,7 @@ impl ImageDataset {
     /// Presents each image as a flat vector (`[rows·cols]`), for models that start
     /// with a Linear layer (as PyTorch's `x.reshape(-1, 784)`).
     pub fn flattened(mut self) -> Self {
-        self.shape = [1, 1, self.shape[1] * self.shape[2]];
-        self.flat = true;
+        self.flat = Some([self.shape[1] * self.shape[2]]);
         self
     }
 
@@ -218,6 +234,11 @@ impl ImageDataset {
         self.labels.truncate(count);
         self.images.truncate(count * self.shape[1] * self.shape[2]);
         self
+    }
+
+    /// Each image's own shape, `[1, rows, cols]`, flat-fed or not.
+    pub fn image_shape(&self) -> [usize; 3] {
+        self.shape
     }
 
     /// The raw pixels of sample `index`.
@@ -233,10 +254,9 @@ impl Dataset for ImageDataset {
     }
 
     fn feature_shape(&self) -> &[usize] {
-        if self.flat {
-            &self.shape[2..]
-        } else {
-            &self.shape
+        match &self.flat {
+            Some(flat) => flat,
+            None => &self.shape,
         }
     }
 

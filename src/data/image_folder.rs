@@ -186,6 +186,53 @@ pub fn load_image_folder(root: &Path, options: &ImageFolderOptions) -> Result<Im
     })
 }
 
+/// Every image of an image folder as a trained model takes it: resized and converted
+/// to `shape` (`[C, H, W]`), labelled by the model's `class_names` (a class folder the
+/// model does not know is an error naming it). A folder with `train/` and `test/`
+/// (or `val/`) gives its test split; any other folder, every class folder in it.
+/// Returns the images as planar bytes, their labels, and the folder they came from.
+pub fn read_images_as(
+    root: &Path,
+    class_names: &[String],
+    shape: [usize; 3],
+    on_bad_image: BadImage,
+) -> Result<(Vec<u8>, Vec<usize>, PathBuf)> {
+    if !root.is_dir() {
+        return Err(Error::format(
+            root,
+            "not a directory: an image folder holds one folder per class (or train/ and test/)",
+        ));
+    }
+    let dir = ["test", "val"]
+        .iter()
+        .map(|name| root.join(name))
+        .find(|dir| root.join("train").is_dir() && dir.is_dir())
+        .unwrap_or_else(|| root.to_path_buf());
+    for folder in class_folders(&dir, 1)? {
+        if !class_names.contains(&folder) {
+            return Err(Error::format(
+                &dir.join(&folder),
+                format!(
+                    "is a class the model was not trained on (its classes: {})",
+                    class_names.join(", ")
+                ),
+            ));
+        }
+    }
+    let options = ImageFolderOptions {
+        on_bad_image,
+        ..ImageFolderOptions::default()
+    };
+    let mut skipped = Vec::new();
+    let images = decode_split(&dir, class_names, &options, &mut skipped)?;
+    if images.is_empty() {
+        return Err(Error::format(&dir, "no readable images"));
+    }
+    let pixels = to_bytes(&images, shape, true, &images[0].path)?;
+    let labels = images.iter().map(|d| d.label).collect();
+    Ok((pixels, labels, dir))
+}
+
 /// The class folders of a split directory, sorted by name; at least `least`.
 fn class_folders(dir: &Path, least: usize) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;

@@ -35,6 +35,28 @@ impl ImageSet {
         self
     }
 
+    /// The images' own shape, `[C, H, W]`, flat-fed or not.
+    pub fn image_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// The same images normalised another way (`None`: `x/255`), as
+    /// [`ImageSet::new`] takes it: how new images get a trained run's normalisation.
+    pub fn with_normalization(self, normalization: Option<(Vec<f32>, Vec<f32>)>) -> Result<Self> {
+        let flat_shape = self.flat_shape;
+        let renormalized = ImageSet::new(
+            self.pixels,
+            self.labels,
+            self.shape,
+            self.classes,
+            normalization,
+        )?;
+        Ok(ImageSet {
+            flat_shape,
+            ..renormalized
+        })
+    }
+
     /// The per-channel `(mean, std)` the features are normalised with, on `[0, 1]` pixels.
     pub fn normalization(&self) -> (Vec<f32>, Vec<f32>) {
         let std: Vec<f32> = self.scale.iter().map(|s| 1.0 / (255.0 * s)).collect();

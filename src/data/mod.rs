@@ -19,7 +19,9 @@ use rand::seq::SliceRandom;
 
 use crate::tensor::Tensor;
 
-pub use self::csv::{CsvOptions, TableDataset, parse_csv, read_csv};
+pub use self::csv::{
+    CsvOptions, TableDataset, TableSchema, parse_csv, read_csv, read_csv_as, read_features_as,
+};
 pub use idx::{ImageDataset, load_mnist, parse_idx_bytes, read_idx};
 
 /// A labelled classification dataset that writes one sample's features at a time.

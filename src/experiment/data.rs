@@ -6,7 +6,7 @@ use crate::data::cifar::{Cifar, load_cifar};
 use crate::data::csv::Standardizer;
 use crate::data::image_set::ImageSet;
 use crate::data::text::{TextCorpus, TextWindows, Vocabulary};
-use crate::data::{CsvOptions, Dataset, load_mnist, read_csv, train_validation_split};
+use crate::data::{CsvOptions, Dataset, TableSchema, load_mnist, read_csv, train_validation_split};
 use crate::error::Result;
 
 /// Training and test data, ready to batch.
@@ -26,6 +26,10 @@ pub struct Data {
     pub notes: Vec<String>,
     /// Text: the tokens the model reads and writes (saved with the run).
     pub vocabulary: Option<Vocabulary>,
+    /// CSV: the feature columns, label column and classes new files are read by.
+    pub table: Option<TableSchema>,
+    /// Images: each image's own `[C, H, W]` (also when it is fed flat).
+    pub image_shape: Option<[usize; 3]>,
 }
 
 impl Data {
@@ -64,6 +68,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 test = test.flattened();
             }
             let class_names = (0..train.num_classes()).map(|c| c.to_string()).collect();
+            let image_shape = Some(train.image_shape());
             Ok(Data {
                 train: Box::new(train),
                 test: Box::new(test),
@@ -72,11 +77,18 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 image_normalization: data.normalize.then(|| (vec![0.1307], vec![0.3081])),
                 notes: Vec::new(),
                 vocabulary: None,
+                table: None,
+                image_shape,
             })
         }
         DataKind::Csv => {
             let label_column = data.label_column.clone().unwrap_or_default();
-            let table = read_csv(&data.path, &CsvOptions { label_column })?;
+            let table = read_csv(
+                &data.path,
+                &CsvOptions {
+                    label_column: label_column.clone(),
+                },
+            )?;
             let (train_rows, test_rows) =
                 train_validation_split(table.len(), data.test_fraction, config.train.seed);
             let mut train = table.select(&train_rows);
@@ -99,6 +111,8 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 image_normalization: None,
                 notes: Vec::new(),
                 vocabulary: None,
+                table: Some(table.schema(&label_column)),
+                image_shape: None,
             })
         }
         DataKind::Cifar10 | DataKind::Cifar100 => {
@@ -108,6 +122,7 @@ pub fn load_data(config: &Config) -> Result<Data> {
             };
             let (train, test, class_names) = load_cifar(&data.path, cifar, data.normalize)?;
             let image_normalization = data.normalize.then(|| train.normalization());
+            let image_shape = Some(train.image_shape());
             let (train, test) = (limit(train, data.train_limit), limit(test, data.test_limit));
             let (train, test) = feed(config, train, test);
             Ok(Data {
@@ -118,6 +133,8 @@ pub fn load_data(config: &Config) -> Result<Data> {
                 image_normalization,
                 notes: Vec::new(),
                 vocabulary: None,
+                table: None,
+                image_shape,
             })
         }
         DataKind::Text => load_text(config),
@@ -149,6 +166,7 @@ fn load_image_folder(config: &Config) -> Result<Data> {
     };
     let folder = load_image_folder(&data.path, &options)?;
     let image_normalization = data.normalize.then(|| folder.train.normalization());
+    let image_shape = Some(folder.train.image_shape());
     let (train, test) = (
         limit(folder.train, data.train_limit),
         limit(folder.test, data.test_limit),
@@ -162,6 +180,8 @@ fn load_image_folder(config: &Config) -> Result<Data> {
         image_normalization,
         notes: folder.notes,
         vocabulary: None,
+        table: None,
+        image_shape,
     })
 }
 
@@ -196,6 +216,8 @@ fn load_text(config: &Config) -> Result<Data> {
         image_normalization: None,
         notes,
         vocabulary: Some(vocabulary),
+        table: None,
+        image_shape: None,
     })
 }
 

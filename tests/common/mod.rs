@@ -115,3 +115,24 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
 }
+
+#[cfg(feature = "images")]
+/// Two shapes drawn on 8×8 grey images: a bright left half or a bright top half.
+pub fn shapes_folder(root: &std::path::Path) -> std::path::PathBuf {
+    for i in 0..24u32 {
+        let split = if i < 20 { "train" } else { "test" };
+        let noise = (i * 7 % 5) as u8 * 10;
+        let left = image::GrayImage::from_fn(8, 8, |x, _| {
+            image::Luma([if x < 4 { 200 + noise } else { noise }])
+        });
+        let top = image::GrayImage::from_fn(8, 8, |_, y| {
+            image::Luma([if y < 4 { 200 + noise } else { noise }])
+        });
+        for (class, image) in [("left", left), ("top", top)] {
+            let path = root.join(format!("{split}/{class}/{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image.save(path).unwrap();
+        }
+    }
+    root.join("test/top/21.png")
+}

@@ -1,15 +1,13 @@
-//! The run directory of `nabla train`: what a run leaves behind and how it is picked
-//! up again. `config.toml` (resolved), `metrics.jsonl` (a line per epoch),
-//! `steps.jsonl` (a line per step: its loss, accuracy and learning rate),
-//! `model.safetensors` (the latest weights), `checkpoint.safetensors` (weights,
-//! optimizer state and where in the data the run stands), `curves.png`. Every
-//! file is written atomically, except metrics.jsonl, which only grows by whole lines.
+//! Writing a run directory: what a run leaves behind and how it is picked up again
+//! (the files are listed in [`super::files`] and `docs/run-directory.md`). Every file
+//! is written atomically, except the `.jsonl` logs, which only grow by whole lines.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::plot;
+use super::files::{CHECKPOINT, CLASSES, CONFIG, METRICS, MODEL, PREPROCESSING, STEPS, VOCABULARY};
+use super::preprocessing::Preprocessing;
 use crate::checkpoint::{load_training_state, save_model, save_training_state, write_atomically};
 use crate::error::{Error, Result};
 use crate::experiment::Config;
@@ -17,10 +15,6 @@ use crate::nn::Sequential;
 use crate::optim::Optimizer;
 use crate::train::health::GradientHealth;
 use crate::train::{EpochMetrics, EpochProgress, StepPoint};
-
-const CHECKPOINT: &str = "checkpoint.safetensors";
-const METRICS: &str = "metrics.jsonl";
-const STEPS: &str = "steps.jsonl";
 
 /// Where a saved run stands: the epoch in progress (from 0), steps done in it, and
 /// its running sums.
@@ -37,7 +31,7 @@ pub struct ResumePoint {
 pub struct RunDir {
     path: PathBuf,
     history: Vec<EpochMetrics>,
-    /// A run trained by `max_steps`: steps per period (metrics and plots in steps).
+    /// A run trained by `max_steps`: steps per period (metrics in steps).
     steps_per_period: Option<usize>,
     /// `steps.jsonl`, open for appending once the first step is recorded; flushed
     /// with every checkpoint, so a resumed run finds every step up to it.
@@ -48,7 +42,7 @@ impl RunDir {
     /// Creates (or reuses) `path` and writes the resolved config into it.
     pub fn create(path: &Path, config: &Config) -> Result<RunDir> {
         std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        write_atomically(&path.join("config.toml"), config.to_toml().as_bytes())?;
+        write_atomically(&path.join(CONFIG), config.to_toml().as_bytes())?;
         let history = std::fs::read_to_string(path.join(METRICS))
             .map(|text| {
                 text.lines()
@@ -64,21 +58,34 @@ impl RunDir {
         })
     }
 
-    /// Writes `classes.json`: the class names in label order (label `i` is entry `i`).
-    pub fn write_classes(&self, class_names: &[String]) -> Result<()> {
-        let json = serde_json::to_string_pretty(class_names).expect("strings serialise");
-        write_atomically(&self.path.join("classes.json"), json.as_bytes())
-    }
-
-    /// Writes `vocab.json`: the tokens of a language model, what `generate` reads.
-    pub fn write_vocabulary(&self, vocabulary: &crate::data::text::Vocabulary) -> Result<()> {
-        let json = serde_json::to_string_pretty(vocabulary).expect("a vocabulary serialises");
-        write_atomically(&self.path.join("vocab.json"), json.as_bytes())
+    /// Writes what makes the run usable without its training data:
+    /// `preprocessing.json`, `classes.json` (the class names in label order, for other
+    /// tools) and, for a language model, `vocab.json` (its tokens).
+    pub fn write_preprocessing(
+        &self,
+        preprocessing: &Preprocessing,
+        vocabulary: Option<&crate::data::text::Vocabulary>,
+    ) -> Result<()> {
+        let json = serde_json::to_string_pretty(preprocessing).expect("plain data serialises");
+        write_atomically(&self.path.join(PREPROCESSING), json.as_bytes())?;
+        let json =
+            serde_json::to_string_pretty(&preprocessing.class_names).expect("strings serialise");
+        write_atomically(&self.path.join(CLASSES), json.as_bytes())?;
+        if let Some(vocabulary) = vocabulary {
+            let json = serde_json::to_string_pretty(vocabulary).expect("a vocabulary serialises");
+            write_atomically(&self.path.join(VOCABULARY), json.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A run trained by `max_steps`: its steps per period.
+    pub fn steps_per_period(&self) -> Option<usize> {
+        self.steps_per_period
     }
 
     /// The epochs recorded so far.
@@ -158,7 +165,7 @@ impl RunDir {
     }
 
     /// Records a finished epoch: its metrics line (returned, as written), a
-    /// checkpoint at the start of the next epoch, the model, and the curves.
+    /// checkpoint at the start of the next epoch, and the model.
     pub fn end_epoch(
         &mut self,
         metrics: &EpochMetrics,
@@ -170,16 +177,7 @@ impl RunDir {
         let line = self.append_metrics(metrics, health)?;
         let start_of_next = EpochProgress::default();
         self.save_checkpoint(model, optimizer, metrics.epoch, 0, &start_of_next)?;
-        save_model(
-            self.path.join("model.safetensors"),
-            model,
-            &metadata(metrics.epoch),
-        )?;
-        plot::curves(
-            &self.path.join("curves.png"),
-            &self.history,
-            self.steps_per_period,
-        )?;
+        save_model(self.path.join(MODEL), model, &metadata(metrics.epoch))?;
         Ok(line)
     }
 
