@@ -32,6 +32,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::metrics::Histogram;
+use crate::nn::Module;
+use crate::train::{Control, Event, Listener};
 
 /// Buckets per histogram.
 const BUCKETS: usize = 30;
@@ -203,6 +205,79 @@ fn field_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
 fn field_packed_f64(out: &mut Vec<u8>, field: u64, values: &[f64]) {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     field_bytes(out, field, &bytes);
+}
+
+/// As a listener, an event writer logs each step's loss, accuracy and learning
+/// rate; at an epoch's last step every gradient as a histogram; at its end the
+/// epoch's metrics (losses, accuracies, gradient norms, dead ReLU fractions) and
+/// every parameter as a histogram.
+impl Listener for EventWriter {
+    fn on_event(&mut self, event: &Event<'_>) -> Result<Control> {
+        match event {
+            Event::BatchEnd {
+                batch,
+                batches,
+                step,
+                model,
+                ..
+            } => {
+                let at = step.step as u64;
+                self.scalar("loss/train_step", at, step.loss);
+                self.scalar("accuracy/train_step", at, step.accuracy);
+                self.scalar("lr", at, step.lr);
+                if batch == batches {
+                    for (name, parameter) in model.named_parameters() {
+                        if let Some(grad) = parameter.grad() {
+                            self.histogram(&format!("gradients/{name}"), at, &grad.data());
+                        }
+                    }
+                }
+            }
+            Event::EpochEnd {
+                line,
+                global_step,
+                model,
+                ..
+            } => self.log_epoch(line, *model, *global_step as u64)?,
+            Event::EpochStart { .. } | Event::Stopped { .. } => {}
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl EventWriter {
+    /// An epoch's metrics line as scalars and every parameter as a histogram, at `step`.
+    fn log_epoch(
+        &mut self,
+        line: &serde_json::Value,
+        model: &dyn Module<f32>,
+        step: u64,
+    ) -> Result<()> {
+        for (key, tag) in [
+            ("train_loss", "loss/train"),
+            ("test_loss", "loss/test"),
+            ("train_accuracy", "accuracy/train"),
+            ("test_accuracy", "accuracy/test"),
+        ] {
+            if let Some(value) = line[key].as_f64() {
+                self.scalar(tag, step, value);
+            }
+        }
+        for (group, tag) in [
+            ("grad_norm", "grad_norm"),
+            ("dead_relu_fraction", "dead_relu"),
+        ] {
+            for (name, value) in line[group].as_object().into_iter().flatten() {
+                if let Some(value) = value.as_f64() {
+                    self.scalar(&format!("{tag}/{name}"), step, value);
+                }
+            }
+        }
+        for (name, parameter) in model.named_parameters() {
+            self.histogram(&format!("weights/{name}"), step, &parameter.data());
+        }
+        self.flush()
+    }
 }
 
 #[cfg(test)]

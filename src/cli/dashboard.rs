@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::dashboard::{Dashboard, RunState, SharedRun, disk};
+use super::train::Outcome;
+use crate::dashboard::{Dashboard, RunState, SharedRun, Status, disk};
 use crate::error::Result;
 
 /// Starts a dashboard for the run being trained in `dir` and says where it is.
@@ -66,5 +67,32 @@ pub fn keep_serving(dashboard: &Dashboard, interrupted: &Arc<AtomicBool>) {
 fn wait_for_ctrl_c(flag: &AtomicBool) {
     while !flag.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Tells the page how the run ended; after a finished (or failed) run, keeps
+/// serving it until Ctrl-C.
+pub fn end_of_training(
+    dashboard: &Dashboard,
+    run: &SharedRun,
+    outcome: &Result<Outcome>,
+    out: &Path,
+) {
+    let (status, message) = match outcome {
+        Ok(Outcome::Finished) => (Status::Finished, None),
+        Ok(Outcome::Interrupted) => (
+            Status::Interrupted,
+            Some(format!(
+                "stopped by Ctrl-C; continue with `nabla train --resume {}`",
+                out.display()
+            )),
+        ),
+        Err(e) => (Status::Failed, Some(e.to_string())),
+    };
+    run.lock()
+        .expect("the run's lock")
+        .set_status(status, message);
+    if status != Status::Interrupted {
+        keep_serving(dashboard, &super::ctrl_c_flag());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::train::EpochMetrics;
+use crate::train::{Control, EpochMetrics, Event, Listener};
 
 /// Shows training progress.
 pub struct Progress {
@@ -154,4 +154,32 @@ pub fn steps_summary_line(m: &EpochMetrics, periods: usize, steps_per_period: us
         m.seconds,
         m.lr
     )
+}
+
+/// As a listener: a bar (or lines) per epoch, its summary line and its health
+/// warnings.
+impl Listener for Progress {
+    fn on_event(&mut self, event: &Event<'_>) -> crate::Result<Control> {
+        match event {
+            Event::EpochStart { epoch, batches } => self.start_epoch(*epoch, *batches),
+            Event::BatchEnd {
+                batch,
+                batches,
+                loss,
+                accuracy,
+                samples,
+                ..
+            } => self.step(*batch, *batches, *loss, *accuracy, *samples),
+            Event::EpochEnd {
+                metrics, health, ..
+            } => {
+                self.end_epoch(metrics);
+                for warning in &health.warnings {
+                    self.println(&format!("  warning: {warning}"));
+                }
+            }
+            Event::Stopped { .. } => self.abandon(),
+        }
+        Ok(Control::Continue)
+    }
 }

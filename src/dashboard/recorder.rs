@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::state::{Histogram, ImagePredictions, SharedRun, Status, StepPoint};
 use super::views::{self, ImageProbe, RegionProbe};
 use crate::data::Dataset;
-use crate::nn::Sequential;
+use crate::nn::Module;
+use crate::train::{Control, Event, Listener};
 
 /// Decision-region frames kept one per epoch; after that, every 2nd epoch, then
 /// every 4th…, so a long run's history stays small.
@@ -66,7 +67,7 @@ impl Recorder {
     /// the plan (`epochs` of `steps_per_epoch`).
     pub fn new(
         run: SharedRun,
-        model: &Sequential,
+        model: &dyn Module<f32>,
         input_shape: &[usize],
         probes: Probes,
         epochs: usize,
@@ -100,12 +101,32 @@ impl Recorder {
         }
     }
 
+    /// The recorder of a run of a config's `data`; a resumed run (`resumed_from` its
+    /// directory) first shows what it had recorded.
+    pub fn for_data(
+        run: SharedRun,
+        resumed_from: Option<&std::path::Path>,
+        data: &crate::experiment::Data,
+        model: &dyn Module<f32>,
+        (epochs, steps_per_epoch): (usize, usize),
+    ) -> Recorder {
+        if let Some(dir) = resumed_from {
+            let mut state = run.lock().expect("the run's lock");
+            state.metrics = super::disk::read_metrics(dir);
+            state.steps = super::disk::read_steps(dir, 0).0;
+        }
+        let (train, test) = (data.train.as_ref(), data.test.as_ref());
+        let probes = Probes::new(train, test, &data.class_names, data.image_shape);
+        let input_shape = train.feature_shape();
+        Recorder::new(run, model, input_shape, probes, epochs, steps_per_epoch)
+    }
+
     /// After step `batch` of `batches` of `epoch` (from 1): the step's own loss and
     /// accuracy (`None` for the first step after resuming mid-epoch), the gradients
     /// at an epoch's last step, and, in a long epoch, a frame.
     pub fn step(
         &mut self,
-        model: &Sequential,
+        model: &dyn Module<f32>,
         (epoch, batch, batches): (usize, usize, usize),
         point: Option<StepPoint>,
     ) {
@@ -131,7 +152,7 @@ impl Recorder {
     /// After an epoch: its `metrics.jsonl` line, the health warnings, the
     /// histograms, the network's new weights, a decision-region frame and the
     /// sample images' predictions.
-    pub fn end_epoch(&mut self, model: &Sequential, line: Value, warnings: &[String]) {
+    pub fn end_epoch(&mut self, model: &dyn Module<f32>, line: Value, warnings: &[String]) {
         let epoch = line["epoch"].as_u64().unwrap_or(0) as usize;
         let histograms = views::histograms(model, epoch, &self.gradients);
         let network = views::network_view(model, &self.input_shape, epoch);
@@ -178,5 +199,30 @@ impl Recorder {
             .lock()
             .expect("the run's lock")
             .set_status(status, message);
+    }
+}
+
+/// As a listener, the recorder shows each step, and each epoch's line, health
+/// warnings and pictures.
+impl Listener for Recorder {
+    fn on_event(&mut self, event: &Event<'_>) -> crate::Result<Control> {
+        match event {
+            Event::BatchEnd {
+                epoch,
+                batch,
+                batches,
+                step,
+                model,
+                ..
+            } => self.step(*model, (*epoch, *batch, *batches), Some(*step)),
+            Event::EpochEnd {
+                line,
+                health,
+                model,
+                ..
+            } => self.end_epoch(*model, (*line).clone(), &health.warnings),
+            Event::EpochStart { .. } | Event::Stopped { .. } => {}
+        }
+        Ok(Control::Continue)
     }
 }

@@ -12,7 +12,7 @@ use super::state::{
 };
 use crate::autograd::no_grad;
 use crate::data::{Dataset, make_batch};
-use crate::nn::{Module, Sequential};
+use crate::nn::{Module, layers_of};
 use crate::tensor::Tensor;
 
 /// Units per layer drawn with their connections; wider layers show their first ones.
@@ -27,18 +27,17 @@ pub const SAMPLE_IMAGES: usize = 200;
 const PLANE_POINTS: usize = 2000;
 
 /// The layers, their output shapes and, for linear layers, the weights to draw.
-pub fn network_view(model: &Sequential, input_shape: &[usize], epoch: usize) -> NetworkView {
+pub fn network_view(model: &dyn Module<f32>, input_shape: &[usize], epoch: usize) -> NetworkView {
     let mut shape = Ok(input_shape.to_vec());
-    let layers = model
-        .layers()
-        .iter()
+    let layers = layers_of(model)
+        .into_iter()
         .map(|layer| {
             shape = shape.clone().and_then(|input| layer.output_shape(&input));
             let description = layer.describe();
             LayerView {
                 dense: description
                     .starts_with("Linear")
-                    .then(|| dense_weights(layer.as_ref()))
+                    .then(|| dense_weights(layer))
                     .flatten(),
                 description,
                 output_shape: shape.clone().unwrap_or_default(),
@@ -109,7 +108,7 @@ pub fn gradient_histograms(model: &dyn Module<f32>) -> Vec<(String, Histogram)> 
 
 /// Runs `inputs` through `model` in evaluation mode, without a graph, and puts
 /// the model back in training mode.
-fn predict(model: &Sequential, inputs: &Tensor) -> Tensor {
+fn predict(model: &dyn Module<f32>, inputs: &Tensor) -> Tensor {
     let _guard = no_grad();
     model.eval();
     let logits = model.forward(inputs);
@@ -168,7 +167,7 @@ impl RegionProbe {
     }
 
     /// The model's predicted class and its probability in every cell.
-    pub fn frame(&self, model: &Sequential, epoch: f64) -> RegionFrame {
+    pub fn frame(&self, model: &dyn Module<f32>, epoch: f64) -> RegionFrame {
         let probabilities = predict(model, &self.grid).softmax(-1);
         let classes = probabilities.argmax(-1);
         let width = probabilities.shape()[1];
@@ -247,7 +246,7 @@ impl ImageProbe {
     }
 
     /// The model's predicted class for each image.
-    pub fn predict(&self, model: &Sequential) -> Vec<usize> {
+    pub fn predict(&self, model: &dyn Module<f32>) -> Vec<usize> {
         predict(model, &self.inputs).argmax(-1)
     }
 }
@@ -270,7 +269,7 @@ fn display_bytes(values: &[f32]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::data::TableDataset;
-    use crate::nn::{Linear, Relu};
+    use crate::nn::{Linear, Relu, Sequential};
 
     fn model() -> Sequential {
         let mut rng = crate::rng(0);

@@ -153,6 +153,11 @@ struct Augmenting {
 }
 
 impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
+    /// The dataset it batches.
+    pub fn dataset(&self) -> &'a D {
+        self.dataset
+    }
+
     /// All samples in order, in batches of `batch_size` (the last one may be smaller).
     pub fn new(dataset: &'a D, batch_size: usize) -> Self {
         assert!(batch_size > 0, "DataLoader: batch size must be at least 1");

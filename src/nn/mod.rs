@@ -72,6 +72,13 @@ pub trait Module<T: Float = f32> {
         Vec::new()
     }
 
+    /// The modules this one is made of, in order (a [`Sequential`]'s layers), for
+    /// tools that look inside a network layer by layer: the dashboard's drawing, the
+    /// dead-ReLU count. A module with none is looked at as one layer.
+    fn children(&self) -> Vec<&dyn Module<T>> {
+        Vec::new()
+    }
+
     /// Non-trainable state saved with the model (batch norm's running statistics).
     fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
         Vec::new()
@@ -137,6 +144,16 @@ pub trait Module<T: Float = f32> {
 }
 
 /// Names of a child's entries under `prefix`: `weight` → `0.weight`.
+/// The layers of `model` as tools look at it: its children, or itself when it has none.
+pub fn layers_of<T: Float>(model: &dyn Module<T>) -> Vec<&dyn Module<T>> {
+    let children = model.children();
+    if children.is_empty() {
+        vec![model]
+    } else {
+        children
+    }
+}
+
 pub(crate) fn prefixed<T: Float>(
     prefix: &str,
     entries: Vec<(String, Tensor<T>)>,

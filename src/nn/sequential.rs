@@ -121,6 +121,10 @@ impl<T: Float> Module<T> for Sequential<T> {
             .fold(input.clone(), |x, layer| layer.forward(&x))
     }
 
+    fn children(&self) -> Vec<&dyn Module<T>> {
+        self.layers.iter().map(|layer| layer.as_ref()).collect()
+    }
+
     fn forward_cached(&self, input: &Tensor<T>, cache: &mut KvCache<T>) -> Tensor<T> {
         self.layers
             .iter()

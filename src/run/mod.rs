@@ -1,18 +1,22 @@
 //! A training run as a thing to keep: the run directory it writes, and the trained
 //! model opened from it for use — without the training data.
 //!
-//! [`RunDir`] writes a run directory as training goes; [`SavedRun`] opens a finished
-//! one (network, weights and [`Preprocessing`]) for `predict`, `eval` and `generate`,
-//! or for a Rust program of your own. Every file of the format is named in [`files`]
+//! [`Training`] prepares the run of a config in one call (data, network, optimizer,
+//! loss, options, ranks); [`RunDir`] writes a run directory as training goes (a
+//! [`crate::train::Listener`], for any model); [`SavedRun`] opens a finished one
+//! (network, weights and [`Preprocessing`]) for `predict`, `eval` and `generate`, or
+//! for a Rust program of your own. Every file of the format is named in [`files`]
 //! and described in `docs/run-directory.md`.
 
 pub mod dir;
 pub mod preprocessing;
 pub mod saved;
+pub mod training;
 
 pub use dir::{ResumePoint, RunDir, resume};
 pub use preprocessing::{FORMAT_VERSION, Input, Preprocessing};
 pub use saved::SavedRun;
+pub use training::Training;
 
 /// The files of a run directory, named once.
 pub mod files {

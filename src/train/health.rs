@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::autograd::no_grad;
-use crate::nn::{Module, Sequential};
+use crate::nn::{Module, layers_of};
 use crate::tensor::Tensor;
 
 /// The L2 norm of each parameter's current gradient.
@@ -27,6 +27,7 @@ pub fn gradient_norms(model: &dyn Module<f32>) -> BTreeMap<String, f64> {
 }
 
 /// Per-layer gradient norms and dead-ReLU fractions, with plain-words warnings.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GradientHealth {
     /// The L2 norm of each parameter's gradient (at the epoch's last step).
     pub grad_norms: BTreeMap<String, f64>,
@@ -41,7 +42,7 @@ pub struct GradientHealth {
 /// and measures, after each ReLU, the fraction of units that are zero for every
 /// probe sample.
 pub fn gradient_health(
-    model: &Sequential,
+    model: &dyn Module<f32>,
     probe: &Tensor,
     grad_norms: &BTreeMap<String, f64>,
 ) -> GradientHealth {
@@ -49,7 +50,7 @@ pub fn gradient_health(
     model.eval();
     let mut dead_relu = BTreeMap::new();
     let mut x = probe.clone();
-    for (index, layer) in model.layers().iter().enumerate() {
+    for (index, layer) in layers_of(model).into_iter().enumerate() {
         x = layer.forward(&x);
         if layer.describe().starts_with("ReLU") {
             let batch = x.shape()[0].max(1);

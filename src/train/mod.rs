@@ -7,7 +7,10 @@
 //! benchmark times exactly what training does.
 
 pub mod health;
+pub mod listener;
 pub mod parallel;
+
+pub use listener::{Interrupt, Listener};
 
 use std::time::Instant;
 
@@ -19,6 +22,7 @@ use crate::metrics::correct_count;
 use crate::nn::Module;
 use crate::optim::{Optimizer, Schedule, clip_grad_norm as clip_grad_norm_};
 use crate::tensor::Tensor;
+use health::GradientHealth;
 
 /// A loss from logits and class labels, e.g. `|logits, labels| cross_entropy(logits, labels, &options)`.
 pub type LossFn<'a> = &'a dyn Fn(&Tensor<f32>, &[usize]) -> Tensor<f32>;
@@ -59,6 +63,13 @@ pub struct FitOptions {
     /// fixed tree, so that any power-of-two rank count that divides it trains the
     /// same bits ([`parallel::DataParallel::fixed_chunks`]).
     pub fixed_chunks: Option<usize>,
+    /// Measure gradient health at the end of every epoch (gradient norms at its last
+    /// step, dead ReLUs on the first 256 training samples): it goes into
+    /// [`Event::EpochEnd`] and the metrics line.
+    pub health: bool,
+    /// The run is counted in steps (`max_steps`): each "epoch" is a period of steps,
+    /// and its metrics line also says the global `step`.
+    pub by_steps: bool,
 }
 
 impl Default for FitOptions {
@@ -76,6 +87,8 @@ impl Default for FitOptions {
             world: World::single(),
             check_replicas_every_step: false,
             fixed_chunks: None,
+            health: false,
+            by_steps: false,
         }
     }
 }
@@ -112,6 +125,29 @@ pub struct EpochMetrics {
     pub communication: Option<CommStats>,
 }
 
+impl EpochMetrics {
+    /// The epoch's `metrics.jsonl` line: these fields, the gradient health
+    /// (`grad_norm` per parameter, `dead_relu_fraction` per ReLU layer), the resident
+    /// memory (`rss_mb`) and, for a run counted in steps of `steps_per_period`, the
+    /// global `step`.
+    pub fn line(
+        &self,
+        health: &GradientHealth,
+        steps_per_period: Option<usize>,
+    ) -> serde_json::Value {
+        let mut line = serde_json::to_value(self).expect("metrics serialise");
+        if let Some(steps) = steps_per_period {
+            line["step"] = (self.epoch * steps).into();
+        }
+        line["grad_norm"] = serde_json::to_value(&health.grad_norms).expect("numbers serialise");
+        line["dead_relu_fraction"] =
+            serde_json::to_value(&health.dead_relu).expect("numbers serialise");
+        line["rss_mb"] =
+            serde_json::to_value(crate::memory::resident_mb()).expect("a number serialises");
+        line
+    }
+}
+
 /// Running sums of an epoch in progress (what a mid-epoch checkpoint must keep).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochProgress {
@@ -140,51 +176,9 @@ pub struct StepPoint {
     pub lr: f64,
 }
 
-/// Takes each step's own loss and accuracy out of the epoch's running sums that
-/// [`Event::BatchEnd`] reports (the difference from the previous step's sums).
-#[derive(Clone, Debug, Default)]
-pub struct StepTracker {
-    previous: Option<EpochProgress>,
-}
-
-impl StepTracker {
-    /// A tracker for a run that continues an epoch whose running sums so far are
-    /// `sums` (a resumed run's `FitOptions::carried`; the default for a fresh run).
-    pub fn after(sums: EpochProgress) -> StepTracker {
-        StepTracker {
-            previous: Some(sums),
-        }
-    }
-
-    /// The step `batch` of `batches` of `epoch` (from 1) that brought the sums to
-    /// `sums`; `None` when the sums before it are unknown (a tracker made with
-    /// `default()` that joins mid-epoch).
-    pub fn step(
-        &mut self,
-        (epoch, batch, batches): (usize, usize, usize),
-        sums: &EpochProgress,
-        lr: f64,
-    ) -> Option<StepPoint> {
-        let before = if batch == 1 {
-            Some(EpochProgress::default())
-        } else {
-            self.previous
-        };
-        self.previous = Some(*sums);
-        let before = before.filter(|b| sums.seen > b.seen)?;
-        let samples = (sums.seen - before.seen) as f64;
-        Some(StepPoint {
-            step: (epoch - 1) * batches + batch,
-            epoch: (epoch - 1) as f64 + batch as f64 / batches.max(1) as f64,
-            loss: (sums.loss_sum - before.loss_sum) / samples,
-            accuracy: (sums.correct - before.correct) as f64 / samples,
-            lr,
-        })
-    }
-}
-
-/// What the loop reports as it runs, for progress bars, loggers and checkpointing
-/// (the optimizer is lent so its state can be saved).
+/// What the loop reports as it runs, to [`Listener`]s: progress bars, the run
+/// directory, loggers, a Ctrl-C watch. The model and optimizer are lent so their
+/// state can be saved.
 pub enum Event<'a> {
     /// An epoch is about to start.
     EpochStart {
@@ -193,7 +187,7 @@ pub enum Event<'a> {
         /// Steps per epoch.
         batches: usize,
     },
-    /// After each optimizer step: running means over the epoch so far.
+    /// After each optimizer step.
     BatchEnd {
         /// The epoch, counting from 1.
         epoch: usize,
@@ -209,14 +203,40 @@ pub enum Event<'a> {
         samples: usize,
         /// The running sums, for a mid-epoch checkpoint.
         progress: EpochProgress,
-        /// The optimizer, lent so its state can be saved.
+        /// This step's own loss, accuracy and learning rate.
+        step: StepPoint,
+        /// The model, just updated.
+        model: &'a dyn Module<f32>,
+        /// The optimizer.
+        optimizer: &'a dyn Optimizer<f32>,
+    },
+    /// A listener stopped the run after step `batch` of `epoch` (Ctrl-C): the place
+    /// to save a checkpoint to resume from.
+    Stopped {
+        /// The epoch, counting from 1.
+        epoch: usize,
+        /// The last step taken in it, counting from 1.
+        batch: usize,
+        /// The epoch's running sums so far.
+        progress: EpochProgress,
+        /// The model.
+        model: &'a dyn Module<f32>,
+        /// The optimizer.
         optimizer: &'a dyn Optimizer<f32>,
     },
     /// An epoch ended (after evaluation).
     EpochEnd {
         /// The epoch's results.
         metrics: &'a EpochMetrics,
-        /// The optimizer, lent so its state can be saved.
+        /// Its gradient health (empty unless [`FitOptions::health`]).
+        health: &'a GradientHealth,
+        /// Its `metrics.jsonl` line ([`EpochMetrics::line`]).
+        line: &'a serde_json::Value,
+        /// Steps taken since the start of the run.
+        global_step: usize,
+        /// The model.
+        model: &'a dyn Module<f32>,
+        /// The optimizer.
         optimizer: &'a dyn Optimizer<f32>,
     },
 }
@@ -245,8 +265,55 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
     options: &FitOptions,
     on_event: &mut dyn FnMut(&Event<'_>) -> Control,
 ) -> Result<Vec<EpochMetrics>> {
+    let mut on_event = on_event;
+    let fitted = fit_with(
+        model,
+        optimizer,
+        train,
+        test,
+        loss_fn,
+        options,
+        &mut [&mut on_event],
+    )?;
+    Ok(fitted.history)
+}
+
+/// How a run of [`fit_with`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fitted {
+    /// The metrics of the epochs that completed.
+    pub history: Vec<EpochMetrics>,
+    /// `(epoch, step)`, both from 1, where a listener stopped the run mid-epoch.
+    pub stopped_at: Option<(usize, usize)>,
+}
+
+/// [`fit`], reporting every event to each of `listeners` in turn (all of them see
+/// every event, whichever asks to stop). A listener's error ends the run with it.
+pub fn fit_with<D: Dataset + ?Sized, E: Dataset + ?Sized>(
+    model: &dyn Module<f32>,
+    optimizer: &mut dyn Optimizer<f32>,
+    train: &DataLoader<'_, D>,
+    test: Option<&DataLoader<'_, E>>,
+    loss_fn: LossFn<'_>,
+    options: &FitOptions,
+    listeners: &mut [&mut dyn Listener],
+) -> Result<Fitted> {
+    let mut tell = |event: &Event<'_>| -> Result<Control> {
+        let mut control = Control::Continue;
+        for listener in listeners.iter_mut() {
+            if listener.on_event(event)? == Control::Stop {
+                control = Control::Stop;
+            }
+        }
+        Ok(control)
+    };
     let base_lr = options.base_lr.unwrap_or_else(|| optimizer.lr());
     let batches = train.num_batches();
+    let probe = options.health.then(|| {
+        let dataset = train.dataset();
+        let first = (0..dataset.len().min(256)).collect::<Vec<_>>();
+        crate::data::make_batch(dataset, &first).inputs
+    });
     let world = &options.world;
     let (train, test) = (
         world.shard_loader(train),
@@ -258,6 +325,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         stepper = stepper.fixed_chunks(chunks)?;
     }
     let mut history = Vec::new();
+    let mut stopped_at = None;
     let (mut best_loss, mut epochs_without_improvement) = (f64::INFINITY, 0);
     for epoch in options.start_epoch..options.epochs {
         // the rate of the epoch's first step, whichever way the schedule advances
@@ -267,11 +335,12 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             options.schedule.lr_at(epoch, base_lr)
         };
         optimizer.set_lr(lr);
-        if on_event(&Event::EpochStart {
+        if tell(&Event::EpochStart {
             epoch: epoch + 1,
             batches,
-        }) == Control::Stop
+        })? == Control::Stop
         {
+            stopped_at = Some((epoch + 1, 0));
             break;
         }
         model.train();
@@ -285,7 +354,7 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
         let skip = if resuming { options.start_step } else { 0 };
         let (mut loss_sum, mut correct, mut seen) =
             (carried.loss_sum, carried.correct, carried.seen);
-        let mut stop = false;
+        let mut grad_norms = Default::default();
         stepper.reset_stats();
         for (batch_index, batch) in train.epoch(epoch).enumerate().skip(skip) {
             if options.schedule_per_step {
@@ -306,6 +375,9 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             if options.check_replicas_every_step {
                 stepper.check_replicas(model)?;
             }
+            if options.health && batch_index + 1 == batches {
+                grad_norms = health::gradient_norms(model);
+            }
             loss_sum += taken.loss * taken.labels as f64;
             correct += taken.correct;
             seen += taken.labels;
@@ -315,6 +387,13 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                 seen,
                 seconds: carried.seconds + started.elapsed().as_secs_f64(),
             };
+            let step = StepPoint {
+                step: epoch * batches + batch_index + 1,
+                epoch: epoch as f64 + (batch_index + 1) as f64 / batches.max(1) as f64,
+                loss: taken.loss,
+                accuracy: taken.correct as f64 / taken.labels.max(1) as f64,
+                lr: optimizer.lr(),
+            };
             let event = Event::BatchEnd {
                 epoch: epoch + 1,
                 batch: batch_index + 1,
@@ -323,14 +402,23 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
                 accuracy: correct as f64 / seen as f64,
                 samples: seen,
                 progress,
+                step,
+                model,
                 optimizer: &*optimizer,
             };
-            if on_event(&event) == Control::Stop {
-                stop = true;
+            if tell(&event)? == Control::Stop {
+                stopped_at = Some((epoch + 1, batch_index + 1));
+                tell(&Event::Stopped {
+                    epoch: epoch + 1,
+                    batch: batch_index + 1,
+                    progress,
+                    model,
+                    optimizer: &*optimizer,
+                })?;
                 break;
             }
         }
-        if stop {
+        if stopped_at.is_some() {
             break;
         }
         let seconds = carried.seconds + started.elapsed().as_secs_f64();
@@ -353,10 +441,19 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             lr,
             communication,
         };
-        let control = on_event(&Event::EpochEnd {
+        let health = match &probe {
+            Some(probe) => health::gradient_health(model, probe, &grad_norms),
+            None => GradientHealth::default(),
+        };
+        let line = metrics.line(&health, options.by_steps.then_some(batches));
+        let control = tell(&Event::EpochEnd {
             metrics: &metrics,
+            health: &health,
+            line: &line,
+            global_step: (epoch + 1) * batches,
+            model,
             optimizer: &*optimizer,
-        });
+        })?;
         history.push(metrics);
         if control == Control::Stop {
             break;
@@ -372,7 +469,10 @@ pub fn fit<D: Dataset + ?Sized, E: Dataset + ?Sized>(
             }
         }
     }
-    Ok(history)
+    Ok(Fitted {
+        history,
+        stopped_at,
+    })
 }
 
 /// What one training step did.
