@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::train::Outcome;
+use super::watch::Outcome;
 use crate::dashboard::{Dashboard, RunState, SharedRun, Status, disk};
 use crate::error::Result;
 

@@ -13,6 +13,9 @@ pub mod inspect;
 pub mod plot;
 pub mod progress;
 pub mod train;
+pub mod watch;
+
+pub use watch::{Outcome, RunArgs, fit_model};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

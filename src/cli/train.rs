@@ -4,15 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::progress::Progress;
+pub use super::watch::Outcome;
+use super::watch::Watch;
 use crate::dashboard::Recorder;
 use crate::data::Dataset;
 use crate::distributed::World;
 use crate::error::{Error, Result};
 use crate::experiment::Config;
-use crate::run::{RunDir, Training, files};
-use crate::tensorboard::EventWriter;
-use crate::train::{Control, Event, Fitted, Interrupt, Listener};
+use crate::run::{Training, files};
 
 /// Settings from the command line that override or locate the config.
 pub struct TrainArgs {
@@ -31,14 +30,6 @@ pub struct TrainArgs {
     /// Write TensorBoard event files: `Some(Some(dir))` into `dir`, `Some(None)`
     /// into the run directory's `tensorboard/`.
     pub tensorboard: Option<Option<PathBuf>>,
-}
-
-/// How a run ended.
-pub enum Outcome {
-    /// Every epoch ran (or early stopping ended the run).
-    Finished,
-    /// Ctrl-C: a checkpoint was saved.
-    Interrupted,
 }
 
 /// Runs `nabla train` as one rank of `world` (one process alone: [`World::single`]).
@@ -109,99 +100,20 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     }
     let steps_per_period = training.config.train.steps_per_period();
     let batches = training.train_loader()?.num_batches();
-    let mut recorder = live.as_ref().map(|(_, run)| {
+    let live = live.map(|(dashboard, run)| {
         let resumed = args.resume.as_ref().map(|_| out.as_path());
         let plan = (training.options.epochs, batches);
-        Recorder::for_data(run.clone(), resumed, &training.data, &training.model, plan)
+        let data = &training.data;
+        let recorder = Recorder::for_data(run.clone(), resumed, data, &training.model, plan);
+        ((dashboard, run), recorder)
     });
-    let mut tensorboard = match tensorboard_dir(&args, &training.config, &out).filter(|_| root) {
-        Some(dir) => Some(EventWriter::create(dir)?),
-        None => None,
-    };
-    let mut progress =
-        root.then(|| Progress::new(training.options.epochs).by_steps(steps_per_period));
-    let mut curves = run_dir.as_ref().map(|_| Curves {
-        dir: out.clone(),
-        steps_per_period,
-    });
-    let mut interrupt = Interrupt::new(super::ctrl_c_flag(), world);
-    let mut listeners: Vec<&mut dyn Listener> = vec![&mut interrupt];
-    listeners.extend(progress.as_mut().map(|l| l as &mut dyn Listener));
-    listeners.extend(run_dir.as_mut().map(|l| l as &mut dyn Listener));
-    listeners.extend(curves.as_mut().map(|l| l as &mut dyn Listener));
-    listeners.extend(tensorboard.as_mut().map(|l| l as &mut dyn Listener));
-    listeners.extend(recorder.as_mut().map(|l| l as &mut dyn Listener));
-    let fitted = training.fit(&mut listeners);
-    drop(listeners);
-    if let Some(progress) = &mut progress {
-        progress.abandon();
-    }
-    let language_model = training.data.vocabulary.is_some();
-    let outcome = report(fitted, run_dir.as_ref(), language_model, &out);
-    if let Some((dashboard, run)) = &live {
-        super::dashboard::end_of_training(dashboard, run, &outcome, &out);
-    }
-    outcome
-}
-
-/// `curves.png` in the run directory `dir`, redrawn after every epoch from its
-/// metrics (listed after the [`RunDir`], which writes them).
-struct Curves {
-    dir: PathBuf,
-    steps_per_period: Option<usize>,
-}
-
-impl Listener for Curves {
-    fn on_event(&mut self, event: &Event<'_>) -> Result<Control> {
-        if let Event::EpochEnd { .. } = event {
-            let history = crate::run::dir::read_history(&self.dir);
-            let path = self.dir.join(files::CURVES);
-            super::plot::curves(&path, &history, self.steps_per_period)?;
-        }
-        Ok(Control::Continue)
-    }
-}
-
-/// How the run ended, said in the terminal (rank 0 alone has a run directory).
-fn report(
-    fitted: Result<Fitted>,
-    run_dir: Option<&RunDir>,
-    language_model: bool,
-    out: &Path,
-) -> Result<Outcome> {
-    let shown = out.display();
-    if let (Err(Error::Diverged(message)), Some(_)) = (&fitted, run_dir) {
-        eprintln!("warning: training stopped: {message}");
-        eprintln!("the last good checkpoint is kept in {shown}");
-    }
-    let fitted = fitted?;
-    let Some(run_dir) = run_dir else {
-        return Ok(match fitted.stopped_at {
-            Some(_) => Outcome::Interrupted,
-            None => Outcome::Finished,
-        });
-    };
-    if let Some((epoch, step)) = fitted.stopped_at {
-        outln!(
-            "interrupted at epoch {epoch}, step {step}: checkpoint saved; continue with `nabla train --resume {shown}`"
-        );
-        return Ok(Outcome::Interrupted);
-    }
-    match (run_dir.history().last(), language_model) {
-        (Some(last), true) => {
-            let loss = last.test_loss.unwrap_or(f64::NAN);
-            outln!(
-                "done: validation loss {loss:.4} nats/token (perplexity {:.2}) — run directory {shown}\nwrite with: nabla generate {shown} --prompt \"…\"",
-                loss.exp()
-            );
-        }
-        (Some(last), false) => outln!(
-            "done: test accuracy {:.2}% — run directory {shown}",
-            100.0 * last.test_accuracy.unwrap_or(0.0)
-        ),
-        (None, _) => {}
-    }
-    Ok(Outcome::Finished)
+    let tensorboard = tensorboard_dir(&args, &training.config, &out);
+    let epochs = training.options.epochs;
+    let mut watch = Watch::new(world, run_dir, &out, epochs, steps_per_period)
+        .tensorboard(tensorboard)?
+        .dashboard(live);
+    let fitted = training.fit(&mut watch.listeners());
+    watch.finish(fitted, training.data.vocabulary.is_some())
 }
 
 /// Where TensorBoard files go: `--tensorboard DIR`, or the run directory's

@@ -33,5 +33,30 @@ pub use recorder::{Probes, Recorder};
 pub use server::Dashboard;
 pub use state::{RunState, SharedRun, Status};
 
+/// Serves the live dashboard at `address` for a run of `model` being trained into
+/// `dir` on `train`, tested on `test`; `image_shape` is a sample's `[C, H, W]` when
+/// the samples are images (their pictures are shown), and `plan` is (epochs, steps
+/// per epoch). Returns the server (it serves while it lives) and the [`Recorder`],
+/// the listener that feeds it (see [`crate::train::fit_with`]).
+pub fn serve_training(
+    address: &str,
+    dir: &std::path::Path,
+    model: &dyn crate::nn::Module<f32>,
+    (train, test): (&dyn crate::data::Dataset, &dyn crate::data::Dataset),
+    image_shape: Option<[usize; 3]>,
+    plan: (usize, usize),
+) -> crate::Result<(Dashboard, Recorder)> {
+    let id = disk::run_id(dir, &[]);
+    let run = RunState::new(&id, &dir.display().to_string(), &model.describe()).shared();
+    let dashboard = Dashboard::serve(address, vec![run.clone()])?;
+    let classes = (0..train.num_classes())
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>();
+    let probes = Probes::new(train, test, &classes, image_shape);
+    let (epochs, steps) = plan;
+    let recorder = Recorder::new(run, model, train.feature_shape(), probes, epochs, steps);
+    Ok((dashboard, recorder))
+}
+
 /// Where the dashboard listens unless told otherwise: this machine only.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:6006";

@@ -193,6 +193,11 @@ impl Recorder {
         }
     }
 
+    /// The run it records into.
+    pub fn run(&self) -> &SharedRun {
+        &self.run
+    }
+
     /// How the run ended.
     pub fn finish(&self, status: Status, message: Option<String>) {
         self.run

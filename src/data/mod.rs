@@ -153,6 +153,11 @@ struct Augmenting {
 }
 
 impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
+    /// Samples per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The dataset it batches.
     pub fn dataset(&self) -> &'a D {
         self.dataset

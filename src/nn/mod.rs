@@ -154,7 +154,10 @@ pub fn layers_of<T: Float>(model: &dyn Module<T>) -> Vec<&dyn Module<T>> {
     }
 }
 
-pub(crate) fn prefixed<T: Float>(
+/// A child's entries (`weight`, `bias`) named as its parent calls it (`hidden.weight`),
+/// as PyTorch names a module's attributes: what a [`Module::named_parameters`] of a
+/// struct of layers returns.
+pub fn prefixed<T: Float>(
     prefix: &str,
     entries: Vec<(String, Tensor<T>)>,
 ) -> Vec<(String, Tensor<T>)> {
