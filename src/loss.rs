@@ -4,15 +4,7 @@
 use crate::element::Float;
 use crate::tensor::Tensor;
 
-/// How per-element losses become one number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Reduction {
-    /// The mean over elements (PyTorch's default).
-    #[default]
-    Mean,
-    /// The sum over elements.
-    Sum,
-}
+pub use crate::ops::softmax::Reduction;
 
 fn reduce<T: Float>(losses: Tensor<T>, reduction: Reduction) -> Tensor<T> {
     match reduction {

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::experiment::{Config, LayerConfig};
+use crate::gradcheck::{DEFAULT_EPS, central_difference};
 use crate::tensor::Tensor;
 
 /// An activation as the explanation names it.
@@ -24,14 +25,12 @@ enum Activation {
 }
 
 impl Activation {
-    /// f'(z), from z and a = f(z).
-    fn derivative(self, z: f64, a: f64) -> f64 {
-        match self {
-            Activation::Identity => 1.0,
-            Activation::Sigmoid => a * (1.0 - a),
-            Activation::Tanh => 1.0 - a * a,
-            Activation::Relu => f64::from(u8::from(z > 0.0)),
-        }
+    /// f'(z), by the op's own backward rule (`ops/activation.rs`): the gradient of
+    /// f at z for an incoming gradient of 1.
+    fn derivative(self, z: f64) -> f64 {
+        let z = Tensor::from_vec(vec![z], &[1]).requires_grad(true);
+        self.tensor(&z).sum().backward();
+        z.grad().map_or(0.0, |grad| grad.item())
     }
 
     fn name(self) -> &'static str {
@@ -216,16 +215,18 @@ fn numerical(
     j: usize,
     i: Option<usize>,
 ) -> f64 {
-    let eps = 1e-6;
-    let moved = |shift: f64| {
+    let weight = match i {
+        Some(i) => layers[l].weights[j][i],
+        None => layers[l].bias[j],
+    };
+    central_difference(weight, DEFAULT_EPS, |moved| {
         let mut copy = layers.to_vec();
         match i {
-            Some(i) => copy[l].weights[j][i] += shift,
-            None => copy[l].bias[j] += shift,
+            Some(i) => copy[l].weights[j][i] = moved,
+            None => copy[l].bias[j] = moved,
         }
         engine_loss(&copy, x, target)
-    };
-    (moved(eps) - moved(-eps)) / (2.0 * eps)
+    })
 }
 
 fn parse_values(text: &str, what: &str) -> Result<Vec<f64>> {
@@ -383,7 +384,7 @@ fn explain_text(layers: &[Dense], x: &[f64], t: &[f64], lr: f64) -> Result<Strin
         let _ = writeln!(w, "\nlayer {n}:");
         for j in 0..layer.bias.len() {
             let a = fwd.activations[n][j];
-            let local = layer.activation.derivative(fwd.sums[l][j], a);
+            let local = layer.activation.derivative(fwd.sums[l][j]);
             if l == count - 1 {
                 let _ = writeln!(
                     w,

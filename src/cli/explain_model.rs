@@ -12,6 +12,7 @@ use crate::autograd::no_grad;
 use crate::data::make_batch;
 use crate::error::{Error, Result};
 use crate::experiment::{self, Config};
+use crate::gradcheck::{DEFAULT_EPS as EPS, central_difference_at};
 use crate::loss::{CrossEntropyOptions, cross_entropy};
 use crate::nn::{Module, Sequential};
 use crate::tensor::Tensor;
@@ -20,8 +21,6 @@ use crate::tensor::Tensor;
 const SHOWN: usize = 4;
 /// Elements of each parameter checked against finite differences.
 const CHECKED: usize = 6;
-/// The step of the central differences.
-const EPS: f64 = 1e-6;
 
 /// Runs the explanation for training sample `sample` of the config's data and
 /// returns it as text.
@@ -182,13 +181,7 @@ fn finite_difference_error(
     let step = (count / CHECKED.min(count).max(1)).max(1);
     let mut worst = 0.0f64;
     for index in (0..count).step_by(step).take(CHECKED) {
-        let nudge = |delta: f64| parameter.update_data(|values| values[index] += delta);
-        nudge(EPS);
-        let plus = objective(model);
-        nudge(-2.0 * EPS);
-        let minus = objective(model);
-        nudge(EPS);
-        let numerical = (plus - minus) / (2.0 * EPS);
+        let numerical = central_difference_at(parameter, index, EPS, || objective(model));
         let scale = analytic[index].abs().max(numerical.abs()).max(1.0);
         worst = worst.max((analytic[index] - numerical).abs() / scale);
     }

@@ -24,6 +24,17 @@ pub use self::csv::{
 };
 pub use idx::{ImageDataset, load_mnist, parse_idx_bytes, read_idx};
 
+/// Rank `rank`'s rows of a batch of `len` split over `ranks`: consecutive, as even as
+/// can be (the one place a batch is cut into shares, for data-parallel training).
+///
+/// ```
+/// # use nabla::data::share_of;
+/// assert_eq!((0..3).map(|r| share_of(r, 3, 10)).collect::<Vec<_>>(), [0..3, 3..6, 6..10]);
+/// ```
+pub fn share_of(rank: usize, ranks: usize, len: usize) -> std::ops::Range<usize> {
+    (rank * len / ranks)..((rank + 1) * len / ranks)
+}
+
 /// A labelled classification dataset that writes one sample's features at a time.
 pub trait Dataset {
     /// The number of samples.
@@ -213,7 +224,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
     }
 
     /// Makes every batch only rank `rank`'s share of it (of `ranks`; see
-    /// [`crate::distributed::share_of`]): the batches, their order and each sample's
+    /// [`share_of`]): the batches, their order and each sample's
     /// augmentation stay those of one process, split across the ranks.
     pub fn shard(mut self, rank: usize, ranks: usize) -> Self {
         assert!(rank < ranks, "DataLoader::shard: rank {rank} of {ranks}");
@@ -283,7 +294,7 @@ impl<'a, D: Dataset + ?Sized> DataLoader<'a, D> {
         (0..order.len().div_ceil(batch_size)).map(move |b| {
             let mut picked = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
             if let Some((rank, ranks)) = self.shard {
-                picked = &picked[crate::distributed::share_of(rank, ranks, picked.len())];
+                picked = &picked[share_of(rank, ranks, picked.len())];
             }
             let batch = make_batch(self.dataset, picked);
             if let Some(augmenting) = &self.augmentation {

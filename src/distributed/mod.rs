@@ -24,6 +24,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+pub use crate::data::share_of;
 use crate::data::{DataLoader, Dataset};
 use crate::tensor::Tensor;
 
@@ -317,11 +318,6 @@ impl World {
     pub fn abort(&self, code: i32) -> ! {
         self.comm.abort(code)
     }
-}
-
-/// Rank `rank`'s rows of a batch of `len` split over `ranks` (see [`World::share`]).
-pub fn share_of(rank: usize, ranks: usize, len: usize) -> Range<usize> {
-    (rank * len / ranks)..((rank + 1) * len / ranks)
 }
 
 /// A hash of the parameters' names, shapes and exact bits: equal on two ranks

@@ -6,8 +6,17 @@
 use crate::cpu::buffer::{self, Recycled};
 use crate::cpu::reduce;
 use crate::element::Float;
-use crate::loss::Reduction;
 use crate::tensor::{Tensor, shape};
+
+/// How per-element losses become one number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// The mean over elements (PyTorch's default).
+    #[default]
+    Mean,
+    /// The sum over elements.
+    Sum,
+}
 
 impl<T: Float> Tensor<T> {
     /// `softmax(x)ₖ = exp(xₖ) / Σⱼ exp(xⱼ)` along `axis`: each slice becomes a

@@ -535,10 +535,27 @@ pub fn step(
     let loss_value = loss.item() as f64;
     optimizer.zero_grad();
     loss.backward();
+    update(model, optimizer, loss_value, clip_grad_norm)?;
+    Ok(StepResult {
+        loss: loss_value,
+        output,
+    })
+}
+
+/// The end of every training step, once the gradients are in (one process's, or
+/// the ranks' mean): refuse a step whose loss or any gradient is not finite (before
+/// anything moves, so the weights stay good), clip the gradients if asked, and let
+/// the optimizer update the weights.
+pub(crate) fn update(
+    model: &dyn Module<f32>,
+    optimizer: &mut dyn Optimizer<f32>,
+    loss: f64,
+    clip_grad_norm: Option<f64>,
+) -> std::result::Result<(), Divergence> {
     let bad_gradient = first_non_finite_gradient(optimizer.params());
-    if !loss_value.is_finite() || bad_gradient.is_some() {
+    if !loss.is_finite() || bad_gradient.is_some() {
         return Err(Divergence {
-            loss: loss_value,
+            loss,
             parameter: bad_gradient,
         });
     }
@@ -546,10 +563,7 @@ pub fn step(
         clip_grad_norm_(&model.parameters(), max_norm);
     }
     optimizer.step();
-    Ok(StepResult {
-        loss: loss_value,
-        output,
-    })
+    Ok(())
 }
 
 /// The name of the first parameter whose gradient holds a NaN or infinity.

@@ -14,10 +14,10 @@ use crate::distributed::{
 use crate::error::{Error, Result};
 use crate::metrics::correct_count;
 use crate::nn::Module;
-use crate::optim::{Optimizer, clip_grad_norm};
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 
-use super::{Divergence, LossFn, first_non_finite_gradient};
+use super::{Divergence, LossFn};
 
 /// What one step did, over the whole batch (all ranks).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,17 +117,7 @@ impl DataParallel {
             offset += buffer.numel();
         }
         let loss = sums[0] / samples as f64;
-        let bad_gradient = first_non_finite_gradient(optimizer.params());
-        if !loss.is_finite() || bad_gradient.is_some() {
-            return Err(Divergence {
-                loss,
-                parameter: bad_gradient,
-            });
-        }
-        if let Some(max_norm) = max_norm {
-            clip_grad_norm(&model.parameters(), max_norm);
-        }
-        optimizer.step();
+        super::update(model, optimizer, loss, max_norm)?;
         Ok(BatchResult {
             loss,
             correct: sums[1] as usize,
