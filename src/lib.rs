@@ -82,6 +82,7 @@ pub mod cpu;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod data;
+pub mod device;
 pub mod distributed;
 pub mod element;
 pub mod error;

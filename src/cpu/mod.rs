@@ -7,12 +7,12 @@
 pub mod attention;
 pub mod buffer;
 pub mod conv;
-pub mod convolution;
 pub mod gemm;
 pub mod norm;
 pub mod parallel;
+pub mod pool;
 pub mod reduce;
-pub mod tiled;
+pub mod shape;
 pub mod update;
 
 use smallvec::SmallVec;
@@ -23,7 +23,6 @@ use crate::element::Float;
 pub trait CpuElement: gemm::Gemm + buffer::Recycle {}
 
 impl<T: gemm::Gemm + buffer::Recycle> CpuElement for T {}
-use crate::tensor::shape;
 
 /// Below this many elements a kernel stays on the calling thread: handing work to
 /// the pool costs a few microseconds, more than the work itself.

@@ -225,6 +225,20 @@ impl<P: Tasks> Tasks for Vec<P> {
     }
 }
 
+/// Calls `body(index, chunk)` for each `chunk`-long piece of `data`, in parallel
+/// when asked (each piece is written by one task).
+pub(crate) fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    parallel: bool,
+    body: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if chunk == 0 {
+        return;
+    }
+    for_each_task(pieces_mut(data, chunk), parallel, &body);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

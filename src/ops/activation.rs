@@ -2,7 +2,7 @@
 //! Each is written as `f(x)` and, beside it, `f'(x)` (from the output where cheaper).
 //!
 //! The ones that call `exp` or `erf` are `#[inline(always)]`, down to their helpers:
-//! they must be inlined into the kernel's wide-vector loop (`cpu::wide_simd`) to
+//! they must be inlined into the kernel's wide-vector loop (the CPU's `wide_simd`) to
 //! vectorise, and whether LLVM inlines a closure from another codegen unit shifts
 //! with unrelated edits elsewhere in the crate — once it left GELU's derivative a call
 //! per element and the GPT step 40% slower.

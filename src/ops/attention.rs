@@ -6,8 +6,9 @@
 //! Masks mark what a query must *not* see (`true` = hidden), as PyTorch's
 //! `masked_fill` and the GPT recipe `scores.masked_fill(triu(ones, 1), −∞)` do.
 
-use crate::cpu::attention::{self as kernels, AttentionShape, Hidden, Placement};
-use crate::cpu::buffer::{self, Recycled};
+use crate::device::attention::{self as kernels};
+use crate::device::buffer::{self, Recycled};
+use crate::device::{AttentionShape, Hidden, Placement};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 

@@ -3,10 +3,10 @@
 //! from writing it as a matrix product `out = W · cols` (cols: every receptive
 //! field as a column): `dW = G · colsᵀ`, `dcols = Wᵀ · G` added back onto the
 //! pixels each column came from, `db = Σ G` over images and pixels. The kernels
-//! (direct or im2col + GEMM) are planned in [`crate::cpu::convolution`].
+//! (direct or im2col + GEMM) are planned in [`crate::device::ConvPlan`].
 
-pub use crate::cpu::convolution::Conv2dOptions;
-use crate::cpu::convolution::ConvPlan;
+pub use crate::device::Conv2dOptions;
+use crate::device::ConvPlan;
 use crate::element::Float;
 use crate::tensor::Tensor;
 

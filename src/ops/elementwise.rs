@@ -5,7 +5,7 @@
 //! broadcast input is the *sum* of the gradients of those outputs: `sum_to`.
 
 use crate::autograd::{BackwardCtx, InputGrads};
-use crate::cpu;
+use crate::device;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
@@ -18,12 +18,12 @@ impl<T: Float> Tensor<T> {
         f: impl Fn(T) -> T + Sync,
         df: impl Fn(T, T) -> T + Sync + 'static,
     ) -> Tensor<T> {
-        let values = cpu::map(&self.data(), f);
+        let values = device::map(&self.data(), f);
         Tensor::from_op(values, self.shape(), name, &[self], move |ctx| {
             let (x, y) = (ctx.input(0).data(), ctx.output.data());
             // chain rule: dL/dx = dL/dy · dy/dx
-            // inlined, so that `df` lands in the kernel's wide loop (see `cpu::zip3`)
-            let grad = cpu::zip3(
+            // inlined, so that `df` lands in the kernel's wide loop (see `device::zip3`)
+            let grad = device::zip3(
                 &ctx.grad_output.data(),
                 &x,
                 &y,
@@ -43,7 +43,7 @@ impl<T: Float> Tensor<T> {
         backward: impl Fn(&BackwardCtx<'_, T>) -> InputGrads<T> + 'static,
     ) -> Tensor<T> {
         let out_shape = broadcast_or_panic(name, self.shape(), rhs.shape());
-        let values = cpu::zip_broadcast(
+        let values = device::zip_broadcast(
             &self.data(),
             self.shape(),
             &rhs.data(),
@@ -58,7 +58,7 @@ impl<T: Float> Tensor<T> {
     /// for masks, comparisons and other non-differentiable helpers.
     pub fn zip_with(&self, rhs: &Tensor<T>, f: impl Fn(T, T) -> T + Sync) -> Tensor<T> {
         let out_shape = broadcast_or_panic("zip_with", self.shape(), rhs.shape());
-        let values = cpu::zip_broadcast(
+        let values = device::zip_broadcast(
             &self.data(),
             self.shape(),
             &rhs.data(),
@@ -71,7 +71,7 @@ impl<T: Float> Tensor<T> {
 
     /// `f(x)` elementwise, outside the graph (no gradient).
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Tensor<T> {
-        Tensor::from_vec(cpu::map(&self.data(), f), self.shape())
+        Tensor::from_vec(device::map(&self.data(), f), self.shape())
     }
 
     // ------------------------------------------------------ tensor ∘ tensor

@@ -3,8 +3,8 @@
 //! buffer). Its gradients are those of matmul plus the bias's row sum:
 //! dL/dx = G·W, dL/dW = Gᵀ·x, dL/db = Σ_rows G.
 
-use crate::cpu::gemm::{MatRef, product};
-use crate::cpu::reduce;
+use crate::device::reduce;
+use crate::device::{MatRef, product};
 use crate::element::Float;
 use crate::tensor::Tensor;
 

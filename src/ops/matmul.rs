@@ -4,7 +4,7 @@
 //! The transposes are never materialised: the GEMM reads Bᵀ and Aᵀ through swapped
 //! strides.
 
-use crate::cpu::gemm::{MatRef, gemm_batched};
+use crate::device::{MatRef, gemm_batched};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 

@@ -5,8 +5,9 @@
 //! dL/dx = γ·s/m · (m·g − Σ g − x̂·Σ g·x̂).
 //! (Composed of elementwise ops this takes a dozen tensors; fused it takes one.)
 
-use crate::cpu::buffer::{self, Recycled};
-use crate::cpu::norm::{self as kernels, ChannelLayout};
+use crate::device::ChannelLayout;
+use crate::device::buffer::{self, Recycled};
+use crate::device::norm::{self as kernels};
 use crate::element::Float;
 use crate::tensor::Tensor;
 

@@ -1,6 +1,7 @@
 //! Max and average pooling over 2-D windows of NCHW tensors.
 
-use crate::cpu::conv::{self as kernels, Window};
+use crate::device::Window;
+use crate::device::pool as kernels;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
@@ -15,7 +16,7 @@ impl<T: Float> Tensor<T> {
     ) -> Tensor<T> {
         let window = pool_window(self.shape(), kernel, stride, padding, "max_pool2d");
         let (values, arg_max) = kernels::max_pool2d(&self.data(), &window);
-        let arg_max = crate::cpu::buffer::Recycled::new(arg_max);
+        let arg_max = crate::device::buffer::Recycled::new(arg_max);
         let out_shape = pooled_shape(&window);
         // d max/dxᵢ = 1 for the window's arg-max, 0 elsewhere: route each gradient there
         Tensor::from_op(values, &out_shape, "max_pool2d", &[self], move |ctx| {

@@ -3,7 +3,7 @@
 //! Two primitives carry gradients — sum along an axis and max along an axis; the
 //! others are built from them, so their gradients follow from the chain rule alone.
 
-use crate::cpu::reduce;
+use crate::device::reduce;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
@@ -13,7 +13,7 @@ impl<T: Float> Tensor<T> {
         let total = reduce::sum_slice(&self.data());
         // d/dxᵢ Σ x = 1: every element receives the output's gradient
         Tensor::from_op(
-            crate::cpu::buffer::filled(1, total),
+            crate::device::buffer::filled(1, total),
             &[],
             "sum",
             &[self],
@@ -78,7 +78,7 @@ impl<T: Float> Tensor<T> {
             self.shape()
         );
         let (values, arg_max) = reduce::max_axis(&self.data(), outer, len, inner);
-        let arg_max = crate::cpu::buffer::Recycled::new(arg_max);
+        let arg_max = crate::device::buffer::Recycled::new(arg_max);
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = 1;
         // d max/dxₖ = 1 for the (first) arg-max k, 0 for the others

@@ -2,7 +2,7 @@
 //! concatenate, slice, pad, select. Their backward rules move the gradient back
 //! to where each value came from.
 
-use crate::cpu;
+use crate::device;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
@@ -84,7 +84,7 @@ impl<T: Float> Tensor<T> {
         let in_strides = shape::strides(self.shape());
         let strides: Vec<usize> = order.iter().map(|&a| in_strides[a]).collect();
         let out_shape: Vec<usize> = order.iter().map(|&a| self.shape()[a]).collect();
-        let values = cpu::gather_strided(&self.data(), &strides, &out_shape);
+        let values = device::gather_strided(&self.data(), &strides, &out_shape);
         let mut inverse = vec![0; order.len()];
         for (i, &a) in order.iter().enumerate() {
             inverse[a] = i;
@@ -126,7 +126,7 @@ impl<T: Float> Tensor<T> {
             self.shape()
         );
         let strides = shape::broadcast_strides(self.shape(), target);
-        let values = cpu::gather_strided(&self.data(), &strides, target);
+        let values = device::gather_strided(&self.data(), &strides, target);
         // backward: each input value was copied to many outputs, so sum their gradients
         Tensor::from_op(values, target, "broadcast_to", &[self], |ctx| {
             vec![Some(ctx.grad_output.sum_to(ctx.input(0).shape()))]
@@ -154,7 +154,7 @@ impl<T: Float> Tensor<T> {
         let mut starts = Vec::with_capacity(tensors.len());
         for t in tensors {
             starts.push(offset[axis]);
-            cpu::copy_into_box(&t.data(), t.shape(), &mut values, &out_shape, &offset);
+            device::copy_into_box(&t.data(), t.shape(), &mut values, &out_shape, &offset);
             offset[axis] += t.shape()[axis];
         }
         // backward: each input gets back its own slice of the gradient
@@ -193,13 +193,13 @@ impl<T: Float> Tensor<T> {
         offset[axis] = start;
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = len;
-        let values = cpu::extract_box(&self.data(), self.shape(), &offset, &out_shape);
+        let values = device::extract_box(&self.data(), self.shape(), &offset, &out_shape);
         // backward: the gradient goes back into the slice it came from; zeros elsewhere
         Tensor::from_op(values, &out_shape, "narrow", &[self], move |ctx| {
             let input_shape = ctx.input(0).shape();
-            let mut grad = cpu::buffer::zeroed(shape::numel(input_shape));
+            let mut grad = device::buffer::zeroed(shape::numel(input_shape));
             let grad_output = ctx.grad_output;
-            cpu::copy_into_box(
+            device::copy_into_box(
                 &grad_output.data(),
                 grad_output.shape(),
                 &mut grad,
@@ -225,13 +225,13 @@ impl<T: Float> Tensor<T> {
         let out_shape: Vec<usize> = (0..self.ndim())
             .map(|a| self.shape()[a] + padding.get(a).map_or(0, |p| p.0 + p.1))
             .collect();
-        let mut values = cpu::buffer::filled(shape::numel(&out_shape), value);
-        cpu::copy_into_box(&self.data(), self.shape(), &mut values, &out_shape, &before);
+        let mut values = device::buffer::filled(shape::numel(&out_shape), value);
+        device::copy_into_box(&self.data(), self.shape(), &mut values, &out_shape, &before);
         // backward: cut the input's region out of the gradient; padding gets none
         Tensor::from_op(values, &out_shape, "pad", &[self], move |ctx| {
             let input_shape = ctx.input(0).shape();
             let g = ctx.grad_output;
-            let grad = cpu::extract_box(&g.data(), g.shape(), &before, input_shape);
+            let grad = device::extract_box(&g.data(), g.shape(), &before, input_shape);
             vec![Some(Tensor::from_vec(grad, input_shape))]
         })
     }
@@ -249,7 +249,7 @@ impl<T: Float> Tensor<T> {
         let data = self.data();
         // from the buffer pool, like every kernel's output: a step's embedding lookups
         // then allocate nothing (and grow no pool with buffers it never handed out)
-        let mut values = cpu::buffer::take(outer * indices.len() * inner);
+        let mut values = device::buffer::take(outer * indices.len() * inner);
         for (row, (o, &i)) in values
             .chunks_exact_mut(inner.max(1))
             .zip((0..outer).flat_map(|o| indices.iter().map(move |i| (o, i))))
@@ -262,7 +262,7 @@ impl<T: Float> Tensor<T> {
         // backward: each picked slice's gradient is added back where it came from
         // (a slice picked twice collects both)
         Tensor::from_op(values, &out_shape, "index_select", &[self], move |ctx| {
-            let mut grad = cpu::buffer::zeroed(outer * len * inner);
+            let mut grad = device::buffer::zeroed(outer * len * inner);
             let g = ctx.grad_output.data();
             for o in 0..outer {
                 for (position, &i) in indices.iter().enumerate() {

@@ -3,8 +3,8 @@
 //! loses the stable log-sum-exp form. And softmax fused with cross-entropy, the
 //! classifier's loss, whose gradient is the famous `softmax(z) − onehot(y)`.
 
-use crate::cpu::buffer::{self, Recycled};
-use crate::cpu::reduce;
+use crate::device::buffer::{self, Recycled};
+use crate::device::reduce;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 

@@ -3,7 +3,8 @@
 //! `crate::ops`, the graph walk in `crate::autograd`.
 
 mod display;
-pub mod shape;
+/// Shape arithmetic (sizes, strides, broadcasting), shared with the kernels.
+pub use crate::cpu::shape;
 pub mod storage;
 
 use std::cell::{Cell, Ref, RefCell};

@@ -9,76 +9,19 @@
 //! back onto the pixels they were copied from (`col2im`). An image's columns fit in
 //! cache and are rebuilt in backward rather than kept: a batch's would take
 //! `kh·kw` times the input's memory. At stride 1 the columns are built in the
-//! "wide" layout (`conv::Padded`): each row is one shifted copy of a padded plane,
+//! "wide" layout ([`Padded`]): each row is one shifted copy of a padded plane,
 //! and the product's rows come out at the padded width, narrowed afterwards.
 
-use super::buffer::{self, Scratch};
-use super::conv::{
-    Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight, for_each_chunk, im2col,
-};
-use super::gemm::{MatRef, gemm, gemm_serial};
-use super::parallel::{for_each_task, pieces_mut};
-use super::reduce;
 use super::tiled::{TILE, TiledConv};
+use super::{
+    Conv2dOptions, Padded, Window, col2im_add, conv_direct, conv_direct_grad_weight,
+    for_each_chunk, im2col,
+};
+use crate::cpu::buffer::{self, Scratch};
+use crate::cpu::gemm::{MatRef, gemm, gemm_serial};
+use crate::cpu::parallel::{for_each_task, pieces_mut};
+use crate::cpu::reduce;
 use crate::element::Float;
-
-/// Stride, zero padding, dilation and groups of a convolution, as in PyTorch's
-/// `nn.Conv2d`. `Conv2dOptions::default()` is stride 1, no padding, dilation 1, one group.
-///
-/// ```
-/// let options = nabla::Conv2dOptions::default().padding(2).stride(1);
-/// assert_eq!(options.padding, (2, 2));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dOptions {
-    /// Step between receptive fields, (vertical, horizontal).
-    pub stride: (usize, usize),
-    /// Zeros added on each side, (vertical, horizontal).
-    pub padding: (usize, usize),
-    /// Spacing between kernel taps, (vertical, horizontal).
-    pub dilation: (usize, usize),
-    /// Channel groups: input and output channels split into this many independent convolutions.
-    pub groups: usize,
-}
-
-impl Default for Conv2dOptions {
-    fn default() -> Self {
-        Conv2dOptions {
-            stride: (1, 1),
-            padding: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-        }
-    }
-}
-
-impl Conv2dOptions {
-    /// The same stride on both axes.
-    pub fn stride(self, stride: usize) -> Self {
-        Conv2dOptions {
-            stride: (stride, stride),
-            ..self
-        }
-    }
-    /// The same padding on both axes.
-    pub fn padding(self, padding: usize) -> Self {
-        Conv2dOptions {
-            padding: (padding, padding),
-            ..self
-        }
-    }
-    /// The same dilation on both axes.
-    pub fn dilation(self, dilation: usize) -> Self {
-        Conv2dOptions {
-            dilation: (dilation, dilation),
-            ..self
-        }
-    }
-    /// The number of groups.
-    pub fn groups(self, groups: usize) -> Self {
-        Conv2dOptions { groups, ..self }
-    }
-}
 
 /// The smallest batch that takes the tiled path: its weight gradient is summed
 /// over chunks of 4–16 images, in parallel only when there are several chunks.
@@ -252,7 +195,7 @@ impl ConvPlan {
             && channels.min(out_channels) >= TILE
             && channels.max(out_channels) <= TILED_MAX_CHANNELS
             && self.window.batch >= TILED_MIN_BATCH
-            && super::has_avx512_fma()
+            && crate::cpu::has_avx512_fma()
     }
 
     /// The output values.
@@ -261,7 +204,8 @@ impl ConvPlan {
             return conv_direct(x, w, bias, &self.window, self.out_channels, self.groups);
         }
         if self.tiled() {
-            let parallel = self.work() >= super::PARALLEL_MIN_ELEMENTS && self.window.batch > 1;
+            let parallel =
+                self.work() >= crate::cpu::PARALLEL_MIN_ELEMENTS && self.window.batch > 1;
             return TiledConv::new(&self.window, self.out_channels).forward(x, w, bias, parallel);
         }
         self.gemm_forward(x, w, bias)
@@ -279,7 +223,7 @@ impl ConvPlan {
         let columns = self.column_len(&lowering);
         let out_len = self.out_channels * self.pixels();
         let mut out = buffer::take(self.window.batch * out_len);
-        let parallel = out.len() * taps >= super::PARALLEL_MIN_ELEMENTS;
+        let parallel = out.len() * taps >= crate::cpu::PARALLEL_MIN_ELEMENTS;
         // parallel over images, or (a single image) inside its products
         let product = if parallel && self.window.batch > 1 {
             gemm_serial
@@ -334,7 +278,7 @@ impl ConvPlan {
         let [want_x, want_w, want_b] = wanted;
         if self.tiled() {
             let tiled = TiledConv::new(&self.window, self.out_channels);
-            let parallel = self.work() >= super::PARALLEL_MIN_ELEMENTS;
+            let parallel = self.work() >= crate::cpu::PARALLEL_MIN_ELEMENTS;
             let grad_x = if TiledConv::input_grad_fits(&self.window) {
                 want_x.then(|| tiled.input_grad(grad_output, w, parallel))
             } else {
@@ -392,7 +336,7 @@ impl ConvPlan {
             pieces_mut(&mut dx, IMAGES_PER_PARTIAL * image_len),
             pieces_mut(&mut partials, weight_len),
         );
-        let parallel = work >= super::PARALLEL_MIN_ELEMENTS && chunks > 1;
+        let parallel = work >= crate::cpu::PARALLEL_MIN_ELEMENTS && chunks > 1;
         let product = if parallel { gemm_serial } else { gemm };
         let backward_chunk = |chunk: usize, (dx, dw): (&mut [T], &mut [T])| {
             let first = chunk * IMAGES_PER_PARTIAL;

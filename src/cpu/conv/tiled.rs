@@ -21,13 +21,13 @@
 //! Every sum is a chain of fused multiply-adds (`mul_add`: one rounding each, in
 //! hardware or software alike), in a fixed order that no thread count changes. The
 //! tiles need AVX-512's 32 vector registers: `ConvPlan` takes this path only where
-//! the CPU has them ([`super::has_avx512_fma`]); elsewhere the kernels still run
+//! the CPU has them ([`crate::cpu::has_avx512_fma`]); elsewhere the kernels still run
 //! (tests), unvectorised.
 
 use smallvec::SmallVec;
 
-use super::buffer::{self, Scratch};
-use super::conv::{Padded, Window, for_each_chunk};
+use super::{Padded, Window, for_each_chunk};
+use crate::cpu::buffer::{self, Scratch};
 use crate::element::Float;
 
 /// `$body` once for each row `$m` of a tile, written out rather than looped: as a
@@ -196,7 +196,7 @@ impl TiledConv {
                 start[..channels.len()].copy_from_slice(&bias[channels.clone()]);
             }
             let sums_at = |p: usize| {
-                super::fused_simd(ChannelTile {
+                crate::cpu::fused_simd(ChannelTile {
                     start,
                     weights: tile_weights,
                     planes: &planes[p..],
@@ -246,7 +246,7 @@ impl TiledConv {
 fn store<T: Copy>(target: &mut [T], lanes: &[T; TILE]) {
     match <&mut [T; TILE]>::try_from(&mut *target) {
         Ok(whole) => *whole = *lanes,
-        Err(_) => super::copy_row(target, &lanes[..target.len()]),
+        Err(_) => crate::cpu::copy_row(target, &lanes[..target.len()]),
     }
 }
 
@@ -334,7 +334,7 @@ impl TiledConv {
             },
         );
         let mut grad_w = buffer::zeroed(weight_len);
-        super::reduce::add_partials(&mut grad_w, &partials);
+        crate::cpu::reduce::add_partials(&mut grad_w, &partials);
         buffer::give(partials);
         grad_w
     }
@@ -354,7 +354,7 @@ impl TiledConv {
                 .chunks_exact_mut(self.padded.width)
                 .zip(plane.chunks_exact(ow))
             {
-                super::copy_row(&mut wide_row[..ow], row);
+                crate::cpu::copy_row(&mut wide_row[..ow], row);
             }
         }
     }
@@ -372,7 +372,7 @@ impl TiledConv {
                 let offsets: [usize; PRODUCT_COLUMNS] = std::array::from_fn(|b| {
                     self.offset((tile * PRODUCT_COLUMNS + b).min(taps - 1))
                 });
-                let sums = super::fused_simd(ProductTile {
+                let sums = crate::cpu::fused_simd(ProductTile {
                     planes,
                     planes_len: self.planes_len(),
                     grads,
@@ -398,7 +398,7 @@ impl TiledConv {
 /// Outputs per image chunk of the weight gradient to aim for (see [`TiledConv::weight_grad`]).
 const PARTIAL_OUTPUTS: usize = 2048;
 
-/// The work of [`product_tile`], for [`super::fused_simd`].
+/// The work of [`product_tile`], for [`crate::cpu::fused_simd`].
 struct ProductTile<'a, T: Float> {
     /// The chunk's images' padded planes, `planes_len` apart.
     planes: &'a [T],
@@ -413,7 +413,7 @@ struct ProductTile<'a, T: Float> {
     wide_len: usize,
 }
 
-impl<T: Float> super::SimdKernel for ProductTile<'_, T> {
+impl<T: Float> crate::cpu::SimdKernel for ProductTile<'_, T> {
     type Output = ProductSums<T>;
 
     #[inline(always)]
@@ -497,12 +497,12 @@ fn narrow<T: Float>(wide: &[T], wide_len: usize, padded: &Padded, ow: usize, out
         .zip(wide.chunks_exact(wide_len))
     {
         for (row, wide_row) in plane.chunks_exact_mut(ow).zip(wide.chunks(padded.width)) {
-            super::copy_row(row, &wide_row[..ow]);
+            crate::cpu::copy_row(row, &wide_row[..ow]);
         }
     }
 }
 
-/// The work of [`channel_tile`], for [`super::fused_simd`].
+/// The work of [`channel_tile`], for [`crate::cpu::fused_simd`].
 struct ChannelTile<'a, T> {
     start: [T; TILE],
     weights: &'a [T],
@@ -511,7 +511,7 @@ struct ChannelTile<'a, T> {
     shifts: &'a [usize],
 }
 
-impl<T: Float> super::SimdKernel for ChannelTile<'_, T> {
+impl<T: Float> crate::cpu::SimdKernel for ChannelTile<'_, T> {
     type Output = Tile<T>;
 
     #[inline(always)]
