@@ -361,3 +361,46 @@ fn the_library_scores_a_file_as_eval_does() {
     );
     assert!(evaluated.contains(&accuracy), "{accuracy}\n{evaluated}");
 }
+
+/// `nabla dashboard RUN` draws from the run alone: after the data is moved away, the
+/// saved run still shows its network, its points and decision regions — the same
+/// points the live page drew (`samples.safetensors`).
+#[test]
+fn a_saved_run_shows_its_pictures_without_its_data() {
+    use nabla::dashboard::disk;
+    use nabla::dashboard::samples::SavedSamples;
+    let dir = temp_dir("run-dir-dashboard");
+    let (run, table) = table_run(&dir);
+    std::fs::rename(&table, dir.join("moved.csv")).unwrap();
+    let saved = SavedSamples::load(&run)
+        .unwrap()
+        .expect("the run saved its samples");
+    assert_eq!(saved.class_names, ["cat", "dog", "eel"]);
+    assert_eq!(
+        (saved.train.shape.as_slice(), saved.image_shape),
+        (&[2][..], None)
+    );
+    // the table has 300 rows, a fifth of them held out: every point is kept
+    assert_eq!(saved.train.labels.len() + saved.test.labels.len(), 300);
+
+    let state = disk::open(&run, "run").unwrap();
+    disk::watch(state.clone(), run.clone());
+    let started = std::time::Instant::now();
+    loop {
+        {
+            let state = state.lock().unwrap();
+            if let (Some(network), false) = (&state.network, state.regions.is_empty()) {
+                let plane = state.plane.as_ref().expect("the points are drawn");
+                assert_eq!(plane.xy.len(), 300);
+                assert_eq!(network.input_shape, [2]);
+                assert_eq!(network.layers.len(), 3);
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the saved run's pictures never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 pub use super::watch::Outcome;
 use super::watch::Watch;
 use crate::dashboard::Recorder;
+use crate::dashboard::samples::SavedSamples;
 use crate::data::Dataset;
 use crate::distributed::World;
 use crate::error::{Error, Result};
@@ -51,7 +52,11 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
     training.options.check_replicas_every_step =
         std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
     let mut run_dir = if root {
-        Some(training.run_dir(&out)?)
+        let run_dir = training.run_dir(&out)?;
+        if let Some(samples) = SavedSamples::of(&training.data) {
+            samples.save(&out)?;
+        }
+        Some(run_dir)
     } else {
         None
     };

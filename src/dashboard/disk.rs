@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::recorder::Probes;
+use super::samples::SavedSamples;
 use super::state::{RunState, SharedRun, Status, StepPoint};
 use super::views;
 use crate::error::Result;
@@ -173,28 +174,34 @@ pub fn watch(run: SharedRun, dir: PathBuf) {
     }
 }
 
-/// What a saved run's pictures are drawn from: the run directory (the network and
-/// histograms need nothing else) and, while it can still be read, its data (the
-/// decision regions and test images).
+/// What a saved run's pictures are drawn from: the run directory alone — the model
+/// and `samples.safetensors` — or, for a run written before it saved its samples,
+/// its data while it can still be read.
 struct Pictures {
-    data: Option<experiment::Data>,
+    samples: Option<SavedSamples>,
 }
 
 impl Pictures {
-    /// Loads the run's data if it is still there (a note when it is not).
+    /// The run's saved samples, or its data's (a note when neither can be had).
     fn new(dir: &Path) -> Pictures {
-        let loaded = Config::load(&dir.join(files::CONFIG)).and_then(|c| experiment::load_data(&c));
-        let data = match loaded {
-            Ok(data) => Some(data),
+        let samples = SavedSamples::load(dir).and_then(|saved| match saved {
+            Some(saved) => Ok(Some(saved)),
+            None => {
+                let config = Config::load(&dir.join(files::CONFIG))?;
+                Ok(SavedSamples::of(&experiment::load_data(&config)?))
+            }
+        });
+        match samples {
+            Ok(samples) => Pictures { samples },
             Err(e) => {
                 eprintln!(
-                    "note: {}: no decision regions or test images, the data did not load: {e}",
-                    dir.display()
+                    "note: {}: no decision regions or test images: the run has no {} and its data did not load: {e}",
+                    dir.display(),
+                    files::SAMPLES
                 );
-                None
+                Pictures { samples: None }
             }
-        };
-        Pictures { data }
+        }
     }
 
     /// Opens the saved model and redraws.
@@ -205,10 +212,7 @@ impl Pictures {
         let (model, input_shape) = (&saved.model, &saved.preprocessing.input_shape);
         let network = views::network_view(model, input_shape, epoch);
         let histograms = views::histograms(model, epoch, &[]);
-        let probes = self.data.as_ref().map(|data| {
-            let (train, test) = (data.train.as_ref(), data.test.as_ref());
-            Probes::new(train, test, &data.class_names, data.image_shape)
-        });
+        let probes = self.samples.as_ref().map(SavedSamples::probes);
         let probes = probes.as_ref();
         let frame = probes
             .and_then(Probes::regions)

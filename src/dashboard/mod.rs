@@ -25,6 +25,7 @@
 
 pub mod disk;
 pub mod recorder;
+pub mod samples;
 pub mod server;
 pub mod state;
 pub mod views;

@@ -115,9 +115,11 @@ impl Recorder {
             state.metrics = super::disk::read_metrics(dir);
             state.steps = super::disk::read_steps(dir, 0).0;
         }
-        let (train, test) = (data.train.as_ref(), data.test.as_ref());
-        let probes = Probes::new(train, test, &data.class_names, data.image_shape);
-        let input_shape = train.feature_shape();
+        let probes = super::samples::SavedSamples::of(data).map_or_else(
+            || Probes::new(data.train.as_ref(), data.test.as_ref(), &[], None),
+            |samples| samples.probes(),
+        );
+        let input_shape = data.train.feature_shape();
         Recorder::new(run, model, input_shape, probes, epochs, steps_per_epoch)
     }
 

@@ -24,7 +24,7 @@ pub const REGION_CELLS: usize = 64;
 /// Test images whose predictions are followed.
 pub const SAMPLE_IMAGES: usize = 200;
 /// Points of a 2-feature data set drawn (the first ones of each split).
-const PLANE_POINTS: usize = 2000;
+pub const PLANE_POINTS: usize = 2000;
 
 /// The layers, their output shapes and, for linear layers, the weights to draw.
 pub fn network_view(model: &dyn Module<f32>, input_shape: &[usize], epoch: usize) -> NetworkView {

@@ -24,6 +24,53 @@ pub use self::csv::{
 };
 pub use idx::{ImageDataset, load_mnist, parse_idx_bytes, read_idx};
 
+/// A few samples held in memory as features of any shape, with their labels: the
+/// first samples of a dataset kept aside (the dashboard saves those it draws).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples {
+    /// Every sample's features, one after another.
+    pub features: Vec<f32>,
+    /// One sample's shape.
+    pub shape: Vec<usize>,
+    /// Each sample's class.
+    pub labels: Vec<usize>,
+    /// The number of classes.
+    pub classes: usize,
+}
+
+impl Samples {
+    /// The first `count` samples of `dataset` (all, if it has fewer).
+    pub fn first(dataset: &dyn Dataset, count: usize) -> Samples {
+        let indices: Vec<usize> = (0..dataset.len().min(count)).collect();
+        let batch = make_batch(dataset, &indices);
+        Samples {
+            features: batch.inputs.to_vec(),
+            shape: dataset.feature_shape().to_vec(),
+            labels: batch.labels,
+            classes: dataset.num_classes(),
+        }
+    }
+}
+
+impl Dataset for Samples {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn feature_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn write_features(&self, index: usize, out: &mut [f32]) {
+        let width = out.len();
+        out.copy_from_slice(&self.features[index * width..(index + 1) * width]);
+    }
+    fn label(&self, index: usize) -> usize {
+        self.labels[index]
+    }
+}
+
 /// Rank `rank`'s rows of a batch of `len` split over `ranks`: consecutive, as even as
 /// can be (the one place a batch is cut into shares, for data-parallel training).
 ///

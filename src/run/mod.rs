@@ -40,6 +40,8 @@ pub mod files {
     pub const CURVES: &str = "curves.png";
     /// The confusion matrix of the last `nabla eval`.
     pub const CONFUSION: &str = "confusion.png";
+    /// The samples the dashboard draws (2-feature points, the first test images).
+    pub const SAMPLES: &str = "samples.safetensors";
     /// TensorBoard event files, with `--tensorboard`.
     pub const TENSORBOARD: &str = "tensorboard";
 }
