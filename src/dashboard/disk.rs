@@ -2,15 +2,12 @@
 //! `metrics.jsonl` and `steps.jsonl` lines, and the pictures of the saved model. A watcher thread per
 //! run picks up new lines and a newer model while the run is still training.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
 use super::recorder::Probes;
 use super::samples::SavedSamples;
-use super::state::{RunState, SharedRun, Status, StepPoint};
+use super::state::{RunState, SharedRun, Status};
 use super::views;
 use crate::error::Result;
 use crate::experiment::{self, Config};
@@ -50,33 +47,7 @@ pub fn run_id(dir: &Path, taken: &[String]) -> String {
     id
 }
 
-/// Reads the `metrics.jsonl` lines of a run (none when the file is missing; a
-/// line being written is left for the next look).
-pub fn read_metrics(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join(files::METRICS))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-/// The `steps.jsonl` lines from byte `offset` on, and the offset after the last
-/// whole line (a line being written is left for the next look).
-pub fn read_steps(dir: &Path, offset: u64) -> (Vec<StepPoint>, u64) {
-    let Ok(mut file) = std::fs::File::open(dir.join(files::STEPS)) else {
-        return (Vec::new(), offset);
-    };
-    let mut text = String::new();
-    if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_string(&mut text).is_err() {
-        return (Vec::new(), offset);
-    }
-    let whole = text.rfind('\n').map_or(0, |end| end + 1);
-    let steps = text[..whole]
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    (steps, offset + whole as u64)
-}
+pub use crate::run::dir::{read_metrics, read_steps};
 
 /// Opens a run directory: its config and the epochs it has recorded. The
 /// pictures follow from [`watch`].

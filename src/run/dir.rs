@@ -299,6 +299,35 @@ impl Listener for RunDir {
     }
 }
 
+/// The `metrics.jsonl` lines of the run in `dir` as JSON, every field kept (none when
+/// the file is missing; a line being written is left for the next look).
+pub fn read_metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(METRICS))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The `steps.jsonl` lines from byte `offset` on, and the offset after the last
+/// whole line (a line being written is left for the next look).
+pub fn read_steps(dir: &Path, offset: u64) -> (Vec<StepPoint>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(dir.join(STEPS)) else {
+        return (Vec::new(), offset);
+    };
+    let mut text = String::new();
+    if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_string(&mut text).is_err() {
+        return (Vec::new(), offset);
+    }
+    let whole = text.rfind('\n').map_or(0, |end| end + 1);
+    let steps = text[..whole]
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (steps, offset + whole as u64)
+}
+
 /// The epochs recorded in the run directory `dir` (none when it has no metrics).
 pub fn read_history(dir: &Path) -> Vec<EpochMetrics> {
     std::fs::read_to_string(dir.join(METRICS))
