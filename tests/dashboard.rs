@@ -19,13 +19,22 @@ use serde_json::{Value, json};
 
 /// One request over a fresh connection: (status, headers, body).
 fn request(address: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    request_to(address, &address.to_string(), method, path)
+}
+
+/// [`request`] with the `Host` header `host` (empty: none at all).
+fn request_to(address: SocketAddr, host: &str, method: &str, path: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let host = match host {
+        "" => String::new(),
+        host => format!("Host: {host}\r\n"),
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -157,7 +166,7 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
             let mut stream = TcpStream::connect(address).unwrap();
             write!(
                 stream,
-                "GET /api/runs/watched/events HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /api/runs/watched/events HTTP/1.1\r\nHost: localhost\r\n\r\n"
             )
             .unwrap();
             stream
@@ -168,7 +177,7 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
     let mut extra = TcpStream::connect(address).unwrap();
     write!(
         extra,
-        "GET /api/runs/watched/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /api/runs/watched/events HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
     extra
@@ -237,7 +246,7 @@ fn the_api_serves_what_was_recorded_and_pushes_at_most_a_few_updates_a_second() 
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "GET /api/runs/demo/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /api/runs/demo/events HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
     stream
@@ -354,6 +363,42 @@ fn it_serves_its_own_page_and_nothing_else_and_changes_nothing() {
             assert_eq!(status, 405, "{method} {path}");
             assert!(head.contains("allow: get, head"));
         }
+    }
+}
+
+/// A page on another site that made its own name point at 127.0.0.1 (DNS
+/// rebinding) sends that name as `Host`: it is refused, for the page and the API
+/// alike, while localhost, the addresses and the names allowed are answered.
+#[test]
+fn only_requests_addressed_to_this_machine_are_answered() {
+    let run = RunState::new("demo", "/home/someone/runs/demo", "").shared();
+    let names = vec!["lab-box".to_string()];
+    let dashboard = Dashboard::serve_allowing("127.0.0.1:0", vec![run], names).unwrap();
+    let address = dashboard.address();
+    let port = address.port();
+    for path in ["/", "/api/runs", "/api/runs/demo", "/api/runs/demo/events"] {
+        for host in [
+            "evil.example.com".to_string(),
+            format!("evil.example.com:{port}"),
+            format!("localhost.evil.example.com:{port}"),
+            String::new(),
+        ] {
+            let (status, _, body) = request_to(address, &host, "GET", path);
+            assert_eq!(status, 403, "GET {path} with Host {host:?}: {body}");
+            assert!(!body.contains("/home/someone"), "{body}");
+            assert!(body.contains("--allow-host"), "{body}");
+        }
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        format!("[::1]:{port}"),
+        format!("lab-box:{port}"),
+        "LAB-BOX".to_string(),
+    ] {
+        let (status, _, body) = request_to(address, &host, "GET", "/api/runs");
+        assert_eq!(status, 200, "Host {host:?}: {body}");
     }
 }
 

@@ -16,17 +16,18 @@ pub fn for_training(
     address: &str,
     dir: &Path,
     config_text: &str,
+    host_names: Vec<String>,
 ) -> Result<(Dashboard, SharedRun)> {
     let id = disk::run_id(dir, &[]);
     let run = RunState::new(&id, &dir.display().to_string(), config_text).shared();
-    let dashboard = Dashboard::serve(address, vec![run.clone()])?;
+    let dashboard = Dashboard::serve_allowing(address, vec![run.clone()], host_names)?;
     announce(&dashboard);
     Ok((dashboard, run))
 }
 
 /// `nabla dashboard RUN_DIR… --addr ADDR`: serves the runs (following those still
 /// training) until Ctrl-C.
-pub fn serve_dirs(dirs: &[PathBuf], address: &str) -> Result<()> {
+pub fn serve_dirs(dirs: &[PathBuf], address: &str, host_names: Vec<String>) -> Result<()> {
     let mut runs = Vec::new();
     let mut ids = Vec::new();
     for dir in dirs {
@@ -36,7 +37,7 @@ pub fn serve_dirs(dirs: &[PathBuf], address: &str) -> Result<()> {
         disk::watch(run.clone(), dir.clone());
         runs.push(run);
     }
-    let dashboard = Dashboard::serve(address, runs)?;
+    let dashboard = Dashboard::serve_allowing(address, runs, host_names)?;
     announce(&dashboard);
     outln!("serving {} run(s); press Ctrl-C to stop", dirs.len());
     wait_for_ctrl_c(&super::ctrl_c_flag());

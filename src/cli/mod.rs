@@ -66,6 +66,11 @@ enum Command {
         /// (default: the run directory's tensorboard/); `tensorboard --logdir DIR` shows them.
         #[arg(long, value_name = "DIR", num_args = 0..=1)]
         tensorboard: Option<Option<PathBuf>>,
+        /// Also answer the dashboard when it is reached by this host name (repeatable).
+        /// Without it only localhost and IP addresses are answered, so that no other web
+        /// site can read it through DNS rebinding.
+        #[arg(long, value_name = "NAME")]
+        allow_host: Vec<String>,
     },
     /// Serve run directories (finished or still training) in the browser, side by side.
     #[command(
@@ -78,6 +83,11 @@ enum Command {
         /// Where to listen (host:port); only this machine unless you name another address.
         #[arg(long, value_name = "ADDR", default_value = crate::dashboard::DEFAULT_ADDRESS)]
         addr: String,
+        /// Also answer the dashboard when it is reached by this host name (repeatable).
+        /// Without it only localhost and IP addresses are answered, so that no other web
+        /// site can read it through DNS rebinding.
+        #[arg(long, value_name = "NAME")]
+        allow_host: Vec<String>,
     },
     /// Loss, accuracy, per-class precision/recall and the confusion matrix on the test data.
     #[command(
@@ -272,6 +282,7 @@ pub fn main() -> ExitCode {
             resume,
             dashboard,
             tensorboard,
+            allow_host,
         } => {
             let args = train::TrainArgs {
                 config,
@@ -281,15 +292,18 @@ pub fn main() -> ExitCode {
                 resume,
                 dashboard,
                 tensorboard,
+                allow_host,
             };
             train::run(args, &world).map(|outcome| match outcome {
                 train::Outcome::Finished => ExitCode::SUCCESS,
                 train::Outcome::Interrupted => ExitCode::from(130),
             })
         }
-        Command::Dashboard { runs, addr } => {
-            dashboard::serve_dirs(&runs, &addr).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Dashboard {
+            runs,
+            addr,
+            allow_host,
+        } => dashboard::serve_dirs(&runs, &addr, allow_host).map(|()| ExitCode::SUCCESS),
         Command::Eval {
             target,
             config,

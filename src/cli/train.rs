@@ -31,6 +31,8 @@ pub struct TrainArgs {
     /// Write TensorBoard event files: `Some(Some(dir))` into `dir`, `Some(None)`
     /// into the run directory's `tensorboard/`.
     pub tensorboard: Option<Option<PathBuf>>,
+    /// Host names the dashboard also answers to (beside localhost and IP addresses).
+    pub allow_host: Vec<String>,
 }
 
 /// Runs `nabla train` as one rank of `world` (one process alone: [`World::single`]).
@@ -44,6 +46,7 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             address,
             &out,
             &config.to_toml(),
+            args.allow_host.clone(),
         )?),
         _ => None,
     };

@@ -12,6 +12,12 @@
 //! Nothing else is served: URLs name runs by id, never by path, so no request can
 //! reach a file outside the page's own. Every other method gets 405.
 //!
+//! Only requests addressed to this machine are answered: the `Host` header must be
+//! `localhost`, an IP address (the bound one, or any other when it listens on all
+//! of them), or a name given with `--allow-host`; anything else gets 403. A web page
+//! on another site could otherwise read the dashboard through DNS rebinding (its own
+//! name made to point at 127.0.0.1), since the browser would take it for that site.
+//!
 //! The server is a few dozen lines of `std::net`, a thread per connection: it only
 //! answers GET with `Connection: close`, and an event stream lives as long as the
 //! page is open, which general-purpose thread-pool servers (tiny_http's pool, for
@@ -60,6 +66,17 @@ impl Dashboard {
     /// Serves `runs` at `address` (`host:port`); a busy port moves on to the next
     /// free one (up to 20 further).
     pub fn serve(address: &str, runs: Vec<SharedRun>) -> Result<Dashboard> {
+        Dashboard::serve_allowing(address, runs, Vec::new())
+    }
+
+    /// [`Dashboard::serve`], also answering requests whose `Host` is one of
+    /// `host_names` (a name this machine is reached by, beside `localhost` and its
+    /// addresses).
+    pub fn serve_allowing(
+        address: &str,
+        runs: Vec<SharedRun>,
+        host_names: Vec<String>,
+    ) -> Result<Dashboard> {
         let listener = bind(address)?;
         let address = listener
             .local_addr()
@@ -68,7 +85,7 @@ impl Dashboard {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("dashboard".into())
-            .spawn(move || accept(&listener, &runs, &stopped))
+            .spawn(move || accept(&listener, &runs, &host_names, &stopped))
             .expect("a thread can be started");
         Ok(Dashboard {
             address,
@@ -138,7 +155,8 @@ fn bind(address: &str) -> Result<TcpListener> {
 }
 
 /// Takes connections until stopped, each on a thread of its own.
-fn accept(listener: &TcpListener, runs: &[SharedRun], stop: &AtomicBool) {
+fn accept(listener: &TcpListener, runs: &[SharedRun], host_names: &[String], stop: &AtomicBool) {
+    let host_names = Arc::new(host_names.to_vec());
     let connections = Arc::new(AtomicUsize::new(0));
     let streams = Arc::new(AtomicUsize::new(0));
     for connection in listener.incoming() {
@@ -159,10 +177,11 @@ fn accept(listener: &TcpListener, runs: &[SharedRun], stop: &AtomicBool) {
             continue;
         }
         let (runs, connections, streams) = (runs.to_vec(), connections.clone(), streams.clone());
+        let host_names = host_names.clone();
         let spawned = std::thread::Builder::new()
             .name("dashboard-connection".into())
             .spawn(move || {
-                serve_connection(connection, &runs, &streams);
+                serve_connection(connection, &runs, &host_names, &streams);
                 connections.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -243,10 +262,19 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Reads one request and answers it; an event stream keeps the connection.
-fn serve_connection(mut connection: TcpStream, runs: &[SharedRun], streams: &Arc<AtomicUsize>) {
+fn serve_connection(
+    mut connection: TcpStream,
+    runs: &[SharedRun],
+    host_names: &[String],
+    streams: &Arc<AtomicUsize>,
+) {
     let _ = connection.set_read_timeout(Some(TIMEOUT));
     let _ = connection.set_write_timeout(Some(TIMEOUT));
-    let (method, target) = match read_request_line(&mut connection) {
+    let Request {
+        method,
+        target,
+        host,
+    } = match read_request(&mut connection) {
         Ok(request) => request,
         Err(status) => {
             let _ = respond(
@@ -257,6 +285,18 @@ fn serve_connection(mut connection: TcpStream, runs: &[SharedRun], streams: &Arc
             return;
         }
     };
+    if !host
+        .as_deref()
+        .is_some_and(|host| host_allowed(host, host_names))
+    {
+        let refused = Response::text(
+            403,
+            "this dashboard answers requests to localhost or an IP address only; \
+             start it with --allow-host NAME to reach it by another name\n",
+        );
+        let _ = respond(&mut connection, false, refused);
+        return;
+    }
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
         let mut refused = Response::text(405, "the dashboard is read-only: GET only\n");
@@ -292,9 +332,37 @@ fn serve_connection(mut connection: TcpStream, runs: &[SharedRun], streams: &Arc
     let _ = respond(&mut connection, head_only, response);
 }
 
-/// The method and target of a request, from a head of at most [`MAX_HEAD`] bytes
-/// (the headers are read and ignored: nothing here depends on them).
-fn read_request_line(connection: &mut impl Read) -> std::result::Result<(String, String), u16> {
+/// What the server reads of a request.
+#[derive(Debug, PartialEq, Eq)]
+struct Request {
+    method: String,
+    target: String,
+    /// The `Host` header, if there is one.
+    host: Option<String>,
+}
+
+/// Whether a `Host` header names this machine: `localhost` or an IP address (with
+/// or without a port), or one of `host_names`. A DNS-rebinding page always sends a
+/// name of its own, never an address.
+fn host_allowed(host: &str, host_names: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(name, _)| name),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        },
+    };
+    name == "localhost"
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || host_names
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name))
+}
+
+/// The method, target and `Host` of a request, from a head of at most [`MAX_HEAD`]
+/// bytes (the other headers are read and ignored: nothing here depends on them).
+fn read_request(connection: &mut impl Read) -> std::result::Result<Request, u16> {
     let mut head = Vec::new();
     let mut buffer = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -308,13 +376,25 @@ fn read_request_line(connection: &mut impl Read) -> std::result::Result<(String,
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let mut words = head.lines().next().unwrap_or("").split(' ');
-    match (words.next(), words.next(), words.next()) {
+    let mut lines = head.lines();
+    let mut words = lines.next().unwrap_or("").split(' ');
+    let (method, target) = match (words.next(), words.next(), words.next()) {
         (Some(method), Some(target), Some(version)) if version.starts_with("HTTP/1.") => {
-            Ok((method.to_string(), target.to_string()))
+            (method.to_string(), target.to_string())
         }
-        _ => Err(400),
-    }
+        _ => return Err(400),
+    };
+    let host = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| value.trim().to_string())
+    });
+    Ok(Request {
+        method,
+        target,
+        host,
+    })
 }
 
 /// Writes a whole response and closes the connection.
@@ -433,6 +513,11 @@ mod tests {
         }
 
         #[test]
+        fn any_host_is_judged_without_panicking(host in ".{0,40}") {
+            let _ = host_allowed(&host, &["box.local".to_string()]);
+        }
+
+        #[test]
         fn any_bytes_read_as_a_request_or_refused_without_panicking(
             bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
             end_head in proptest::bool::ANY,
@@ -441,8 +526,8 @@ mod tests {
             if end_head {
                 input.extend_from_slice(b"\r\n\r\n");
             }
-            match read_request_line(&mut input.as_slice()) {
-                Ok((method, target)) => {
+            match read_request(&mut input.as_slice()) {
+                Ok(Request { method, target, .. }) => {
                     proptest::prop_assert!(!method.contains(' ') && !target.contains(' '));
                 }
                 Err(status) => proptest::prop_assert!(status == 400 || status == 431),
@@ -451,14 +536,51 @@ mod tests {
     }
 
     #[test]
-    fn a_request_line_gives_its_method_and_target() {
-        let mut request: &[u8] = b"GET /api/runs HTTP/1.1\r\nHost: x\r\n\r\n";
-        let parsed = read_request_line(&mut request);
-        assert_eq!(parsed, Ok(("GET".to_string(), "/api/runs".to_string())));
+    fn a_request_gives_its_method_target_and_host() {
+        let mut request: &[u8] =
+            b"GET /api/runs HTTP/1.1\r\nAccept: */*\r\nhost: 127.0.0.1:6006\r\n\r\n";
+        let parsed = read_request(&mut request);
+        let expected = Request {
+            method: "GET".into(),
+            target: "/api/runs".into(),
+            host: Some("127.0.0.1:6006".into()),
+        };
+        assert_eq!(parsed, Ok(expected));
+        let mut no_host: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        assert_eq!(read_request(&mut no_host).map(|r| r.host), Ok(None));
         let mut too_long = vec![b'a'; MAX_HEAD + 2048];
         too_long.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(read_request_line(&mut too_long.as_slice()), Err(431));
+        assert_eq!(read_request(&mut too_long.as_slice()), Err(431));
         let mut cut_short: &[u8] = b"GET / HTTP/1.1\r\n";
-        assert_eq!(read_request_line(&mut cut_short), Err(400));
+        assert_eq!(read_request(&mut cut_short), Err(400));
+    }
+
+    #[test]
+    fn only_hosts_that_name_this_machine_are_answered() {
+        let names = ["box.local".to_string()];
+        for host in [
+            "localhost",
+            "localhost:6006",
+            "LOCALHOST:6006",
+            "127.0.0.1",
+            "127.0.0.1:6006",
+            "[::1]",
+            "[::1]:6006",
+            "192.168.1.20:6006",
+            "box.local:6006",
+        ] {
+            assert!(host_allowed(host, &names), "{host}");
+        }
+        for host in [
+            "evil.example.com",
+            "evil.example.com:6006",
+            "localhost.evil.example.com",
+            "127.0.0.1.nip.io:6006",
+            "box.local.evil.example.com",
+            "",
+            "[::1",
+        ] {
+            assert!(!host_allowed(host, &names), "{host}");
+        }
     }
 }
