@@ -472,6 +472,36 @@ fn layer_stacks_that_cannot_connect() {
             vec!["layer 0 (`conv2d`)", "3 input", "2 groups"],
         ),
         (
+            // 10¹¹ positions × 16 features would be 6.4 TB: refused before allocating
+            "huge positional embedding",
+            vec![
+                L::Embedding {
+                    dim: 16,
+                    init: None,
+                },
+                L::PositionalEmbedding {
+                    max_len: Some(100_000_000_000),
+                    init: None,
+                },
+            ],
+            &[8],
+            vec![
+                "layer 1 (`positional_embedding`)",
+                "1600000000000 parameters",
+                "the limit is",
+            ],
+        ),
+        (
+            "huge linear layer",
+            vec![L::Linear {
+                out: 1_000_000_000.into(),
+                bias: true,
+                init: None,
+            }],
+            &[784],
+            vec!["layer 0 (`linear`)", "784000000000 parameters"],
+        ),
+        (
             "wrong class count",
             vec![
                 L::Flatten,

@@ -230,7 +230,13 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
     let refused = nabla(&["eval", &run_dir, "--data", &empty.to_string_lossy()]);
-    assert!(text(&refused).contains("empty"), "{}", text(&refused));
+    // the path itself says "empty": the message must say what is wrong with the file
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("empty.txt: the file is empty"),
+        "{}",
+        text(&refused)
+    );
 }
 
 fn small_model() -> nabla::nn::Sequential {

@@ -514,6 +514,13 @@ impl LayerConfig {
             LayerConfig::Linear { out, .. } => (input.last().copied().unwrap_or(1) as u128)
                 .saturating_mul(out.resolve(classes) as u128),
             LayerConfig::Embedding { dim, .. } => (classes as u128).saturating_mul(dim as u128),
+            LayerConfig::PositionalEmbedding { max_len, .. } => {
+                let (time, dim) = match input {
+                    [time, dim] => (*time, *dim),
+                    _ => (1, 1),
+                };
+                (max_len.unwrap_or(time) as u128).saturating_mul(dim as u128)
+            }
             LayerConfig::TransformerBlock { mlp_ratio, .. } => {
                 let dim = input.last().copied().unwrap_or(1) as u128;
                 dim.saturating_mul(dim)
