@@ -50,7 +50,15 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
         )?),
         _ => None,
     };
-    let mut training = Training::prepare(config, world)?;
+    let config_path = match (&args.resume, &args.config) {
+        (Some(dir), _) => dir.join(files::CONFIG),
+        (None, path) => path.clone().unwrap_or_default(),
+    };
+    // a config that cannot be built is an error in that file: say which
+    let mut training = Training::prepare(config, world).map_err(|error| match error {
+        Error::Config(message) => Error::Config(format!("{}: {message}", config_path.display())),
+        other => other,
+    })?;
     // NABLA_CHECK_REPLICAS=step: compare the ranks' weights after every step
     training.options.check_replicas_every_step =
         std::env::var("NABLA_CHECK_REPLICAS").is_ok_and(|when| when == "step");
