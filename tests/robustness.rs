@@ -70,7 +70,7 @@ fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run() {
     let run = dir.join("killed");
     let checkpoint = run.join("checkpoint.safetensors");
     let mut rng = nabla::rng(11);
-    let mut kills = 0;
+    let (mut kills, mut kills_after_a_checkpoint) = (0, 0);
     for attempt in 0..12 {
         let args: Vec<String> = if checkpoint.exists() {
             vec![
@@ -94,12 +94,23 @@ fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run() {
             .spawn()
             .unwrap();
         if attempt < 4 {
-            // a random moment, somewhere in the run
+            // the first kill at a random moment of a fresh run; the others at a random
+            // moment after a checkpoint exists, so that resuming has one to resume from
+            let started = std::time::Instant::now();
+            while attempt > 0
+                && !checkpoint.exists()
+                && child.try_wait().unwrap().is_none()
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let delay = rand::RngExt::random_range(&mut rng, 20..400);
             std::thread::sleep(Duration::from_millis(delay));
             if child.try_wait().unwrap().is_none() {
+                let after_a_checkpoint = checkpoint.exists();
                 child.kill().unwrap(); // SIGKILL: no chance to clean up
                 kills += 1;
+                kills_after_a_checkpoint += usize::from(after_a_checkpoint);
             }
             child.wait().unwrap();
             continue;
@@ -108,7 +119,13 @@ fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run() {
         assert!(status.success(), "resuming failed on attempt {attempt}");
         break;
     }
-    eprintln!("killed the run {kills} times");
+    eprintln!(
+        "killed the run {kills} times, {kills_after_a_checkpoint} of them after a checkpoint"
+    );
+    assert!(
+        kills_after_a_checkpoint > 0,
+        "no kill landed after a checkpoint ({kills} kills): the run ended first, so resuming was not tested"
+    );
     assert_eq!(
         weights(&straight),
         weights(&run),
