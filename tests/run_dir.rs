@@ -188,6 +188,41 @@ fn labelled_rows_and_inputs_agree_row_by_row() {
     assert!(error.contains("feature column `y`"), "{error}");
 }
 
+/// A `preprocessing.json` that does not hold together (edited by hand, cut short, or
+/// from a newer nabla) is an error naming the file and what is wrong, never a panic.
+#[test]
+fn a_broken_preprocessing_json_is_a_clear_error() {
+    let dir = temp_dir("run-dir-broken");
+    let (run, _) = table_run(&dir);
+    let path = run.join("preprocessing.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+    for (broken, expected) in [
+        (
+            good.replace("\"x\",", ""),
+            "1 feature columns for an input of 2 values",
+        ),
+        (
+            good.replacen("\"format\": 1", "\"format\": 99", 1),
+            "format 99",
+        ),
+        (
+            good[..good.len() / 2].to_string(),
+            "not the preprocessing written by nabla",
+        ),
+        (
+            good.replace("\"kind\": \"table\"", "\"kind\": \"sound\""),
+            "unknown variant `sound`",
+        ),
+    ] {
+        std::fs::write(&path, &broken).unwrap();
+        let error = SavedRun::open(&run).err().expect("refused").to_string();
+        assert!(
+            error.contains("preprocessing.json") && error.contains(expected),
+            "expected `{expected}` in: {error}"
+        );
+    }
+}
+
 #[test]
 fn a_run_without_preprocessing_json_falls_back_to_its_data_with_a_note() {
     let dir = temp_dir("run-dir-old");

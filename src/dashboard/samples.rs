@@ -94,7 +94,7 @@ impl SavedSamples {
         };
         let class_names: Vec<String> =
             serde_json::from_value(metadata("class_names")?).map_err(|_| bad("class_names"))?;
-        let image_shape =
+        let image_shape: Option<[usize; 3]> =
             serde_json::from_value(metadata("image_shape")?).map_err(|_| bad("image_shape"))?;
         let classes = metadata("classes")?
             .as_u64()
@@ -127,9 +127,15 @@ impl SavedSamples {
                 classes,
             })
         };
+        let (train, test) = (samples("train")?, samples("test")?);
+        let width = |samples: &Samples| samples.shape.iter().product::<usize>();
+        let fits = |shape: [usize; 3]| shape.iter().product::<usize>() == width(&test);
+        if width(&train) != width(&test) || image_shape.is_some_and(|shape| !fits(shape)) {
+            return Err(bad("the splits' and the images' shapes disagree"));
+        }
         Ok(Some(SavedSamples {
-            train: samples("train")?,
-            test: samples("test")?,
+            train,
+            test,
             class_names,
             image_shape,
         }))

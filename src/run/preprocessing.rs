@@ -81,6 +81,72 @@ impl Preprocessing {
         }
     }
 
+    /// Whether its parts agree (a file edited by hand, or from another program, may
+    /// not): the reason when they do not.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let width: usize = self.input_shape.iter().product();
+        if width == 0 || width > 1 << 28 {
+            return Err(format!(
+                "input_shape {:?} holds {width} values per sample",
+                self.input_shape
+            ));
+        }
+        if self.class_names.is_empty() {
+            return Err("class_names is empty".into());
+        }
+        match &self.input {
+            Input::Table {
+                schema,
+                standardizer,
+            } => {
+                if schema.feature_names.len() != width {
+                    return Err(format!(
+                        "{} feature columns for an input of {width} values",
+                        schema.feature_names.len()
+                    ));
+                }
+                if let Some(s) = standardizer
+                    && (s.mean.len() != width || s.std.len() != width)
+                {
+                    return Err(format!(
+                        "the standardizer has {} means and {} deviations for {width} features",
+                        s.mean.len(),
+                        s.std.len()
+                    ));
+                }
+            }
+            Input::Images {
+                shape,
+                normalization,
+            } => {
+                if shape.iter().product::<usize>() != width || !matches!(shape[0], 1 | 3) {
+                    return Err(format!(
+                        "images of shape {shape:?} (1 or 3 channels) do not make an input of shape {:?}",
+                        self.input_shape
+                    ));
+                }
+                if let Some((mean, std)) = normalization
+                    && (mean.len() != shape[0]
+                        || std.len() != shape[0]
+                        || std.iter().any(|s| *s <= 0.0))
+                {
+                    return Err(format!(
+                        "the normalization needs {} means and {} positive deviations, found {mean:?} and {std:?}",
+                        shape[0], shape[0]
+                    ));
+                }
+            }
+            Input::Text { block_size } => {
+                if *block_size != width {
+                    return Err(format!(
+                        "block_size {block_size} for an input of {width} tokens"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The number of classes (outputs per position).
     pub fn num_classes(&self) -> usize {
         self.class_names.len()

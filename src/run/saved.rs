@@ -339,6 +339,9 @@ fn read_preprocessing(path: &Path) -> Result<Preprocessing> {
             ),
         )
     })?;
+    preprocessing
+        .check()
+        .map_err(|why| Error::format(path, format!("does not hold together: {why}")))?;
     if preprocessing.format > super::FORMAT_VERSION {
         return Err(Error::format(
             path,
