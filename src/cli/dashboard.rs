@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::watch::Outcome;
-use crate::dashboard::{Dashboard, RunState, SharedRun, Status, disk};
+use crate::dashboard::{Dashboard, SharedRun, Status, disk};
 use crate::error::Result;
 
 /// Starts a dashboard for the run being trained in `dir` and says where it is.
@@ -18,9 +18,7 @@ pub fn for_training(
     config_text: &str,
     host_names: Vec<String>,
 ) -> Result<(Dashboard, SharedRun)> {
-    let id = disk::run_id(dir, &[]);
-    let run = RunState::new(&id, &dir.display().to_string(), config_text).shared();
-    let dashboard = Dashboard::serve_allowing(address, vec![run.clone()], host_names)?;
+    let (dashboard, run) = crate::dashboard::serve_run(address, dir, config_text, host_names)?;
     announce(&dashboard);
     Ok((dashboard, run))
 }

@@ -39,7 +39,7 @@ pub struct TrainArgs {
 /// With several ranks, each trains on its share of every batch; rank 0 alone prints
 /// and writes the run directory.
 pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
-    let (config, out) = resolve(&args)?;
+    let (config, config_path, out) = resolve(&args)?;
     let root = world.is_root();
     let live = match &args.dashboard {
         Some(address) if root => Some(super::dashboard::for_training(
@@ -49,10 +49,6 @@ pub fn run(args: TrainArgs, world: &World) -> Result<Outcome> {
             args.allow_host.clone(),
         )?),
         _ => None,
-    };
-    let config_path = match (&args.resume, &args.config) {
-        (Some(dir), _) => dir.join(files::CONFIG),
-        (None, path) => path.clone().unwrap_or_default(),
     };
     // a config that cannot be built is an error in that file: say which
     let mut training = Training::prepare(config, world).map_err(|error| match error {
@@ -143,16 +139,17 @@ fn tensorboard_dir(args: &TrainArgs, config: &Config, out: &Path) -> Option<Path
 }
 
 /// The config (from the file, or the run being resumed) with the command line's
-/// overrides, and the run directory.
-fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf)> {
-    let (mut config, out) = match (&args.resume, &args.config) {
-        (Some(dir), _) => (Config::load(&dir.join(files::CONFIG))?, dir.clone()),
+/// overrides, the file it came from, and the run directory.
+fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf, PathBuf)> {
+    let (path, out) = match (&args.resume, &args.config) {
+        (Some(dir), _) => (dir.join(files::CONFIG), dir.clone()),
         (None, Some(path)) => (
-            Config::load(path)?,
+            path.clone(),
             args.out.clone().unwrap_or_else(|| default_run_dir(path)),
         ),
         (None, None) => return Err(Error::Config("give a config file, or --resume DIR".into())),
     };
+    let mut config = Config::load(&path)?;
     if let Some(epochs) = args.epochs {
         if config.train.max_steps.is_some() {
             return Err(Error::Config(
@@ -164,7 +161,7 @@ fn resolve(args: &TrainArgs) -> Result<(Config, PathBuf)> {
     if let Some(seed) = args.seed {
         config.train.seed = seed;
     }
-    Ok((config, out))
+    Ok((config, path, out))
 }
 
 /// `runs/<config name>-<UTC timestamp>`.

@@ -34,6 +34,21 @@ pub use recorder::{Probes, Recorder};
 pub use server::Dashboard;
 pub use state::{RunState, SharedRun, Status};
 
+/// Serves one run being trained into `dir` at `address` (its page shows `config`,
+/// and answers the `host_names` too, see [`Dashboard::serve_allowing`]): the server,
+/// and the run to record into.
+pub fn serve_run(
+    address: &str,
+    dir: &std::path::Path,
+    config: &str,
+    host_names: Vec<String>,
+) -> crate::Result<(Dashboard, SharedRun)> {
+    let id = disk::run_id(dir, &[]);
+    let run = RunState::new(&id, &dir.display().to_string(), config).shared();
+    let dashboard = Dashboard::serve_allowing(address, vec![run.clone()], host_names)?;
+    Ok((dashboard, run))
+}
+
 /// Serves the live dashboard at `address` for a run of `model` being trained into
 /// `dir` on `train`, tested on `test`; `image_shape` is a sample's `[C, H, W]` when
 /// the samples are images (their pictures are shown), and `plan` is (epochs, steps
@@ -47,9 +62,7 @@ pub fn serve_training(
     image_shape: Option<[usize; 3]>,
     plan: (usize, usize),
 ) -> crate::Result<(Dashboard, Recorder)> {
-    let id = disk::run_id(dir, &[]);
-    let run = RunState::new(&id, &dir.display().to_string(), &model.describe()).shared();
-    let dashboard = Dashboard::serve(address, vec![run.clone()])?;
+    let (dashboard, run) = serve_run(address, dir, &model.describe(), Vec::new())?;
     let classes = (0..train.num_classes())
         .map(|c| c.to_string())
         .collect::<Vec<_>>();

@@ -19,6 +19,7 @@ const FRAMES_EVERY_EPOCH: usize = 500;
 const SECONDS_BETWEEN_FRAMES: f64 = 0.5;
 
 /// What the run's data lets the page show besides curves.
+#[derive(Default)]
 pub struct Probes {
     regions: Option<RegionProbe>,
     images: Option<ImageProbe>,
@@ -115,10 +116,8 @@ impl Recorder {
             state.metrics = super::disk::read_metrics(dir);
             state.steps = super::disk::read_steps(dir, 0).0;
         }
-        let probes = super::samples::SavedSamples::of(data).map_or_else(
-            || Probes::new(data.train.as_ref(), data.test.as_ref(), &[], None),
-            |samples| samples.probes(),
-        );
+        let probes = super::samples::SavedSamples::of(data)
+            .map_or_else(Probes::default, |samples| samples.probes());
         let input_shape = data.train.feature_shape();
         Recorder::new(run, model, input_shape, probes, epochs, steps_per_epoch)
     }

@@ -48,46 +48,47 @@ impl Standardizer {
 }
 
 /// What a trained model knows of the table it was trained on: the feature columns it
-/// reads, in order, the label column, and the class of each label index. New files
-/// are read through it ([`read_csv_as`], [`read_features_as`]), so that columns are
-/// found by name and labels keep the training run's numbering.
+/// reads, in order, and the label column. New files are read through it
+/// ([`read_csv_as`], [`read_features_as`]), so that columns are found by name.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableSchema {
     /// The feature columns, in the order the model takes them.
     pub feature_names: Vec<String>,
     /// The column holding the class labels.
     pub label_column: String,
-    /// The label of each class index, as written in the training file.
-    pub class_names: Vec<String>,
 }
 
 /// Reads every row of a CSV file as the model of `schema` takes it: each feature
 /// column found by name (in any order, other columns left out), each label turned
-/// into the training run's class index. A missing column, or a label the model
-/// never saw, is an error naming it and the file.
-pub fn read_csv_as(path: impl AsRef<Path>, schema: &TableSchema) -> Result<TableDataset> {
+/// into its index in `class_names` (the training run's numbering). A missing column,
+/// or a label the model never saw, is an error naming it and the file.
+pub fn read_csv_as(
+    path: impl AsRef<Path>,
+    schema: &TableSchema,
+    class_names: &[String],
+) -> Result<TableDataset> {
     let path = path.as_ref();
-    let (features, labels) = read_by_schema(path, schema, true)?;
+    let (features, labels) = read_by_schema(path, schema, Some(class_names))?;
     Ok(TableDataset {
         features,
         labels: labels.expect("labels were required"),
         shape: [schema.feature_names.len()],
         feature_names: schema.feature_names.clone(),
-        class_names: schema.class_names.clone(),
+        class_names: class_names.to_vec(),
     })
 }
 
 /// The feature values of every row of a CSV file, as [`read_csv_as`] reads them
 /// (row-major, `schema.feature_names.len()` per row); the label column may be absent.
 pub fn read_features_as(path: impl AsRef<Path>, schema: &TableSchema) -> Result<Vec<f32>> {
-    read_by_schema(path.as_ref(), schema, false).map(|(features, _)| features)
+    read_by_schema(path.as_ref(), schema, None).map(|(features, _)| features)
 }
 
-/// Features (and, when `need_labels` or the column is there, labels) by `schema`.
+/// Features by `schema`, and with `class_names` the labels as their indices there.
 fn read_by_schema(
     path: &Path,
     schema: &TableSchema,
-    need_labels: bool,
+    class_names: Option<&[String]>,
 ) -> Result<(Vec<f32>, Option<Vec<usize>>)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -111,8 +112,8 @@ fn read_by_schema(
         })?;
         columns.push(found);
     }
-    let label_index = column(&schema.label_column);
-    if need_labels && label_index.is_none() {
+    let label_index = column(&schema.label_column).filter(|_| class_names.is_some());
+    if class_names.is_some() && label_index.is_none() {
         return Err(Error::format(
             path,
             format!(
@@ -130,8 +131,14 @@ fn read_by_schema(
         for (&index, name) in columns.iter().zip(&schema.feature_names) {
             features.push(parse_feature(path, line, name, &record[index])?);
         }
-        if let (Some(index), Some(labels)) = (label_index, &mut labels) {
-            labels.push(class_index(path, line, schema, &record[index])?);
+        if let (Some(index), Some(labels), Some(names)) = (label_index, &mut labels, class_names) {
+            labels.push(class_index(
+                path,
+                line,
+                &schema.label_column,
+                names,
+                &record[index],
+            )?);
         }
     }
     if columns.is_empty() || features.is_empty() {
@@ -155,18 +162,22 @@ fn parse_feature(path: &Path, line: u64, column: &str, field: &str) -> Result<f3
 }
 
 /// The training run's class index of a label as written in a file.
-fn class_index(path: &Path, line: u64, schema: &TableSchema, label: &str) -> Result<usize> {
-    schema
-        .class_names
+fn class_index(
+    path: &Path,
+    line: u64,
+    label_column: &str,
+    class_names: &[String],
+    label: &str,
+) -> Result<usize> {
+    class_names
         .iter()
         .position(|name| name == label)
         .ok_or_else(|| {
             Error::format(
                 path,
                 format!(
-                    "line {line}, column `{}`: the label `{label}` is not a class the model was trained on ({})",
-                    schema.label_column,
-                    schema.class_names.join(", ")
+                    "line {line}, column `{label_column}`: the label `{label}` is not a class the model was trained on ({})",
+                    class_names.join(", ")
                 ),
             )
         })
@@ -354,7 +365,6 @@ impl TableDataset {
         TableSchema {
             feature_names: self.feature_names.clone(),
             label_column: label_column.to_string(),
-            class_names: self.class_names.clone(),
         }
     }
 

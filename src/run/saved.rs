@@ -119,7 +119,7 @@ impl SavedRun {
         let preprocessing = &self.preprocessing;
         match (&preprocessing.input, preprocessing.data) {
             (Input::Table { schema, .. }, _) => {
-                let mut table = read_csv_as(path, schema)?;
+                let mut table = read_csv_as(path, schema, &preprocessing.class_names)?;
                 if let Input::Table {
                     standardizer: Some(standardizer),
                     ..
