@@ -487,7 +487,7 @@ fn layer_stacks_that_cannot_connect() {
             &[8],
             vec![
                 "layer 1 (`positional_embedding`)",
-                "1600000000000 parameters",
+                "a parameter of shape [100000000000, 16] would have 1600000000000 values",
                 "the limit is",
             ],
         ),
@@ -499,7 +499,28 @@ fn layer_stacks_that_cannot_connect() {
                 init: None,
             }],
             &[784],
-            vec!["layer 0 (`linear`)", "784000000000 parameters"],
+            vec!["layer 0 (`linear`)", "784000000000 values", "the limit is"],
+        ),
+        (
+            // 65536 × 3 × 99 × 99 weights: the check is in the constructor's
+            // allocation, so it covers every layer kind without a count of its own
+            "huge convolution",
+            vec![L::Conv2d {
+                out_channels: 65_536,
+                kernel: 99,
+                stride: 1,
+                padding: 49,
+                dilation: 1,
+                groups: 1,
+                bias: true,
+            }],
+            &[3, 8, 8],
+            vec![
+                "layer 0 (`conv2d`)",
+                "for input shape [3, 8, 8]",
+                "[65536, 3, 99, 99]",
+                "1926955008 values",
+            ],
         ),
         (
             "wrong class count",

@@ -506,36 +506,6 @@ impl LayerConfig {
             LayerConfig::Softsign => Box::new(Softsign),
         })
     }
-
-    /// How many parameters the layer would have for `input`, computed before
-    /// anything is allocated (saturating, so absurd configs cannot overflow).
-    fn parameter_count(&self, input: &[usize], classes: usize) -> u128 {
-        match *self {
-            LayerConfig::Linear { out, .. } => (input.last().copied().unwrap_or(1) as u128)
-                .saturating_mul(out.resolve(classes) as u128),
-            LayerConfig::Embedding { dim, .. } => (classes as u128).saturating_mul(dim as u128),
-            LayerConfig::PositionalEmbedding { max_len, .. } => {
-                let (time, dim) = match input {
-                    [time, dim] => (*time, *dim),
-                    _ => (1, 1),
-                };
-                (max_len.unwrap_or(time) as u128).saturating_mul(dim as u128)
-            }
-            LayerConfig::TransformerBlock { mlp_ratio, .. } => {
-                let dim = input.last().copied().unwrap_or(1) as u128;
-                dim.saturating_mul(dim)
-                    .saturating_mul(4 + 2 * mlp_ratio as u128)
-            }
-            LayerConfig::Conv2d {
-                out_channels,
-                kernel,
-                ..
-            } => (input.first().copied().unwrap_or(1) as u128)
-                .saturating_mul(out_channels as u128)
-                .saturating_mul((kernel as u128).pow(2)),
-            _ => 0,
-        }
-    }
 }
 
 impl InitKind {
@@ -561,10 +531,10 @@ fn square_window(kernel: usize, stride: Option<usize>, padding: usize) -> Window
     ((kernel, kernel), (stride, stride), (padding, padding))
 }
 
-/// The most parameters one layer may have (2³⁰, 4 GiB of f32), and the most values
-/// a layer may output per sample (a quarter of that): a config asking for more is
-/// refused before anything is allocated.
-const MAX_LAYER_PARAMETERS: u128 = 1 << 30;
+/// The most values a layer may output per sample (a quarter of the most one parameter
+/// may hold, [`init::MAX_PARAMETER_VALUES`]): a config asking for more is refused
+/// before a batch is ever run.
+const MAX_ACTIVATION_VALUES: u128 = init::MAX_PARAMETER_VALUES / 4;
 
 /// Builds the layers in order, each for the previous one's output shape; a stack
 /// that cannot connect is an error naming the layer and both shapes. Returns the
@@ -612,16 +582,12 @@ fn build_stack<T: Float>(
     let mut shapes = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
         let fail = |message: String| format!("layer {index} (`{}`): {message}", layer.kind());
-        let parameters = layer.parameter_count(&shape, classes);
-        if parameters > MAX_LAYER_PARAMETERS {
-            return Err(fail(format!(
-                "would have {parameters} parameters for input shape {shape:?}; the limit is {MAX_LAYER_PARAMETERS}"
-            )));
-        }
-        let module = layer.build::<T>(&shape, classes, rng).map_err(fail)?;
+        let module = init::within_limit(|| layer.build::<T>(&shape, classes, rng))
+            .map_err(|too_large| fail(format!("for input shape {shape:?}, {too_large}")))?
+            .map_err(fail)?;
         let next = module.output_shape(&shape).map_err(fail)?;
         let activations: u128 = next.iter().map(|&s| s as u128).product();
-        if activations > MAX_LAYER_PARAMETERS / 4 {
+        if activations > MAX_ACTIVATION_VALUES {
             return Err(fail(format!(
                 "its output of shape {next:?} is too large ({activations} values per sample)"
             )));

@@ -46,7 +46,9 @@ impl<T: Float> Linear<T> {
             .requires_grad(true);
         let bias = bias.then(|| {
             let b = match init {
-                Init::Zeros | Init::Constant(_) | Init::Normal(_) => Tensor::zeros(&[out_features]),
+                Init::Zeros | Init::Constant(_) | Init::Normal(_) => {
+                    Init::Zeros.tensor(&[out_features], rng)
+                }
                 _ => default_bias(out_features, in_features, rng),
             };
             b.requires_grad(true)
