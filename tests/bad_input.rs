@@ -15,14 +15,8 @@ use nabla::data::{CsvOptions, ImageDataset, read_csv, read_idx};
 use nabla::experiment::Config;
 use nabla::nn::{Linear, Module, Relu, Sequential};
 
-fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir().join(name);
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -48,6 +42,7 @@ fn expect_error<T>(case: &str, path: &Path, result: nabla::Result<T>, fragments:
 
 #[test]
 fn idx_files() {
+    let dir = common::temp_dir("bad-input-idx_files");
     let cut_gzip = gzip(&idx_bytes(&[50], &[1; 50]));
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
         (
@@ -113,26 +108,26 @@ fn idx_files() {
         ),
     ];
     for (i, (case, bytes, fragments)) in cases.iter().enumerate() {
-        let path = write(&format!("idx-{i}.idx"), bytes);
+        let path = write(&dir, &format!("idx-{i}.idx"), bytes);
         expect_error(case, &path, read_idx(&path), fragments);
     }
     // images and labels that do not belong together
-    let images = write("pair-images.idx", &idx_bytes(&[3, 2, 2], &[0; 12]));
-    let labels = write("pair-labels.idx", &idx_bytes(&[4], &[0; 4]));
+    let images = write(&dir, "pair-images.idx", &idx_bytes(&[3, 2, 2], &[0; 12]));
+    let labels = write(&dir, "pair-labels.idx", &idx_bytes(&[4], &[0; 4]));
     expect_error(
         "count mismatch",
         &labels,
         ImageDataset::from_idx(&images, &labels),
         &["holds 4 labels", "3 images"],
     );
-    let flat = write("flat-images.idx", &idx_bytes(&[12], &[0; 12]));
+    let flat = write(&dir, "flat-images.idx", &idx_bytes(&[12], &[0; 12]));
     expect_error(
         "images not 3-D",
         &flat,
         ImageDataset::from_idx(&flat, &labels),
         &["expected 3 dimensions", "[12]"],
     );
-    let grid = write("grid-labels.idx", &idx_bytes(&[3, 1], &[0; 3]));
+    let grid = write(&dir, "grid-labels.idx", &idx_bytes(&[3, 1], &[0; 3]));
     expect_error(
         "labels not 1-D",
         &grid,
@@ -143,6 +138,7 @@ fn idx_files() {
 
 #[test]
 fn csv_files() {
+    let dir = common::temp_dir("bad-input-csv_files");
     let options = CsvOptions {
         label_column: "y".into(),
     };
@@ -192,7 +188,7 @@ fn csv_files() {
         ("not text", b"a,y\n\xff\xfe,1\n2,0\n", vec!["line 2"]),
     ];
     for (i, (case, bytes, fragments)) in cases.iter().enumerate() {
-        let path = write(&format!("table-{i}.csv"), bytes);
+        let path = write(&dir, &format!("table-{i}.csv"), bytes);
         expect_error(case, &path, read_csv(&path, &options), fragments);
     }
 }
@@ -215,7 +211,8 @@ fn safetensors(header: &str, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn safetensors_files() {
-    let good = write("good.safetensors", &[]);
+    let dir = common::temp_dir("bad-input-safetensors_files");
+    let good = write(&dir, "good.safetensors", &[]);
     save_tensors(&good, &model().state_dict(), &BTreeMap::new()).unwrap();
     let good_bytes = std::fs::read(&good).unwrap();
     let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
@@ -270,14 +267,14 @@ fn safetensors_files() {
         ),
     ];
     for (i, (case, bytes, fragments)) in cases.iter().enumerate() {
-        let path = write(&format!("broken-{i}.safetensors"), bytes);
+        let path = write(&dir, &format!("broken-{i}.safetensors"), bytes);
         expect_error(case, &path, load_tensors::<f32>(&path), fragments);
     }
     // well-formed files that do not fit the model
     let x = Tensor::<f32>::zeros(&[3, 2]);
     let mut missing = model().state_dict();
     missing.pop();
-    let path = write("missing.safetensors", &[]);
+    let path = write(&dir, "missing.safetensors", &[]);
     save_tensors(&path, &missing, &BTreeMap::new()).unwrap();
     expect_error(
         "tensor missing for the model",
@@ -287,7 +284,7 @@ fn safetensors_files() {
     );
     let mut extra = model().state_dict();
     extra.push(("9.weight".into(), x.clone()));
-    let path = write("extra.safetensors", &[]);
+    let path = write(&dir, "extra.safetensors", &[]);
     save_tensors(&path, &extra, &BTreeMap::new()).unwrap();
     expect_error(
         "extra tensor",
@@ -297,7 +294,7 @@ fn safetensors_files() {
     );
     let mut wrong = model().state_dict();
     wrong[0].1 = x;
-    let path = write("wrong-shape.safetensors", &[]);
+    let path = write(&dir, "wrong-shape.safetensors", &[]);
     save_tensors(&path, &wrong, &BTreeMap::new()).unwrap();
     expect_error(
         "wrong shape",
@@ -305,7 +302,7 @@ fn safetensors_files() {
         load_model(&path, &model()),
         &["`0.weight`", "expects shape [2, 3]", "holds shape [3, 2]"],
     );
-    let path = dir().join("absent.safetensors");
+    let path = dir.join("absent.safetensors");
     expect_error(
         "no such file",
         &path,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ROOT, nabla, temp_dir, text};
+use common::{ROOT, Spawned, interrupt_after_first_line, nabla, temp_dir, text};
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -268,41 +268,22 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
             .success()
     );
 
-    // interrupt with SIGINT (Ctrl-C) once the first epoch has finished
+    // Ctrl-C once the first epoch has finished, then resume
     let interrupted = dir.join("interrupted");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(["train", &config, "--out", interrupted.to_str().unwrap()])
-        .current_dir(ROOT)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let metrics = interrupted.join("metrics.jsonl");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 1 {
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "training did not reach epoch 1"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // the shell's built-in kill: present wherever sh is
-    Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let lines = std::fs::read_to_string(&metrics).unwrap().lines().count();
-    if status.success() {
-        // it finished before the signal landed: nothing to resume, but it must match
-        eprintln!("note: the run finished before SIGINT arrived");
-        assert_eq!(lines, 8);
-    } else {
-        assert_eq!(status.code(), Some(130), "Ctrl-C exits cleanly with 130");
-        assert!(lines < 8, "interrupted before the end");
-        let out = nabla(&["train", "--resume", interrupted.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("resuming"));
-    }
+    let stopped = interrupt_after_first_line(
+        &["train", &config, "--out", interrupted.to_str().unwrap()],
+        &metrics,
+        8,
+    );
+    assert!(
+        text(&stopped).contains("checkpoint saved"),
+        "{}",
+        text(&stopped)
+    );
+    let out = nabla(&["train", "--resume", interrupted.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("resuming"));
     let a = nabla::checkpoint::load_tensors::<f32>(straight.join("model.safetensors")).unwrap();
     let b = nabla::checkpoint::load_tensors::<f32>(interrupted.join("model.safetensors")).unwrap();
     for ((name, x), (_, y)) in a.tensors.iter().zip(&b.tensors) {
@@ -758,14 +739,14 @@ fn a_closed_stdout_ends_the_command_quietly() {
     // `nabla train … | head -1`: the reader goes away while nabla is still printing;
     // nabla stops with status 0, as Unix tools do, rather than panicking on the write
     let dir = temp_dir("closed-stdout");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(["train", "examples/xor.toml", "--out"])
-        .arg(dir.join("run"))
-        .current_dir(ROOT)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        Command::new(env!("CARGO_BIN_EXE_nabla"))
+            .args(["train", "examples/xor.toml", "--out"])
+            .arg(dir.join("run"))
+            .current_dir(ROOT)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     drop(child.stdout.take()); // the reader closes its end at once
     let mut stderr = String::new();
     child

@@ -8,11 +8,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use common::{ROOT, temp_dir};
+use common::{ROOT, Spawned, temp_dir};
 use nabla::dashboard::state::StepPoint;
 use nabla::dashboard::{DEFAULT_ADDRESS, Dashboard, RunState, Status};
 use serde_json::{Value, json};
@@ -57,19 +57,19 @@ fn get_json(address: SocketAddr, path: &str) -> Value {
 /// A running `nabla`: its stdout line by line, its stderr gathered (both read on
 /// threads of their own, so it never blocks on a full pipe).
 struct Running {
-    child: Child,
+    child: Spawned,
     lines: Receiver<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(ROOT)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        Command::new(env!("CARGO_BIN_EXE_nabla"))
+            .args(args)
+            .current_dir(ROOT)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let (send, lines) = channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -117,10 +117,7 @@ fn address_in(line: &str) -> SocketAddr {
 
 /// Ctrl-C, as a person stops the server; its exit status and what it wrote to stderr.
 fn interrupt(mut running: Running) -> (std::process::ExitStatus, String) {
-    Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", running.child.id())])
-        .status()
-        .unwrap();
+    running.child.signal("INT");
     let status = running.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let stderr = running.stderr.lock().unwrap().clone();
@@ -160,7 +157,8 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
     .concat();
     let running = spawn(&args);
     let address = address_in(&wait_for(&running.lines, "dashboard: http://", 60));
-    // as many browsers as the server takes, none of which ever reads a byte
+    // as many browsers as the server takes, each of which reads the response head
+    // (the server counts a stream before sending it) and then never another byte
     let stuck: Vec<TcpStream> = (0..nabla::dashboard::server::MAX_STREAMS)
         .map(|_| {
             let mut stream = TcpStream::connect(address).unwrap();
@@ -170,10 +168,23 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
             )
             .unwrap();
             stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            assert!(
+                head.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            stream
         })
         .collect();
-    // one stream too many is turned away (its status line is all this reads)
-    std::thread::sleep(Duration::from_secs(1));
+    // so one stream too many is surely turned away (its status line is all this reads)
     let mut extra = TcpStream::connect(address).unwrap();
     write!(
         extra,
@@ -192,12 +203,28 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
         stuck.len()
     );
 
-    let started = Instant::now();
     wait_for(&running.lines, "keeps serving", 120);
-    println!(
-        "40 epochs with {} stuck streams: {:.2} s",
-        stuck.len(),
-        started.elapsed().as_secs_f64()
+    // training time, epoch by epoch as metrics.jsonl records it: the stuck streams
+    // may cost a little, never a wait on a client (that would be seconds an epoch)
+    let train_seconds = |run: &std::path::Path| -> f64 {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["seconds"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    let (alone, stuck_beside) = (train_seconds(&plain), train_seconds(&watched));
+    eprintln!(
+        "40 epochs: {alone:.2} s alone, {stuck_beside:.2} s with {} stuck streams",
+        stuck.len()
+    );
+    assert!(
+        stuck_beside < 3.0 * alone + 2.0,
+        "stuck streams held training up: {stuck_beside:.2} s against {alone:.2} s"
     );
 
     // the server still answers
@@ -286,6 +313,8 @@ fn the_api_serves_what_was_recorded_and_pushes_at_most_a_few_updates_a_second() 
         updates[0].1 && updates[1..].iter().all(|u| !u.1),
         "only the first update is full"
     );
+    // a rate, not the gaps between arrivals: the network and the scheduler may
+    // deliver two updates close together however far apart they were sent
     let seconds = updates.last().unwrap().0.as_secs_f64();
     let most = (seconds / 0.25).ceil() as usize + 1;
     assert!(
@@ -293,13 +322,6 @@ fn the_api_serves_what_was_recorded_and_pushes_at_most_a_few_updates_a_second() 
         "{} updates in {seconds:.2} s: more than one per 250 ms",
         updates.len()
     );
-    for pair in updates.windows(2) {
-        assert!(
-            pair[1].0 - pair[0].0 >= Duration::from_millis(200),
-            "two updates {:?} apart",
-            pair[1].0 - pair[0].0
-        );
-    }
 
     let runs = get_json(address, "/api/runs");
     assert_eq!(
@@ -469,6 +491,14 @@ fn nabla_dashboard_serves_run_directories_side_by_side() {
     );
     assert_eq!(runs[0]["status"], "finished");
     assert_eq!(runs[1]["epochs_done"], 2);
+    // no answer maps the user's disk: the page shows the folder's name
+    assert_eq!(runs[0]["path"], "…/spirals");
+    let temp = dir.to_str().unwrap();
+    for path in ["/api/runs", "/api/runs/spirals", "/api/runs/spirals-2"] {
+        let (status, _, body) = request(address, "GET", path);
+        assert_eq!(status, 200, "{path}");
+        assert!(!body.contains(temp), "{path} names {temp}: {body}");
+    }
     let on_disk: Vec<Value> = std::fs::read_to_string(first.join("metrics.jsonl"))
         .unwrap()
         .lines()

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ROOT, temp_dir, text};
+use common::{ROOT, Spawned, temp_dir, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -373,22 +373,22 @@ fn more_ranks_than_samples_per_batch_are_refused() {
 }
 
 /// `mpirun -np 2 nabla train CONFIG --out OUT`, running on (one kernel thread per rank).
-fn spawn_training(config: &str, out: &Path, stdout: Stdio) -> std::process::Child {
-    Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            "2",
-            binary(),
-        ])
-        .args(["train", config, "--out", &out.to_string_lossy()])
-        .env("NABLA_THREADS", "1")
-        .current_dir(ROOT)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn spawn_training(config: &str, out: &Path, stdout: Stdio) -> Spawned {
+    Spawned::start(
+        Command::new("mpirun")
+            .args([
+                "--allow-run-as-root",
+                "--oversubscribe",
+                "-np",
+                "2",
+                binary(),
+            ])
+            .args(["train", config, "--out", &out.to_string_lossy()])
+            .env("NABLA_THREADS", "1")
+            .current_dir(ROOT)
+            .stdout(stdout)
+            .stderr(Stdio::piped()),
+    )
 }
 
 /// The process id of rank `rank` of the job writing into `out`.
@@ -491,11 +491,8 @@ fn ctrl_c_under_mpirun_checkpoints_every_rank_at_the_same_step() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &job.id().to_string()])
-        .status()
-        .unwrap();
-    let output = job.wait_with_output().unwrap();
+    job.signal("INT");
+    let output = job.output();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         stdout.contains("checkpoint saved; continue with"),

@@ -304,28 +304,14 @@ fn interrupted_text_run_resumes_exactly() {
     );
 
     let interrupted = dir.join("interrupted");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(["train", &config, "--out", &interrupted.to_string_lossy()])
-        .current_dir(common::ROOT)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let metrics = interrupted.join("metrics.jsonl");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 1 {
-        assert!(started.elapsed().as_secs() < 120, "no period finished");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    std::process::Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
-        .status()
-        .unwrap();
-    if !child.wait().unwrap().success() {
-        let out = nabla(&["train", "--resume", &interrupted.to_string_lossy()]);
-        assert!(out.status.success(), "{}", text(&out));
-    } else {
-        eprintln!("note: the run finished before SIGINT arrived");
-    }
+    common::interrupt_after_first_line(
+        &["train", &config, "--out", &interrupted.to_string_lossy()],
+        &metrics,
+        6,
+    );
+    let out = nabla(&["train", "--resume", &interrupted.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out));
     let a = nabla::checkpoint::load_tensors::<f32>(straight.join("model.safetensors")).unwrap();
     let b = nabla::checkpoint::load_tensors::<f32>(interrupted.join("model.safetensors")).unwrap();
     for ((name, x), (_, y)) in a.tensors.iter().zip(&b.tensors) {

@@ -500,9 +500,26 @@ mod tests {
         }
     }
 
+    /// A fresh seed each run, printed so that a failure's log says how to replay it
+    /// (`PROPTEST_RNG_SEED=N`), as tests/common's `config` does for the integration tests.
+    fn seeded() -> proptest::test_runner::Config {
+        use std::hash::BuildHasher;
+        let seed = std::env::var("PROPTEST_RNG_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(|| std::hash::RandomState::new().hash_one(std::process::id()));
+        eprintln!("property test seed {seed}: replay with PROPTEST_RNG_SEED={seed}");
+        proptest::test_runner::Config {
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+            ..Default::default()
+        }
+    }
+
     // Release builds abort on a panic, so a connection's thread must not panic on any
     // input: it would end the training run serving the dashboard.
     proptest::proptest! {
+        #![proptest_config(seeded())]
         #[test]
         fn any_url_routes_without_panicking_and_ids_never_hold_a_slash(url in ".{0,80}") {
             let id = match route(&url) {

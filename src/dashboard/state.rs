@@ -209,10 +209,10 @@ impl RunState {
     pub fn new(id: &str, path: &str, config: &str) -> RunState {
         RunState {
             id: id.to_string(),
-            path: path.to_string(),
+            path: shown_path(path),
             status: Status::Running,
             message: None,
-            config: config.to_string(),
+            config: shown_config(config),
             epochs: 0,
             steps_per_epoch: 0,
             steps: Vec::new(),
@@ -348,9 +348,85 @@ impl RunState {
     }
 }
 
+/// A path as the API shows it: a relative path as given; an absolute one relative to
+/// the working directory when inside it, else `…/` and its last component. Other
+/// sites cannot reach the API (the server checks `Host`), and its own page needs a
+/// name to show, not a map of the user's disk.
+pub fn shown_path(path: &str) -> String {
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return path.display().to_string();
+    }
+    let inside_working_dir = std::env::current_dir().ok().and_then(|here| {
+        path.strip_prefix(here)
+            .ok()
+            .map(|rest| rest.display().to_string())
+    });
+    match inside_working_dir {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => match path.file_name() {
+            Some(name) => format!("…/{}", name.to_string_lossy()),
+            None => "/".into(),
+        },
+    }
+}
+
+/// The config's text with every absolute path in it shown as [`shown_path`] does
+/// (untouched, comments and all, when it has none).
+fn shown_config(config: &str) -> String {
+    /// Hides the absolute paths in `value`; whether there were any.
+    fn hide(value: &mut toml::Value) -> bool {
+        match value {
+            toml::Value::String(text) if std::path::Path::new(text.as_str()).is_absolute() => {
+                *text = shown_path(text);
+                true
+            }
+            toml::Value::Array(items) => items.iter_mut().map(hide).fold(false, |a, b| a | b),
+            toml::Value::Table(table) => table
+                .iter_mut()
+                .map(|(_, value)| hide(value))
+                .fold(false, |a, b| a | b),
+            _ => false,
+        }
+    }
+    let Ok(table) = config.parse::<toml::Table>() else {
+        return config.to_string();
+    };
+    let mut value = toml::Value::Table(table);
+    if !hide(&mut value) {
+        return config.to_string();
+    }
+    toml::to_string(&value).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_shows_no_absolute_path() {
+        let here = std::env::current_dir().unwrap();
+        let inside = here.join("runs/mlp");
+        assert_eq!(shown_path(&inside.display().to_string()), "runs/mlp");
+        assert_eq!(shown_path("runs/mlp"), "runs/mlp");
+        assert_eq!(shown_path("/home/someone/secret/mlp"), "…/mlp");
+        let config = "# mine\n[data]\npath = \"/home/someone/data/mnist\"\nextra = [\"/srv/x.csv\", \"y.csv\"]\n";
+        let run = RunState::new("mlp", "/home/someone/runs/mlp", config);
+        let everything = run
+            .update_since(&mut RunState::start())
+            .unwrap()
+            .to_string();
+        assert!(
+            !everything.contains("/home/") && !everything.contains("/srv/"),
+            "{everything}"
+        );
+        assert!(
+            everything.contains("…/mnist") && everything.contains("…/x.csv"),
+            "{everything}"
+        );
+        let plain = "# mine\n[data]\npath = \"data/mnist\"\n";
+        assert_eq!(RunState::new("mlp", "runs/mlp", plain).config, plain);
+    }
 
     #[test]
     fn an_update_holds_only_what_is_new() {

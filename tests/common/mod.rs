@@ -57,10 +57,68 @@ pub fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
     })
 }
 
+/// Starts `nabla ARGS` and presses Ctrl-C once `metrics` has its first line, with the
+/// run surely still going: it is frozen (SIGSTOP) while the lines are counted, so the
+/// interruption lands before line `lines_at_end`, or the test fails (never skips).
+/// Returns the interrupted run's output; it must end with status 130.
+pub fn interrupt_after_first_line(
+    args: &[&str],
+    metrics: &std::path::Path,
+    lines_at_end: usize,
+) -> std::process::Output {
+    let Some(binary) = option_env!("CARGO_BIN_EXE_nabla") else {
+        panic!("this test needs the nabla binary: build with the `cli` feature")
+    };
+    let run = Spawned::start(
+        std::process::Command::new(binary)
+            .args(args)
+            .current_dir(ROOT)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let lines = || std::fs::read_to_string(metrics).map_or(0, |m| m.lines().count());
+    let started = std::time::Instant::now();
+    while lines() < 1 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no metrics line after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.signal("STOP");
+    let written = lines();
+    assert!(
+        written < lines_at_end,
+        "the run finished before it could be interrupted: make it longer"
+    );
+    // pending while stopped, handled as soon as it runs again
+    run.signal("INT");
+    run.signal("CONT");
+    let output = run.output();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "Ctrl-C ends a run with 130\n{}",
+        text(&output)
+    );
+    output
+}
+
+/// Property tests: a fresh seed each run (more inputs over time), printed so that a
+/// failure's log says how to replay it: `PROPTEST_RNG_SEED=N cargo test NAME`.
 pub fn config() -> ProptestConfig {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            use std::hash::BuildHasher;
+            std::hash::RandomState::new().hash_one(std::process::id())
+        });
+    eprintln!("property test seed {seed}: replay with PROPTEST_RNG_SEED={seed}");
     ProptestConfig {
         cases: 12,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     }
 }
@@ -90,12 +148,100 @@ pub fn text(output: &std::process::Output) -> String {
     )
 }
 
-/// A fresh, empty directory for one test.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("nabla-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty directory for one test, removed when the test passes and kept (its
+/// path printed) when it fails, for a look at what the run left.
+pub fn temp_dir(name: &str) -> TempDir {
+    let path = std::env::temp_dir().join(format!("nabla-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    TempDir(path)
+}
+
+/// See [`temp_dir`]; reads as the `Path` it holds.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for a look", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A spawned process (and everything it started) that is killed when this goes out
+/// of scope: a failed assertion must not leave a 10,000-epoch job holding the cores.
+/// The process leads its own process group, so the kill reaches `mpirun`'s ranks too.
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Starts `command` in a new process group.
+    pub fn start(command: &mut std::process::Command) -> Spawned {
+        use std::os::unix::process::CommandExt;
+        Spawned(Some(
+            command
+                .process_group(0)
+                .spawn()
+                .expect("the process starts"),
+        ))
+    }
+
+    /// Sends `signal` (`"INT"`, `"KILL"`, …) to the process alone.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.id());
+    }
+
+    /// Waits for it to end and collects what it printed (see `Child::wait_with_output`).
+    pub fn output(mut self) -> std::process::Output {
+        let child = self.0.take().expect("not waited for yet");
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("not waited for yet")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let Some(child) = self.0.as_mut() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            // the whole group: mpirun's ranks are in it
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The bytes of an IDX file of unsigned bytes with the given dimensions.
