@@ -182,6 +182,14 @@ fn labelled_rows_and_inputs_agree_row_by_row() {
         error.contains("strange.csv") && error.contains("line 3") && error.contains("`yak`"),
         "{error}"
     );
+    // and skipping is for characters of a text, not for classes
+    let skip = nabla::data::text::Unknown::Skip;
+    let error = saved
+        .labelled_data_with(&strange, skip)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("for text models"), "{error}");
     // a missing feature column is named
     std::fs::write(&strange, "x,animal\n0,dog\n").unwrap();
     let error = saved.inputs(&strange, false).err().unwrap().to_string();

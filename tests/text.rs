@@ -206,6 +206,36 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
         "{}",
         text(&refused)
     );
+    // --unknown skip: scored as the text with those characters taken out
+    let stray = dir.join("stray.txt");
+    std::fs::write(&stray, format!("{}\nthe Quick{{{{", line.repeat(3))).unwrap();
+    let cleaned = dir.join("cleaned.txt");
+    std::fs::write(&cleaned, format!("{}\nthe uick", line.repeat(3))).unwrap();
+    let skipping = nabla(&[
+        "eval",
+        &run_dir,
+        "--data",
+        &stray.to_string_lossy(),
+        "--unknown",
+        "skip",
+    ]);
+    assert!(skipping.status.success(), "{}", text(&skipping));
+    assert!(
+        text(&skipping).contains(
+            "skipped 3 characters outside the model's vocabulary: 'Q' ×1 (first at line 5, column 5) '{' ×2 (first at line 5, column 10)"
+        ),
+        "{}",
+        text(&skipping)
+    );
+    let clean = nabla(&["eval", &run_dir, "--data", &cleaned.to_string_lossy()]);
+    let scores = |output: &std::process::Output| {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.starts_with("loss "))
+            .map(str::to_owned)
+    };
+    assert!(scores(&clean).is_some(), "{}", text(&clean));
+    assert_eq!(scores(&skipping), scores(&clean));
     let bad_prompt = nabla(&["generate", &run_dir, "--prompt", "THE"]);
     assert!(!bad_prompt.status.success());
     assert!(

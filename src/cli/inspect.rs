@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::autograd::no_grad;
 use crate::data::DataLoader;
+use crate::data::text::Unknown;
 use crate::error::{Error, Result};
 use crate::experiment;
 use crate::experiment::Config;
@@ -38,9 +39,16 @@ pub fn open(target: &Path, config: Option<&Path>) -> Result<SavedRun> {
 /// matrix on `data` — every sample of it, prepared and labelled as in training — or
 /// on the run's own test split (printed, and written as confusion.png). A language
 /// model reports its loss per token and perplexity.
-pub fn eval(run: &SavedRun, data: Option<&Path>) -> Result<()> {
+/// `unknown` says what to do with characters outside a text model's vocabulary.
+pub fn eval(run: &SavedRun, data: Option<&Path>, unknown: Unknown) -> Result<()> {
     let (test, source) = match data {
-        Some(path) => (run.labelled_data(path)?, path.display().to_string()),
+        Some(path) => {
+            let (data, skipped) = run.labelled_data_with(path, unknown)?;
+            if skipped.count() > 0 {
+                outln!("skipped {skipped}");
+            }
+            (data, path.display().to_string())
+        }
         None => (
             run.test_data()?,
             format!("{} (test split)", run.config.data.path.display()),

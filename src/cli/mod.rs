@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::data::text::Unknown;
 use clap::{Parser, Subcommand};
 
 /// Train neural networks by forward propagation and backpropagation.
@@ -102,6 +103,10 @@ enum Command {
         /// Evaluate on data at this path instead of the config's.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// A character a text model's vocabulary lacks, in --data: `error` stops
+        /// there, naming it; `skip` leaves it out and reports how many were skipped.
+        #[arg(long, value_parser = ["error", "skip"], default_value = "error")]
+        unknown: String,
     },
     /// Top classes with probabilities for CSV rows, IDX image files or PNG/JPEG images.
     #[command(
@@ -308,9 +313,16 @@ pub fn main() -> ExitCode {
             target,
             config,
             data,
-        } => inspect::open(&target, config.as_deref())
-            .and_then(|run| inspect::eval(&run, data.as_deref()))
-            .map(|_| ExitCode::SUCCESS),
+            unknown,
+        } => {
+            let unknown = match unknown.as_str() {
+                "skip" => Unknown::Skip,
+                _ => Unknown::Error,
+            };
+            inspect::open(&target, config.as_deref())
+                .and_then(|run| inspect::eval(&run, data.as_deref(), unknown))
+        }
+        .map(|_| ExitCode::SUCCESS),
         Command::Predict {
             target,
             inputs,

@@ -276,10 +276,53 @@ impl Dataset for TextWindows {
     }
 }
 
+/// What to do with a character a trained model's vocabulary lacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unknown {
+    /// Stop with an error naming it, its line and column.
+    #[default]
+    Error,
+    /// Leave it out (the text closes over it) and count it in [`Skipped`].
+    Skip,
+}
+
+/// The characters left out of a text under [`Unknown::Skip`]: for each, how often
+/// it was met and where first (line and column, from 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Character → (times met, (line, column) of the first).
+    pub characters: std::collections::BTreeMap<char, (usize, (usize, usize))>,
+}
+
+impl Skipped {
+    /// How many characters were left out.
+    pub fn count(&self) -> usize {
+        self.characters.values().map(|(times, _)| times).sum()
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} characters outside the model's vocabulary:",
+            self.count()
+        )?;
+        for (c, (times, (line, column))) in &self.characters {
+            write!(f, " {c:?} ×{times} (first at line {line}, column {column})")?;
+        }
+        Ok(())
+    }
+}
+
 /// The tokens of the file at `path` in an existing vocabulary (a trained model's):
-/// errors name the file and what is wrong — empty, not UTF-8, or a character the
-/// vocabulary lacks (with its line and column).
-pub fn encode_file(path: &Path, vocabulary: &Vocabulary) -> Result<Vec<u32>> {
+/// errors name the file and what is wrong — empty, not UTF-8, or (under
+/// [`Unknown::Error`]) a character the vocabulary lacks, with its line and column.
+pub fn encode_file(
+    path: &Path,
+    vocabulary: &Vocabulary,
+    unknown: Unknown,
+) -> Result<(Vec<u32>, Skipped)> {
     let fail = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
@@ -288,8 +331,9 @@ pub fn encode_file(path: &Path, vocabulary: &Vocabulary) -> Result<Vec<u32>> {
     if bytes.is_empty() {
         return Err(fail("the file is empty".into()));
     }
+    let mut skipped = Skipped::default();
     if vocabulary.tokenizer == Tokenizer::Byte {
-        return Ok(bytes.iter().map(|&b| b as u32).collect());
+        return Ok((bytes.iter().map(|&b| b as u32).collect(), skipped));
     }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         fail(format!(
@@ -300,18 +344,22 @@ pub fn encode_file(path: &Path, vocabulary: &Vocabulary) -> Result<Vec<u32>> {
     let mut ids = Vec::with_capacity(text.len());
     for (number, line) in text.split_inclusive('\n').enumerate() {
         for (column, c) in line.chars().enumerate() {
-            let id = vocabulary.chars.binary_search(&c).map_err(|_| {
-                fail(format!(
-                    "line {}, column {}: character {c:?} is not in the model's vocabulary of {} characters",
-                    number + 1,
-                    column + 1,
-                    vocabulary.chars.len()
-                ))
-            })?;
-            ids.push(id as u32);
+            let at = (number + 1, column + 1);
+            match (vocabulary.chars.binary_search(&c), unknown) {
+                (Ok(id), _) => ids.push(id as u32),
+                (Err(_), Unknown::Skip) => skipped.characters.entry(c).or_insert((0, at)).0 += 1,
+                (Err(_), Unknown::Error) => {
+                    return Err(fail(format!(
+                        "line {}, column {}: character {c:?} is not in the model's vocabulary of {} characters (`--unknown skip` leaves such characters out)",
+                        at.0,
+                        at.1,
+                        vocabulary.chars.len()
+                    )));
+                }
+            }
         }
     }
-    Ok(ids)
+    Ok((ids, skipped))
 }
 
 /// A batch of windows: inputs `[windows, block_size]` (token ids as floats, what

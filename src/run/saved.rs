@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::files;
 use super::preprocessing::{Input, Preprocessing, kind_name};
 use crate::checkpoint::load_model;
-use crate::data::text::{TextCorpus, TextWindows, Vocabulary, encode_file};
+use crate::data::text::{Skipped, TextCorpus, TextWindows, Unknown, Vocabulary, encode_file};
 use crate::data::{Dataset, read_csv_as, read_features_as, read_idx};
 use crate::error::{Error, Result};
 use crate::experiment::{self, Config, DataKind};
@@ -131,7 +131,8 @@ impl SavedRun {
             }
             (Input::Text { block_size }, _) => {
                 let vocabulary = self.vocabulary.as_ref().expect("a text run has one");
-                Ok(Box::new(text_windows(path, vocabulary, *block_size)?))
+                let (windows, _) = text_windows(path, vocabulary, *block_size, Unknown::Error)?;
+                Ok(Box::new(windows))
             }
             (Input::Images { .. }, DataKind::Mnist | DataKind::FashionMnist) => {
                 let (_, test) = crate::data::load_mnist(path)?;
@@ -149,6 +150,30 @@ impl SavedRun {
                 preprocessing.images(pixels, labels)
             }
             (Input::Images { shape, .. }, _) => self.image_folder(path, *shape),
+        }
+    }
+
+    /// [`labelled_data`](Self::labelled_data), choosing what happens to a character
+    /// a text model's vocabulary lacks: an error, or left out and reported in
+    /// [`Skipped`]. (Other data has nothing to skip: a class the model never saw
+    /// is always an error.)
+    pub fn labelled_data_with(
+        &self,
+        path: &Path,
+        unknown: Unknown,
+    ) -> Result<(Box<dyn Dataset>, Skipped)> {
+        match (&self.preprocessing.input, unknown) {
+            (Input::Text { block_size }, _) => {
+                let vocabulary = self.vocabulary.as_ref().expect("a text run has one");
+                let (windows, skipped) = text_windows(path, vocabulary, *block_size, unknown)?;
+                Ok((Box::new(windows), skipped))
+            }
+            (_, Unknown::Skip) => Err(Error::Config(format!(
+                "skipping unknown input is for text models; {} is a {} model, and a class it never saw cannot be scored",
+                self.dir.display(),
+                kind_name(self.preprocessing.data)
+            ))),
+            (_, Unknown::Error) => Ok((self.labelled_data(path)?, Skipped::default())),
         }
     }
 
@@ -303,8 +328,13 @@ fn image_bytes(path: &Path, _: [usize; 3]) -> Result<Vec<u8>> {
 }
 
 /// Consecutive windows covering a text file, in the model's vocabulary.
-fn text_windows(path: &Path, vocabulary: &Vocabulary, block_size: usize) -> Result<TextWindows> {
-    let tokens = encode_file(path, vocabulary)?;
+fn text_windows(
+    path: &Path,
+    vocabulary: &Vocabulary,
+    block_size: usize,
+    unknown: Unknown,
+) -> Result<(TextWindows, Skipped)> {
+    let (tokens, skipped) = encode_file(path, vocabulary, unknown)?;
     if tokens.len() <= block_size {
         return Err(Error::format(
             path,
@@ -315,11 +345,8 @@ fn text_windows(path: &Path, vocabulary: &Vocabulary, block_size: usize) -> Resu
             ),
         ));
     }
-    Ok(TextWindows::consecutive(
-        tokens,
-        block_size,
-        vocabulary.len(),
-    ))
+    let windows = TextWindows::consecutive(tokens, block_size, vocabulary.len());
+    Ok((windows, skipped))
 }
 
 fn read_vocabulary(path: &Path) -> Result<Vocabulary> {
