@@ -366,3 +366,157 @@ fn augmentation_is_seeded_per_sample_and_epoch() {
         .unwrap();
     assert!(err.contains("augmentation needs images"), "{err}");
 }
+
+/// A `[data]` section's image settings reach training and the saved run, and `predict`
+/// takes what users have: a PNG or JPEG of any size (resized as in training), `--invert`,
+/// a model file with `--config`; an IDX file of the wrong size is refused by name.
+/// Training with augmentation gives the same weights on 1 and 2 threads and after an
+/// interruption and `--resume`.
+#[test]
+fn image_settings_from_toml_augmentation_and_predict_on_user_files() {
+    let dir = temp_dir("images-settings");
+    let data = dir.join("colours");
+    // red and cyan squares of mixed sizes (resized to 8×8), a little noise in each
+    for i in 0..60u8 {
+        let size = if i % 2 == 0 { (8, 8) } else { (12, 10) };
+        let split = if i < 50 { "train" } else { "test" };
+        let noise = i % 7 * 3;
+        rgb(
+            &data.join(format!("{split}/red/{i}.png")),
+            size,
+            [200 + noise, noise, 20],
+        );
+        rgb(
+            &data.join(format!("{split}/cyan/{i}.png")),
+            size,
+            [noise, 200 + noise, 230],
+        );
+    }
+    std::fs::write(data.join("train/red/broken.png"), b"not a png").unwrap();
+    let config = dir.join("colours.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[data]
+kind = "image_folder"
+path = "{}"
+batch_size = 10
+image_size = [8, 8]
+channels = 3
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+on_bad_image = "skip"
+augment = {{ random_crop = {{ size = 8, padding = 2 }}, horizontal_flip = true }}
+
+[model]
+layers = [
+  {{ type = "conv2d", out_channels = 4, kernel = 3, padding = 1 }},
+  {{ type = "relu" }},
+  {{ type = "global_avg_pool" }},
+  {{ type = "linear", out = "classes" }},
+]
+
+[train]
+epochs = 20
+seed = 3
+optimizer = {{ kind = "adam", lr = 0.05 }}
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let train = |name: &str, threads: &str| {
+        let run = dir.join(name);
+        let out = nabla(&[
+            "train",
+            config,
+            "--out",
+            run.to_str().unwrap(),
+            "--threads",
+            threads,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        (run, text(&out))
+    };
+    let (run, printed) = train("one-thread", "1");
+    assert!(
+        printed.contains("broken.png"),
+        "the skipped file is named: {printed}"
+    );
+    let preprocessing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("preprocessing.json")).unwrap())
+            .unwrap();
+    assert_eq!(preprocessing["input_shape"], serde_json::json!([3, 8, 8]));
+    assert_eq!(
+        preprocessing["input"]["normalization"],
+        serde_json::json!([[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]),
+        "the config's mean and std are the run's"
+    );
+    let weights = |run: &Path| std::fs::read(run.join("model.safetensors")).unwrap();
+    let (two_threads, _) = train("two-threads", "2");
+    assert!(
+        weights(&run) == weights(&two_threads),
+        "1 and 2 threads differ"
+    );
+    let resumed = dir.join("resumed");
+    interrupt_after_first_line(
+        &["train", config, "--out", resumed.to_str().unwrap()],
+        &resumed.join("metrics.jsonl"),
+        20,
+    );
+    let out = nabla(&["train", "--resume", resumed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        weights(&run) == weights(&resumed),
+        "resuming changed the batches"
+    );
+
+    // predict: the top class of each file
+    let top = |args: &[&str]| {
+        let out = nabla(args);
+        assert!(out.status.success(), "{}", text(&out));
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "FILE: class p%, class p%"
+        let (_, classes) = printed.trim_end().rsplit_once(": ").expect("a prediction");
+        classes.to_owned()
+    };
+    let run_dir = run.to_str().unwrap();
+    let large_red = dir.join("large-red.jpg");
+    image::RgbImage::from_pixel(32, 24, image::Rgb([220, 10, 20]))
+        .save(&large_red)
+        .unwrap();
+    let red_png = data.join("test/red/50.png");
+    for file in [&red_png, &large_red] {
+        let said = top(&["predict", run_dir, file.to_str().unwrap()]);
+        assert!(said.starts_with("red"), "{}: {said}", file.display());
+    }
+    // inverted, red (220, 10, 20) is (35, 245, 235): cyan
+    let said = top(&["predict", run_dir, large_red.to_str().unwrap(), "--invert"]);
+    assert!(said.starts_with("cyan"), "{said}");
+    // the model file with its config says the same as the run directory
+    let model = run.join("model.safetensors");
+    let with_config = run.join("config.toml");
+    assert_eq!(
+        top(&[
+            "predict",
+            model.to_str().unwrap(),
+            "--config",
+            with_config.to_str().unwrap(),
+            red_png.to_str().unwrap(),
+        ]),
+        top(&["predict", run_dir, red_png.to_str().unwrap()])
+    );
+    // an IDX file of 5×5 greyscale images does not fit a 3×8×8 model
+    let idx = dir.join("small.idx");
+    std::fs::write(&idx, idx_bytes(&[2, 5, 5], &[0; 50])).unwrap();
+    let refused = nabla(&["predict", run_dir, idx.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("small.idx")
+            && text(&refused).contains("images are 5×5 greyscale, but the model takes 3×8×8"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -182,6 +182,29 @@ fn train_a_small_gpt_then_generate_and_evaluate() {
         written.starts_with("the quick brown fox jumps"),
         "{written}"
     );
+    // from the command line: --top-k 1 leaves only the likeliest token, so even a
+    // wild temperature writes the greedy text; a seed gives the same text again
+    let generate = |options: &[&str]| {
+        let args = [
+            &[
+                "generate",
+                run_dir.as_str(),
+                "--prompt",
+                "the quick",
+                "--tokens",
+                "40",
+            ],
+            options,
+        ]
+        .concat();
+        let out = nabla(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(generate(&["--temperature", "3", "--top-k", "1"]), written);
+    let wild = |seed: &str| generate(&["--temperature", "3", "--seed", seed]);
+    assert_eq!(wild("5"), wild("5"));
+    assert_ne!(wild("5"), wild("6"), "another seed, another text");
 
     let other = dir.join("other.txt");
     std::fs::write(
