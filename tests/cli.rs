@@ -305,6 +305,127 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
     );
 }
 
+/// `examples/resnet20.toml`'s data and training sections, with a small network and
+/// 3 epochs, train on files in CIFAR-10's binary format (generated: red or blue
+/// pictures as classes 0 and 1); eval and predict name CIFAR-10's classes.
+#[test]
+fn a_cifar_config_trains_on_cifar_format_files() {
+    let dir = temp_dir("cifar-run");
+    let data = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&data).unwrap();
+    // a record: the label byte, then the red, green and blue 32×32 planes
+    let record = |label: u8, seed: usize| -> Vec<u8> {
+        let mut bytes = vec![label];
+        for plane in 0..3 {
+            let bright = (label == 0 && plane == 0) || (label == 1 && plane == 2);
+            bytes.extend((0..1024).map(|p| {
+                let noise = ((p * 31 + seed * 17) % 40) as u8;
+                if bright { 180 + noise } else { noise }
+            }));
+        }
+        bytes
+    };
+    let batch = |first: usize, count: usize| -> Vec<u8> {
+        (first..first + count)
+            .flat_map(|i| record((i % 2) as u8, i))
+            .collect()
+    };
+    for file in 1..=5 {
+        std::fs::write(
+            data.join(format!("data_batch_{file}.bin")),
+            batch(file * 40, 40),
+        )
+        .unwrap();
+    }
+    std::fs::write(data.join("test_batch.bin"), batch(0, 20)).unwrap();
+    let example = std::fs::read_to_string(format!("{ROOT}/examples/resnet20.toml")).unwrap();
+    let (data_section, rest) = example.split_once("[model]").unwrap();
+    let (_, train_section) = rest.split_once("[train]").unwrap();
+    let body = format!(
+        "{}\n[model]\nlayers = [\n  {{ type = \"conv2d\", out_channels = 4, kernel = 3, stride = 2, padding = 1 }},\n  {{ type = \"relu\" }},\n  {{ type = \"global_avg_pool\" }},\n  {{ type = \"linear\", out = \"classes\" }},\n]\n\n[train]{}",
+        data_section.replace("data/cifar-10-batches-bin", data.to_str().unwrap()),
+        train_section.replace("epochs = 160", "epochs = 3")
+    );
+    assert!(
+        body.contains("kind = \"cifar10\"") && body.contains("random_crop"),
+        "{body}"
+    );
+    let config = write_config(&dir, "cifar.toml", &body);
+    let run = dir.join("run");
+    let out = nabla(&["train", &config, "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = nabla(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("test samples 20") && text(&out).contains("accuracy 100.00%"),
+        "{}",
+        text(&out)
+    );
+    // the test batch again, as --data, and one picture through predict
+    let out = nabla(&[
+        "eval",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(text(&out).contains("accuracy 100.00%"), "{}", text(&out));
+    let picture = dir.join("blue.png");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([10, 20, 200]))
+        .save(&picture)
+        .unwrap();
+    let out = nabla(&["predict", run.to_str().unwrap(), picture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("blue.png: automobile"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Every benchmark workload runs, two steps of it, and prints the JSON line that
+/// `bench/compare.sh` reads: its name, a positive time, a finite loss.
+#[test]
+fn every_bench_workload_runs_two_steps() {
+    for workload in ["mlp", "cnn", "tiny", "resnet", "gpt"] {
+        let mut args = vec![
+            "bench",
+            "--workload",
+            workload,
+            "--steps",
+            "2",
+            "--threads",
+            "2",
+        ];
+        if matches!(workload, "mlp" | "cnn") {
+            args.extend(["--epochs", "1"]);
+        }
+        let out = nabla(&args);
+        assert!(out.status.success(), "{workload}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{workload}: {stdout}");
+        let line = &lines[0];
+        assert_eq!(line["workload"], workload);
+        assert_eq!(line["framework"], "nabla");
+        let time = ["train_seconds", "us_per_step", "ms_per_step"]
+            .iter()
+            .find_map(|key| line[key].as_f64())
+            .unwrap_or_else(|| panic!("{workload}: no time in {line}"));
+        assert!(time > 0.0, "{line}");
+        let loss = ["final_train_loss", "final_loss"]
+            .iter()
+            .find_map(|key| line[key].as_f64())
+            .unwrap_or(f64::NAN);
+        assert!(loss.is_finite() && loss > 0.0, "{workload}: loss in {line}");
+        if matches!(workload, "mlp" | "cnn") {
+            assert_eq!(line["steps_per_epoch"], 2, "{line}");
+        }
+    }
+}
+
 /// The same config and seed give the same trained model, so the same file bytes:
 /// a model's checksum identifies it (the metadata header is written sorted).
 #[test]

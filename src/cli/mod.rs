@@ -199,7 +199,8 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         epochs: Option<u32>,
         /// Timed steps of the tiny (default 10000), resnet (default 20) or gpt
-        /// (default 200) workload.
+        /// (default 200) workload; for mlp and cnn, steps per epoch (default: the
+        /// whole epoch, as the reference times it).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         steps: Option<u32>,
         /// The MNIST directory.
