@@ -423,6 +423,28 @@ fn every_bench_workload_runs_two_steps() {
         if matches!(workload, "mlp" | "cnn") {
             assert_eq!(line["steps_per_epoch"], 2, "{line}");
         }
+        assert!(
+            ["baseline", "avx2", "avx512"].contains(&line["isa"].as_str().unwrap_or("")),
+            "{line}"
+        );
+    }
+    // NABLA_ISA caps the vector instructions, and the line says which were used
+    for (asked, allowed) in [
+        ("baseline", &["baseline"][..]),
+        ("avx2", &["baseline", "avx2"]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nabla"))
+            .args(["bench", "--workload", "tiny", "--steps", "2"])
+            .env("NABLA_ISA", asked)
+            .current_dir(ROOT)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            allowed.contains(&line["isa"].as_str().unwrap_or("")),
+            "{asked}: {line}"
+        );
     }
 }
 

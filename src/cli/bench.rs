@@ -53,6 +53,8 @@ fn record(workload: &str) -> serde_json::Value {
         "framework": "nabla",
         "version": env!("CARGO_PKG_VERSION"),
         "device": "cpu",
+        // the vector instructions the kernels used (NABLA_ISA=avx2 forces AVX2)
+        "isa": crate::cpu::isa::isa().name(),
         "threads": crate::threads::num_threads(),
     })
 }

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod buffer;
 pub mod conv;
 pub mod gemm;
+pub mod isa;
 pub mod norm;
 pub mod parallel;
 pub mod pool;
@@ -59,29 +60,23 @@ pub fn wide_simd<K: SimdKernel>(kernel: K) -> K::Output {
         unsafe fn with_avx512<K: SimdKernel>(kernel: K) -> K::Output {
             kernel.run()
         }
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: `with_avx512` only needs the CPU to support AVX-512F, checked just above.
-            return unsafe { with_avx512(kernel) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: `with_avx2` only needs the CPU to support AVX2, checked just above.
-            return unsafe { with_avx2(kernel) };
+        match isa::isa() {
+            // SAFETY: `with_avx512` only needs the CPU to support AVX-512F, and
+            // `isa()` is Avx512 only where it was detected.
+            isa::Isa::Avx512 => return unsafe { with_avx512(kernel) },
+            // SAFETY: `with_avx2` only needs AVX2, detected wherever `isa()` is Avx2
+            // (on a CPU capped to it by NABLA_ISA too: Avx512 implies AVX2).
+            isa::Isa::Avx2 => return unsafe { with_avx2(kernel) },
+            isa::Isa::Baseline => {}
         }
     }
     kernel.run()
 }
 
-/// Whether this CPU has AVX-512 with fused multiply-adds: what [`fused_simd`]
-/// kernels need to run at speed.
+/// Whether the kernels may use AVX-512 with fused multiply-adds ([`isa::isa`]):
+/// what [`fused_simd`] kernels need to run at speed.
 pub fn has_avx512_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa::isa() == isa::Isa::Avx512
 }
 
 /// Runs `kernel` compiled for AVX-512 with fused multiply-adds when the CPU has
