@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ROOT, Spawned, temp_dir, text};
+use common::{ROOT, Spawned, binary, temp_dir, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -41,10 +41,6 @@ optimizer = {{ kind = "sgd", lr = 0.02, momentum = 0.9 }}
     let path = dir.join(format!("run-{epochs}.toml"));
     std::fs::write(&path, body).unwrap();
     path.to_string_lossy().into_owned()
-}
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_nabla")
 }
 
 /// `mpirun -np ranks [mca…] nabla args…`, one kernel thread per rank, checking the

@@ -66,11 +66,8 @@ pub fn interrupt_after_first_line(
     metrics: &std::path::Path,
     lines_at_end: usize,
 ) -> std::process::Output {
-    let Some(binary) = option_env!("CARGO_BIN_EXE_nabla") else {
-        panic!("this test needs the nabla binary: build with the `cli` feature")
-    };
     let run = Spawned::start(
-        std::process::Command::new(binary)
+        std::process::Command::new(binary())
             .args(args)
             .current_dir(ROOT)
             .stdout(std::process::Stdio::piped())
@@ -126,13 +123,17 @@ pub fn config() -> ProptestConfig {
 /// The crate root, where the binary's relative paths (data/mnist, examples/) resolve.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Runs the `nabla` binary from the crate root (the tests that call it need the
-/// `cli` feature, which builds the binary).
-pub fn nabla(args: &[&str]) -> std::process::Output {
+/// The `nabla` binary (the tests that call it need the `cli` feature, which builds it).
+pub fn binary() -> &'static str {
     let Some(binary) = option_env!("CARGO_BIN_EXE_nabla") else {
         panic!("this test needs the nabla binary: build with the `cli` feature")
     };
-    std::process::Command::new(binary)
+    binary
+}
+
+/// Runs the `nabla` binary from the crate root.
+pub fn nabla(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
         .args(args)
         .current_dir(ROOT)
         .output()
