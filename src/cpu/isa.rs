@@ -30,6 +30,7 @@ impl Isa {
 /// The instruction set in use: the CPU's best, capped by `NABLA_ISA`
 /// (`baseline`, `avx2` or `avx512`; another value is reported once and ignored).
 /// Decided once per process.
+#[inline]
 pub fn isa() -> Isa {
     static CHOSEN: OnceLock<Isa> = OnceLock::new();
     *CHOSEN.get_or_init(|| {
