@@ -96,6 +96,7 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod protobuf;
 #[cfg(feature = "experiment")]
 pub mod run;
 mod special;

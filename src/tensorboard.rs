@@ -33,6 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 use crate::metrics::Histogram;
 use crate::nn::Module;
+use crate::protobuf::Message;
 use crate::train::{Control, Event, Listener};
 
 /// Buckets per histogram.
@@ -71,8 +72,8 @@ impl EventWriter {
             failed: None,
         };
         let mut event = event_header(0);
-        field_bytes(&mut event, 3, b"brain.Event:2");
-        writer.record(&event);
+        event.string(3, "brain.Event:2");
+        writer.record(event.as_bytes());
         writer.flush()?;
         Ok(writer)
     }
@@ -84,10 +85,8 @@ impl EventWriter {
 
     /// Logs `value` under `tag` at `step`.
     pub fn scalar(&mut self, tag: &str, step: u64, value: f64) {
-        let mut value_message = Vec::new();
-        field_bytes(&mut value_message, 1, tag.as_bytes());
-        key(&mut value_message, 2, FIXED32);
-        value_message.extend((value as f32).to_le_bytes());
+        let mut value_message = Message::new();
+        value_message.string(1, tag).f32(2, value as f32);
         self.summary(step, &value_message);
     }
 
@@ -105,21 +104,17 @@ impl EventWriter {
             .map(|i| binned.min + width * i as f64)
             .collect();
         let counts: Vec<f64> = binned.counts.iter().map(|&c| c as f64).collect();
-        let mut histogram = Vec::new();
-        for (field, number) in [
-            (1, binned.min),
-            (2, binned.max),
-            (3, num),
-            (4, sum),
-            (5, sum_squares),
-        ] {
-            field_f64(&mut histogram, field, number);
-        }
-        field_packed_f64(&mut histogram, 6, &limits);
-        field_packed_f64(&mut histogram, 7, &counts);
-        let mut value_message = Vec::new();
-        field_bytes(&mut value_message, 1, tag.as_bytes());
-        field_bytes(&mut value_message, 5, &histogram);
+        let mut histogram = Message::new();
+        histogram
+            .f64(1, binned.min)
+            .f64(2, binned.max)
+            .f64(3, num)
+            .f64(4, sum)
+            .f64(5, sum_squares)
+            .packed_f64(6, &limits)
+            .packed_f64(7, &counts);
+        let mut value_message = Message::new();
+        value_message.string(1, tag).message(5, &histogram);
         self.summary(step, &value_message);
     }
 
@@ -132,12 +127,12 @@ impl EventWriter {
     }
 
     /// One event holding one summary value.
-    fn summary(&mut self, step: u64, value_message: &[u8]) {
-        let mut summary = Vec::new();
-        field_bytes(&mut summary, 1, value_message);
+    fn summary(&mut self, step: u64, value_message: &Message) {
+        let mut summary = Message::new();
+        summary.message(1, value_message);
         let mut event = event_header(step);
-        field_bytes(&mut event, 5, &summary);
-        self.record(&event);
+        event.message(5, &summary);
+        self.record(event.as_bytes());
     }
 
     /// Frames `data` as a TFRecord; the first write error is kept for `flush`.
@@ -162,49 +157,13 @@ fn masked_crc(data: &[u8]) -> u32 {
 }
 
 /// An event's wall time (seconds since 1970) and step.
-fn event_header(step: u64) -> Vec<u8> {
+fn event_header(step: u64) -> Message {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let mut event = Vec::new();
-    field_f64(&mut event, 1, now.as_secs_f64());
-    key(&mut event, 2, VARINT);
-    varint(&mut event, step);
+    let mut event = Message::new();
+    event.f64(1, now.as_secs_f64()).int(2, step as i64);
     event
-}
-
-// Protocol-buffer wire types.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LENGTH_DELIMITED: u8 = 2;
-const FIXED32: u8 = 5;
-
-fn varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn key(out: &mut Vec<u8>, field: u64, wire_type: u8) {
-    varint(out, (field << 3) | wire_type as u64);
-}
-
-fn field_f64(out: &mut Vec<u8>, field: u64, value: f64) {
-    key(out, field, FIXED64);
-    out.extend(value.to_le_bytes());
-}
-
-fn field_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    key(out, field, LENGTH_DELIMITED);
-    varint(out, bytes.len() as u64);
-    out.extend(bytes);
-}
-
-fn field_packed_f64(out: &mut Vec<u8>, field: u64, values: &[f64]) {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    field_bytes(out, field, &bytes);
 }
 
 /// As a listener, an event writer logs each step's loss, accuracy and learning
@@ -283,13 +242,6 @@ impl EventWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_are_little_endian_groups_of_seven_bits() {
-        let mut out = Vec::new();
-        varint(&mut out, 300); // 300 = 0b10_0101100 → 0xAC 0x02
-        assert_eq!(out, [0xac, 0x02]);
-    }
 
     #[test]
     fn the_masked_crc_of_known_data() {
