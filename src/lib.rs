@@ -94,6 +94,7 @@ pub mod loss;
 pub mod memory;
 pub mod metrics;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod protobuf;

@@ -10,6 +10,7 @@ pub mod export;
 pub mod fetch;
 pub mod generate;
 pub mod inspect;
+pub mod onnx;
 pub mod plot;
 pub mod progress;
 pub mod train;
@@ -126,6 +127,28 @@ enum Command {
         /// Invert image brightness (for dark digits on a light background).
         #[arg(long)]
         invert: bool,
+    },
+    /// Write a trained model as an ONNX file, for ONNX Runtime (Python, C++, the
+    /// browser, phones) and other tools.
+    #[command(
+        after_help = "Examples:\n  nabla export runs/mnist-mlp                     # runs/mnist-mlp/model.onnx\n  nabla export runs/mnist-mlp --with-preprocessing --out mnist.onnx\n  nabla export model.safetensors --config examples/spirals.toml --opset 18"
+    )]
+    Export {
+        /// A run directory, or a model.safetensors file (then give --config).
+        target: PathBuf,
+        /// The config describing the model, when TARGET is a file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The ONNX file to write (default: model.onnx in the run directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The ONNX operator set version.
+        #[arg(long, default_value_t = crate::onnx::DEFAULT_OPSET, value_parser = clap::value_parser!(i64).range(crate::onnx::OPSETS))]
+        opset: i64,
+        /// Put the run's input preparation in the graph, so that it takes raw values:
+        /// CSV features as in the file, image pixels 0–255.
+        #[arg(long)]
+        with_preprocessing: bool,
     },
     /// Let a trained language model write: streams the text as it is sampled.
     #[command(
@@ -333,6 +356,21 @@ pub fn main() -> ExitCode {
         } => inspect::open(&target, config.as_deref())
             .and_then(|run| inspect::predict(&run, &inputs, top as usize, invert))
             .map(|_| ExitCode::SUCCESS),
+        Command::Export {
+            target,
+            config,
+            out,
+            opset,
+            with_preprocessing,
+        } => {
+            let options = crate::onnx::ExportOptions {
+                opset,
+                with_preprocessing,
+            };
+            inspect::open(&target, config.as_deref())
+                .and_then(|run| onnx::export(&run, out, &options))
+                .map(|_| ExitCode::SUCCESS)
+        }
         Command::Generate {
             run,
             prompt,

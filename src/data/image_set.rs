@@ -111,20 +111,14 @@ impl ImageSet {
     ) -> Result<Self> {
         let channels = shape[0];
         assert_eq!(pixels.len(), labels.len() * shape.iter().product::<usize>());
-        let (scale, offset) = match normalization {
-            None => (vec![1.0 / 255.0; channels], vec![0.0; channels]),
-            Some((mean, std)) => {
-                if mean.len() != channels || std.len() != channels || std.iter().any(|s| *s <= 0.0)
-                {
-                    return Err(Error::Config(format!(
-                        "normalisation needs {channels} means and {channels} positive standard deviations, found {mean:?} and {std:?}"
-                    )));
-                }
-                let scale: Vec<f32> = std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-                let offset = mean.iter().zip(&std).map(|(m, s)| -m / s).collect();
-                (scale, offset)
-            }
-        };
+        if let Some((mean, std)) = &normalization
+            && (mean.len() != channels || std.len() != channels || std.iter().any(|s| *s <= 0.0))
+        {
+            return Err(Error::Config(format!(
+                "normalisation needs {channels} means and {channels} positive standard deviations, found {mean:?} and {std:?}"
+            )));
+        }
+        let (scale, offset) = pixel_affine(channels, normalization.as_ref());
         Ok(ImageSet {
             pixels,
             labels,
@@ -134,6 +128,23 @@ impl ImageSet {
             offset,
             flat_shape: None,
         })
+    }
+}
+
+/// Each channel's `(scale, offset)` with which a pixel byte `p` becomes the feature
+/// `p·scale + offset`: `p/255`, or `(p/255 − mean)/std` folded into one multiply-add
+/// (`scale = 1/(255·std)`, `offset = −mean/std`). Exported ONNX models compute the same.
+pub fn pixel_affine(
+    channels: usize,
+    normalization: Option<&(Vec<f32>, Vec<f32>)>,
+) -> (Vec<f32>, Vec<f32>) {
+    match normalization {
+        None => (vec![1.0 / 255.0; channels], vec![0.0; channels]),
+        Some((mean, std)) => {
+            let scale = std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+            let offset = mean.iter().zip(std).map(|(m, s)| -m / s).collect();
+            (scale, offset)
+        }
     }
 }
 

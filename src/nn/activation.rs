@@ -3,10 +3,12 @@
 
 use super::Module;
 use crate::element::Float;
+use crate::onnx::{self, Attribute};
 use crate::tensor::Tensor;
 
 macro_rules! activation_layer {
-    ($(#[$doc:meta])* $name:ident, $describe:literal, |$x:ident| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident, $describe:literal, |$x:ident| $body:expr,
+     onnx: |$graph:ident, $input:ident| $export:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
@@ -18,29 +20,45 @@ macro_rules! activation_layer {
             fn describe(&self) -> String {
                 $describe.to_string()
             }
+            fn to_onnx(
+                &self,
+                $graph: &mut onnx::Builder,
+                $input: &onnx::Value,
+            ) -> Result<String, String> {
+                Ok($export)
+            }
         }
     };
 }
 
 activation_layer!(
     /// `max(0, x)`.
-    Relu, "ReLU()", |x| x.relu()
+    Relu, "ReLU()", |x| x.relu(),
+    onnx: |graph, x| graph.node("Relu", &[&x.name], &[])
 );
 activation_layer!(
     /// `1 / (1 + e⁻ˣ)`.
-    Sigmoid, "Sigmoid()", |x| x.sigmoid()
+    Sigmoid, "Sigmoid()", |x| x.sigmoid(),
+    onnx: |graph, x| graph.node("Sigmoid", &[&x.name], &[])
 );
 activation_layer!(
     /// `tanh(x)`.
-    Tanh, "Tanh()", |x| x.tanh()
+    Tanh, "Tanh()", |x| x.tanh(),
+    onnx: |graph, x| graph.node("Tanh", &[&x.name], &[])
 );
 activation_layer!(
     /// `x · σ(x)`.
-    Silu, "SiLU()", |x| x.silu()
+    Silu, "SiLU()", |x| x.silu(),
+    // x·σ(x): ONNX has no single op for it before opset 22
+    onnx: |graph, x| {
+        let sigmoid = graph.node("Sigmoid", &[&x.name], &[]);
+        graph.node("Mul", &[&x.name, &sigmoid], &[])
+    }
 );
 activation_layer!(
     /// `x / (1 + |x|)`.
-    Softsign, "Softsign()", |x| x.softsign()
+    Softsign, "Softsign()", |x| x.softsign(),
+    onnx: |graph, x| graph.node("Softsign", &[&x.name], &[])
 );
 
 /// `x` for positive inputs, `slope · x` otherwise (PyTorch's default slope: 0.01).
@@ -62,6 +80,10 @@ impl<T: Float> Module<T> for LeakyRelu {
     }
     fn describe(&self) -> String {
         format!("LeakyReLU(slope={})", self.slope)
+    }
+    fn to_onnx(&self, graph: &mut onnx::Builder, x: &onnx::Value) -> Result<String, String> {
+        let alpha = Attribute::Float(self.slope as f32);
+        Ok(graph.node("LeakyRelu", &[&x.name], &[("alpha", alpha)]))
     }
 }
 
@@ -88,6 +110,32 @@ impl<T: Float> Module<T> for Gelu {
         }
         .to_string()
     }
+    fn to_onnx(&self, graph: &mut onnx::Builder, x: &onnx::Value) -> Result<String, String> {
+        // opset 17 has no Gelu: written out as PyTorch's exporter writes it
+        let x = x.name.as_str();
+        let half = graph.floats(&[0.5], &[]);
+        let one = graph.floats(&[1.0], &[]);
+        let inner = if self.tanh_approximation {
+            // tanh(√(2/π)·(x + 0.044715·x³))
+            let cube = graph.node("Mul", &[x, x], &[]);
+            let cube = graph.node("Mul", &[&cube, x], &[]);
+            let coefficient = graph.floats(&[0.044715], &[]);
+            let scaled = graph.node("Mul", &[&cube, &coefficient], &[]);
+            let sum = graph.node("Add", &[x, &scaled], &[]);
+            let factor = graph.floats(&[(2.0 / std::f64::consts::PI).sqrt() as f32], &[]);
+            let argument = graph.node("Mul", &[&sum, &factor], &[]);
+            graph.node("Tanh", &[&argument], &[])
+        } else {
+            // erf(x/√2)
+            let root_two = graph.floats(&[std::f32::consts::SQRT_2], &[]);
+            let scaled = graph.node("Div", &[x, &root_two], &[]);
+            graph.node("Erf", &[&scaled], &[])
+        };
+        // ½·x·(1 + inner)
+        let shifted = graph.node("Add", &[&inner, &one], &[]);
+        let product = graph.node("Mul", &[x, &shifted], &[]);
+        Ok(graph.node("Mul", &[&product, &half], &[]))
+    }
 }
 
 /// Softmax along an axis (default: the last).
@@ -109,5 +157,10 @@ impl<T: Float> Module<T> for Softmax {
     }
     fn describe(&self) -> String {
         format!("Softmax(axis={})", self.axis)
+    }
+    fn to_onnx(&self, graph: &mut onnx::Builder, x: &onnx::Value) -> Result<String, String> {
+        // the axis of the batched tensor, as in `forward`
+        let axis = Attribute::Int(self.axis as i64);
+        Ok(graph.node("Softmax", &[&x.name], &[("axis", axis)]))
     }
 }

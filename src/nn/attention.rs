@@ -11,6 +11,7 @@ use rand::Rng;
 use super::init::Init;
 use super::{Linear, Module, prefixed};
 use crate::element::Float;
+use crate::onnx::{self, Attribute, ElemType, TensorData, Values};
 use crate::ops::attention::AttentionMask;
 use crate::tensor::Tensor;
 
@@ -159,6 +160,59 @@ impl<T: Float> Module<T> for MultiHeadAttention<T> {
                 self.dim()
             )),
         }
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let (dim, heads) = (self.dim() as i64, self.heads as i64);
+        let head_dim = dim / heads;
+        let qkv = onnx.scoped("qkv", |onnx| onnx.apply(&self.qkv, input))?;
+        // [batch, time, 3·dim] → [batch, time, 3, heads, head_dim] → [3, batch, heads, time, head_dim]
+        let split_shape = onnx.int_list(&[0, 0, 3, heads, head_dim]);
+        let split = onnx.node("Reshape", &[&qkv.name, &split_shape], &[]);
+        let perm = |axes: &[i64]| [("perm", Attribute::Ints(axes.to_vec()))];
+        let parts = onnx.node("Transpose", &[&split], &perm(&[2, 0, 3, 1, 4]));
+        let mut part = |index: i64| {
+            let index = onnx.ints(&[index], &[]);
+            onnx.node("Gather", &[&parts, &index], &[])
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        // scores = q·kᵀ/√head_dim, [batch, heads, time, time]
+        let k_t = onnx.node("Transpose", &[&k], &perm(&[0, 1, 3, 2]));
+        let products = onnx.node("MatMul", &[&q, &k_t], &[]);
+        let scale = onnx.floats(&[1.0 / (head_dim as f32).sqrt()], &[]);
+        let mut scores = onnx.node("Mul", &[&products, &scale], &[]);
+        if self.causal {
+            // position t sees positions ≤ t: −∞ above the diagonal of a time × time grid
+            let time = onnx.runtime_dim(&input.name, 1);
+            let grid_shape = onnx.node("Concat", &[&time, &time], &[("axis", Attribute::Int(0))]);
+            let one = TensorData {
+                name: String::new(),
+                dims: vec![1],
+                values: Values::Float(vec![1.0]),
+            };
+            let ones = onnx.node(
+                "ConstantOfShape",
+                &[&grid_shape],
+                &[("value", Attribute::Tensor(one))],
+            );
+            let lower = onnx.node("Trilu", &[&ones], &[("upper", Attribute::Int(0))]);
+            let zero = onnx.floats(&[0.0], &[]);
+            let hidden = onnx.node("Equal", &[&lower, &zero], &[]);
+            let minus_infinity = onnx.floats(&[f32::NEG_INFINITY], &[]);
+            scores = onnx.node("Where", &[&hidden, &minus_infinity, &scores], &[]);
+        }
+        let weights = onnx.node("Softmax", &[&scores], &[("axis", Attribute::Int(-1))]);
+        let mixed = onnx.node("MatMul", &[&weights, &v], &[]);
+        // [batch, heads, time, head_dim] → [batch, time, dim]
+        let merged = onnx.node("Transpose", &[&mixed], &perm(&[0, 2, 1, 3]));
+        let merged_shape = onnx.int_list(&[0, 0, dim]);
+        let merged = onnx::Value {
+            name: onnx.node("Reshape", &[&merged, &merged_shape], &[]),
+            elem: ElemType::Float,
+            ..input.clone()
+        };
+        let projected = onnx.scoped("proj", |onnx| onnx.apply(&self.proj, &merged))?;
+        Ok(projected.name)
     }
 
     fn describe(&self) -> String {

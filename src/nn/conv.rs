@@ -6,6 +6,7 @@ use super::Module;
 use super::init::{Init, default_bias, fans};
 use crate::cpu::conv::Window;
 use crate::element::Float;
+use crate::onnx::{self, Attribute};
 use crate::ops::conv::Conv2dOptions;
 use crate::tensor::Tensor;
 
@@ -90,6 +91,31 @@ impl<T: Float> Module<T> for Conv2d<T> {
             )
         })?;
         Ok(vec![out_channels, size.0, size.1])
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let o = self.options;
+        let [_, _, kh, kw] = self.weight.shape()[..] else {
+            unreachable!("a Conv2d weight has 4 axes")
+        };
+        let pair = |(a, b): (usize, usize)| vec![a as i64, b as i64];
+        let weight = onnx.parameter("weight", &self.weight);
+        let mut inputs = vec![input.name.clone(), weight];
+        inputs.extend(self.bias.as_ref().map(|bias| onnx.parameter("bias", bias)));
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let (ph, pw) = o.padding;
+        let attributes = [
+            ("kernel_shape", Attribute::Ints(pair((kh, kw)))),
+            ("strides", Attribute::Ints(pair(o.stride))),
+            // ONNX pads: every axis' start, then every axis' end
+            (
+                "pads",
+                Attribute::Ints(vec![ph as i64, pw as i64, ph as i64, pw as i64]),
+            ),
+            ("dilations", Attribute::Ints(pair(o.dilation))),
+            ("group", Attribute::Int(o.groups as i64)),
+        ];
+        Ok(onnx.node("Conv", &inputs, &attributes))
     }
 
     fn describe(&self) -> String {

@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 
 use super::Module;
 use crate::element::Float;
+use crate::onnx;
 use crate::tensor::Tensor;
 
 /// Randomly zeroes inputs in training mode (seeded, so runs repeat exactly).
@@ -57,6 +58,11 @@ impl<T: Float> Module<T> for Dropout {
 
     fn describe(&self) -> String {
         format!("Dropout(p={})", self.p)
+    }
+
+    fn to_onnx(&self, _: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        // an exported model is used for inference, where dropout is the identity
+        Ok(input.name.clone())
     }
 
     fn set_training(&self, training: bool) {

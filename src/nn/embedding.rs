@@ -5,6 +5,7 @@ use rand::Rng;
 use super::Module;
 use super::init::Init;
 use crate::element::Float;
+use crate::onnx::{self, ElemType};
 use crate::tensor::Tensor;
 
 /// `num_embeddings` vectors of size `dim`, initialised N(0, 1) as PyTorch.
@@ -57,6 +58,20 @@ impl<T: Float> Module<T> for Embedding<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         Ok([input, &[self.weight.shape()[1]]].concat())
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let weight = onnx.parameter("weight", &self.weight);
+        // row i of the weight for each id i: Gather, which wants integer ids
+        let ids = match input.elem {
+            ElemType::Int64 => input.name.clone(),
+            ElemType::Float => onnx.node(
+                "Cast",
+                &[&input.name],
+                &[("to", onnx::Attribute::Int(ElemType::Int64.code()))],
+            ),
+        };
+        Ok(onnx.node("Gather", &[&weight, &ids], &[]))
     }
 
     fn describe(&self) -> String {

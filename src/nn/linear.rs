@@ -6,6 +6,7 @@ use rand::Rng;
 use super::Module;
 use super::init::{Init, default_bias};
 use crate::element::Float;
+use crate::onnx::{self, Attribute};
 use crate::tensor::Tensor;
 
 /// `y = x·Wᵀ + b` with `W` of shape `[out, in]` (PyTorch's layout) and `b` of `[out]`.
@@ -85,6 +86,24 @@ impl<T: Float> Module<T> for Linear<T> {
         let mut out_shape = input.shape().to_vec();
         *out_shape.last_mut().expect("at least one axis") = self.out_features();
         z.reshape(&out_shape)
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let weight = onnx.parameter("weight", &self.weight);
+        let bias = self.bias.as_ref().map(|bias| onnx.parameter("bias", bias));
+        if input.shape.len() == 1 {
+            // [batch, in]: z = x·Wᵀ + b is exactly ONNX's Gemm with transB
+            let mut inputs = vec![input.name.as_str(), &weight];
+            inputs.extend(bias.as_deref());
+            return Ok(onnx.node("Gemm", &inputs, &[("transB", Attribute::Int(1))]));
+        }
+        // [batch, …, in]: a matrix product over the last axis
+        let transposed = onnx.node("Transpose", &[&weight], &[]);
+        let z = onnx.node("MatMul", &[&input.name, &transposed], &[]);
+        Ok(match bias {
+            Some(bias) => onnx.node("Add", &[&z, &bias], &[]),
+            None => z,
+        })
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {

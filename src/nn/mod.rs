@@ -31,6 +31,7 @@ pub use sequential::Sequential;
 pub use transformer::{PositionalEmbedding, TransformerBlock};
 
 use crate::element::Float;
+use crate::onnx;
 use crate::tensor::Tensor;
 
 /// A piece of a network: it maps an input tensor to an output tensor and owns
@@ -67,6 +68,16 @@ pub trait Module<T: Float = f32> {
     /// ```
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         Ok(input.to_vec())
+    }
+
+    /// Writes this layer into an ONNX graph: the nodes that compute it from `input`
+    /// (`input.shape` is one sample's; the graph's tensors have the batch axis
+    /// first), returning the name of its output. Weights go in as initializers
+    /// under their parameter names. A layer without an ONNX form keeps this
+    /// default, and export stops with its message, naming the layer.
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let _ = (onnx, input);
+        Err(format!("{} has no ONNX form", self.describe()))
     }
 
     /// Trainable tensors with their PyTorch `state_dict` names, relative to this module.

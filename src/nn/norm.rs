@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 
 use super::Module;
 use crate::element::Float;
+use crate::onnx::{self, Attribute};
 use crate::ops::norm::{RunningStatistics, SumAcross};
 use crate::tensor::Tensor;
 
@@ -41,6 +42,21 @@ impl<T: Float> BatchNorm<T> {
 
     fn channels(&self) -> usize {
         self.weight.numel()
+    }
+
+    /// The evaluation form, `γ·(x − running mean)/√(running var + ε) + β`, which is
+    /// ONNX's BatchNormalization in inference mode.
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let inputs = [
+            input.name.clone(),
+            onnx.parameter("weight", &self.weight),
+            onnx.parameter("bias", &self.bias),
+            onnx.parameter("running_mean", &self.running_mean),
+            onnx.parameter("running_var", &self.running_var),
+        ];
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let epsilon = Attribute::Float(self.eps as f32);
+        Ok(onnx.node("BatchNormalization", &inputs, &[("epsilon", epsilon)]))
     }
 
     /// Normalises over every axis but the channel axis (1).
@@ -125,6 +141,13 @@ macro_rules! batch_norm_layer {
             fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
                 self.0.named_parameters()
             }
+            fn to_onnx(
+                &self,
+                onnx: &mut onnx::Builder,
+                input: &onnx::Value,
+            ) -> Result<String, String> {
+                self.0.to_onnx(onnx, input)
+            }
             fn named_buffers(&self) -> Vec<(String, Tensor<T>)> {
                 self.0.named_buffers()
             }
@@ -194,6 +217,22 @@ impl<T: Float> Module<T> for LayerNorm<T> {
 
     fn describe(&self) -> String {
         format!("LayerNorm({:?})", self.weight.shape())
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let scale = onnx.parameter("weight", &self.weight);
+        let bias = onnx.parameter("bias", &self.bias);
+        // normalised over the last axes, as many as γ has
+        let axis = -(self.weight.ndim() as i64);
+        let attributes = [
+            ("axis", Attribute::Int(axis)),
+            ("epsilon", Attribute::Float(self.eps as f32)),
+        ];
+        Ok(onnx.node(
+            "LayerNormalization",
+            &[&input.name, &scale, &bias],
+            &attributes,
+        ))
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {

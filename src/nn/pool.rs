@@ -4,6 +4,7 @@
 use super::Module;
 use super::conv::{image, window};
 use crate::element::Float;
+use crate::onnx::{self, Attribute};
 use crate::tensor::Tensor;
 
 /// Max pooling over `kernel × kernel` windows (stride defaults to the kernel, as PyTorch).
@@ -31,6 +32,11 @@ impl MaxPool2d {
 impl<T: Float> Module<T> for MaxPool2d {
     fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
         input.max_pool2d(self.kernel, self.stride, self.padding)
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let attributes = window_attributes(self.kernel, self.stride, self.padding);
+        Ok(onnx.node("MaxPool", &[&input.name], &attributes))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -72,6 +78,13 @@ impl<T: Float> Module<T> for AvgPool2d {
         input.avg_pool2d(self.kernel, self.stride, self.padding)
     }
 
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let mut attributes = window_attributes(self.kernel, self.stride, self.padding);
+        // padded zeros count in the mean, as in `forward` (PyTorch's default)
+        attributes.push(("count_include_pad", Attribute::Int(1)));
+        Ok(onnx.node("AveragePool", &[&input.name], &attributes))
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         pooled_shape(input, self.kernel, self.stride, self.padding)
     }
@@ -95,6 +108,39 @@ pub struct AdaptiveAvgPool2d {
 impl<T: Float> Module<T> for AdaptiveAvgPool2d {
     fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
         input.adaptive_avg_pool2d(self.out)
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let (_, height, width) = image(&input.shape)?;
+        let (out_h, out_w) = self.out;
+        if height % out_h == 0 && width % out_w == 0 {
+            // equal windows: an ordinary average pooling
+            let kernel = (height / out_h, width / out_w);
+            let attributes = window_attributes(kernel, kernel, (0, 0));
+            return Ok(onnx.node("AveragePool", &[&input.name], &attributes));
+        }
+        // windows of unequal sizes: each output pixel the mean of its own slice,
+        // rows ⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉ and the columns likewise, put back together
+        let bounds =
+            |i: usize, size: usize, out: usize| (i * size / out, ((i + 1) * size).div_ceil(out));
+        let axes = onnx.int_list(&[2, 3]);
+        let mut rows = Vec::new();
+        for i in 0..out_h {
+            let mut row = Vec::new();
+            for j in 0..out_w {
+                let (top, bottom) = bounds(i, height, out_h);
+                let (left, right) = bounds(j, width, out_w);
+                let starts = onnx.int_list(&[top as i64, left as i64]);
+                let ends = onnx.int_list(&[bottom as i64, right as i64]);
+                let window = onnx.node("Slice", &[&input.name, &starts, &ends, &axes], &[]);
+                // the mean of the whole slice (ReduceMean's form changes at opset 18)
+                row.push(onnx.node("GlobalAveragePool", &[&window], &[]));
+            }
+            let row: Vec<&str> = row.iter().map(String::as_str).collect();
+            rows.push(onnx.node("Concat", &row, &[("axis", Attribute::Int(3))]));
+        }
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        Ok(onnx.node("Concat", &rows, &[("axis", Attribute::Int(2))]))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -122,6 +168,12 @@ pub struct GlobalAvgPool2d;
 impl<T: Float> Module<T> for GlobalAvgPool2d {
     fn forward(&self, input: &Tensor<T>) -> Tensor<T> {
         input.global_avg_pool2d()
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        // [N, C, H, W] → [N, C, 1, 1] → [N, C]
+        let pooled = onnx.node("GlobalAveragePool", &[&input.name], &[]);
+        Ok(onnx.node("Flatten", &[&pooled], &[("axis", Attribute::Int(1))]))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -155,6 +207,10 @@ impl<T: Float> Module<T> for Flatten {
         Ok(vec![input.iter().product()])
     }
 
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        Ok(onnx.node("Flatten", &[&input.name], &[("axis", Attribute::Int(1))]))
+    }
+
     fn describe(&self) -> String {
         "Flatten()".to_string()
     }
@@ -176,4 +232,20 @@ fn pooled_shape(
             kernel.0, kernel.1
         )),
     }
+}
+
+/// A pooling window's ONNX attributes: `kernel_shape`, `strides` and `pads` (each
+/// axis' start, then each axis' end).
+fn window_attributes(
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Vec<(&'static str, Attribute)> {
+    let pair = |(a, b): (usize, usize)| vec![a as i64, b as i64];
+    let (ph, pw) = (padding.0 as i64, padding.1 as i64);
+    vec![
+        ("kernel_shape", Attribute::Ints(pair(kernel))),
+        ("strides", Attribute::Ints(pair(stride))),
+        ("pads", Attribute::Ints(vec![ph, pw, ph, pw])),
+    ]
 }

@@ -6,6 +6,7 @@
 
 use super::{KvCache, Module, Sequential, prefixed};
 use crate::element::Float;
+use crate::onnx;
 use crate::tensor::Tensor;
 
 /// `body(x) + shortcut(x)`, with an identity shortcut unless one is given.
@@ -90,6 +91,18 @@ impl<T: Float> Module<T> for Residual<T> {
                 }
             ))
         }
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let body = onnx.scoped("layers", |onnx| onnx.apply(&self.layers, input))?;
+        let shortcut = match &self.shortcut {
+            Some(shortcut) => {
+                onnx.scoped("shortcut", |onnx| onnx.apply(shortcut, input))?
+                    .name
+            }
+            None => input.name.clone(),
+        };
+        Ok(onnx.node("Add", &[&body.name, &shortcut], &[]))
     }
 
     fn describe(&self) -> String {

@@ -3,6 +3,7 @@
 
 use super::{KvCache, Module, prefixed};
 use crate::element::Float;
+use crate::onnx;
 use crate::tensor::Tensor;
 
 /// Layers applied one after the other.
@@ -140,6 +141,16 @@ impl<T: Float> Module<T> for Sequential<T> {
                     .output_shape(&shape)
                     .map_err(|message| format!("layer {index} ({}): {message}", layer.describe()))
             })
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        let mut x = input.clone();
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = onnx
+                .scoped(&index.to_string(), |onnx| onnx.apply(layer.as_ref(), &x))
+                .map_err(|message| format!("layer {index} ({}): {message}", layer.describe()))?;
+        }
+        Ok(x.name)
     }
 
     fn describe(&self) -> String {

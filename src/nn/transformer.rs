@@ -7,6 +7,7 @@ use super::attention::{KvCache, MultiHeadAttention};
 use super::init::Init;
 use super::{LayerNorm, Linear, Module, prefixed};
 use crate::element::Float;
+use crate::onnx;
 use crate::tensor::Tensor;
 
 /// Adds a learned vector per position to a sequence `[batch, time, dim]`:
@@ -78,6 +79,15 @@ impl<T: Float> Module<T> for PositionalEmbedding<T> {
                 self.weight.shape()[1]
             )),
         }
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
+        // y = x + weight[0..time], the time axis being the input's (free in the graph)
+        let weight = onnx.parameter("weight", &self.weight);
+        let time = onnx.runtime_dim(&input.name, 1);
+        let start = onnx.int_list(&[0]);
+        let rows = onnx.node("Slice", &[&weight, &start, &time, &start], &[]);
+        Ok(onnx.node("Add", &[&input.name, &rows], &[]))
     }
 
     fn describe(&self) -> String {
@@ -158,6 +168,22 @@ impl<T: Float> Module<T> for TransformerBlock<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         self.attention.output_shape(input)
+    }
+
+    fn to_onnx(&self, onnx: &mut onnx::Builder, x: &onnx::Value) -> Result<String, String> {
+        // x = x + attention(ln1(x)); the attention's qkv and proj sit in this scope
+        let normed = onnx.scoped("ln1", |onnx| onnx.apply(&self.ln1, x))?;
+        let attended = self.attention.to_onnx(onnx, &normed)?;
+        let x = onnx::Value {
+            name: onnx.node("Add", &[&x.name, &attended], &[]),
+            ..x.clone()
+        };
+        // x = x + out(gelu(fc(ln2(x))))
+        let normed = onnx.scoped("ln2", |onnx| onnx.apply(&self.ln2, &x))?;
+        let wide = onnx.scoped("fc", |onnx| onnx.apply(&self.fc, &normed))?;
+        let activated = onnx.apply::<T>(&super::Gelu::default(), &wide)?;
+        let narrow = onnx.scoped("out", |onnx| onnx.apply(&self.out, &activated))?;
+        Ok(onnx.node("Add", &[&x.name, &narrow.name], &[]))
     }
 
     fn describe(&self) -> String {
