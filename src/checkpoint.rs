@@ -212,8 +212,9 @@ pub fn load_model<T: Float>(
 }
 
 /// Copies `tensors` into the model's state after checking that names and shapes
-/// match exactly (nothing changes if they do not).
-fn assign_state<T: Float>(
+/// match exactly (nothing changes if they do not); errors name `path`, where the
+/// tensors came from.
+pub fn assign_state<T: Float>(
     path: &Path,
     model: &dyn Module<T>,
     tensors: &[(String, Tensor<T>)],

@@ -173,6 +173,18 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// A repeated `double` field's values in this occurrence: one, or a packed run.
+    pub fn f64s(self) -> Result<Vec<f64>, String> {
+        match self {
+            Value::Fixed64(bits) => Ok(vec![f64::from_bits(bits)]),
+            Value::Bytes(bytes) if bytes.len() % 8 == 0 => Ok(bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect()),
+            other => Err(format!("expected doubles, found {}", other.kind())),
+        }
+    }
+
     fn kind(self) -> &'static str {
         match self {
             Value::Varint(_) => "an integer",

@@ -150,6 +150,19 @@ enum Command {
         #[arg(long)]
         with_preprocessing: bool,
     },
+    /// Read an ONNX model (from `nabla export`, or PyTorch's `torch.onnx.export` of a
+    /// network of the layers nabla has) into a run directory: predict, evaluate,
+    /// export again or train further.
+    #[command(
+        after_help = "Examples:\n  nabla import model.onnx --out runs/imported\n  nabla predict runs/imported digit.png\n  nabla train runs/imported/config.toml   # after filling in its [data]"
+    )]
+    Import {
+        /// The ONNX file.
+        model: PathBuf,
+        /// The run directory to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Let a trained language model write: streams the text as it is sampled.
     #[command(
         after_help = "Example:\n  nabla generate runs/shakespeare --prompt \"ROMEO:\" --tokens 500 --temperature 0.8 --top-k 40"
@@ -371,6 +384,7 @@ pub fn main() -> ExitCode {
                 .and_then(|run| onnx::export(&run, out, &options))
                 .map(|_| ExitCode::SUCCESS)
         }
+        Command::Import { model, out } => onnx::import(&model, &out).map(|_| ExitCode::SUCCESS),
         Command::Generate {
             run,
             prompt,

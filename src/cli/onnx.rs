@@ -1,9 +1,9 @@
-//! `nabla export`: a trained run as an ONNX file.
+//! `nabla export` and `nabla import`: a trained run as an ONNX file, and back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::checkpoint::write_atomically;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::onnx::{ExportOptions, export_run};
 use crate::run::SavedRun;
 
@@ -33,6 +33,37 @@ pub fn export(run: &SavedRun, out: Option<PathBuf>, options: &ExportOptions) -> 
     outln!(
         "output `logits`: {} classes (names in the metadata's `class_names`)",
         run.preprocessing.num_classes()
+    );
+    Ok(())
+}
+
+/// `nabla import`: reads `model` and writes the run directory `out`, printing the
+/// network and where each weight came from when its name changed.
+pub fn import(model: &Path, out: &Path) -> Result<()> {
+    let bytes = std::fs::read(model).map_err(|e| Error::io(model, e))?;
+    let imported = crate::onnx::import(&bytes).map_err(|why| Error::format(model, why))?;
+    let notes = crate::onnx::write_imported(&imported, model, out)?;
+    let run = SavedRun::open(out)?;
+    let input: Vec<usize> = [&[1], &imported.input_shape[..]].concat();
+    outln!("{}", run.model.summary(&input));
+    let renamed: Vec<String> = imported
+        .sources
+        .iter()
+        .filter(|(name, source)| !source.is_empty() && name != source)
+        .map(|(name, source)| format!("{name} ← {source}"))
+        .collect();
+    if !renamed.is_empty() {
+        outln!(
+            "weights renamed as nabla names them: {}",
+            renamed.join(", ")
+        );
+    }
+    for note in notes {
+        outln!("note: {note}");
+    }
+    outln!(
+        "wrote {} (config.toml, model.safetensors, preprocessing.json)",
+        out.display()
     );
     Ok(())
 }

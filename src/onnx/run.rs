@@ -1,15 +1,22 @@
 //! A trained run as an ONNX model: its network, optionally the preparation of its
 //! inputs in front (what `preprocessing.json` says, as nodes), and its class names
-//! and input description in the model's metadata.
+//! and input description in the model's metadata; and an imported ONNX network
+//! written as a run directory.
+
+use std::path::Path;
 
 use super::builder::{Builder, Value};
 use super::export::{InputKind, finish, graph_input, onnx_of};
+use super::import::Imported;
 use super::model::{ElemType, Model};
+use crate::checkpoint::{save_model, write_atomically};
+use crate::data::TableSchema;
 use crate::data::image_set::pixel_affine;
-use crate::error::Result;
-use crate::experiment::DataKind;
-use crate::run::SavedRun;
+use crate::data::text::Vocabulary;
+use crate::error::{Error, Result};
+use crate::experiment::{Config, DataKind};
 use crate::run::preprocessing::{Input, Preprocessing};
+use crate::run::{RunDir, SavedRun, files};
 
 /// How to export a run.
 #[derive(Clone, Copy, Debug)]
@@ -234,4 +241,160 @@ fn join(shape: &[usize]) -> String {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Writes an imported network as a run directory `dir` that `nabla predict`, `eval
+/// --data`, `export` and (its `[data]` filled in) `train` take: `config.toml` (the
+/// network, and placeholders for the data and training, which its comments say to
+/// fill in), `model.safetensors` (the weights under nabla's names),
+/// `preprocessing.json` and `classes.json` (and `vocab.json` for a text model).
+/// A model nabla exported brings its preprocessing and class names back from its
+/// metadata; for any other, inputs are taken as they are — the returned notes say so.
+pub fn write_imported(imported: &Imported, source: &Path, dir: &Path) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let metadata = |key: &str| {
+        imported
+            .metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let vocabulary: Option<Vocabulary> =
+        metadata("vocabulary").and_then(|v| serde_json::from_str(v).ok());
+    let saved: Option<Preprocessing> = metadata("preprocessing")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(|p: &Preprocessing| p.check().is_ok() && p.input_shape == imported.input_shape);
+    let preprocessing = match saved {
+        Some(preprocessing) => {
+            notes.push(
+                "its input preparation and class names are nabla's own, from the file's metadata"
+                    .into(),
+            );
+            preprocessing
+        }
+        None => foreign_preprocessing(imported, metadata("class_names"), &mut notes)?,
+    };
+    if imported.token_ids && vocabulary.is_none() {
+        return Err(Error::format(
+            source,
+            "the model takes token ids, but the file has no `vocabulary` in its metadata (nabla imports token models it exported)",
+        ));
+    }
+    let shown = source.file_name().map_or_else(
+        || source.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let config = imported_config(imported, &preprocessing, dir)?;
+    let header = format!(
+        "# Imported by `nabla import` from {shown}.\n\
+         # [model] is the ONNX graph's network; its weights are model.safetensors beside this\n\
+         # file (named as nabla names them; see `nabla import`'s output for the graph's names).\n\
+         # `nabla predict`, `nabla eval --data FILE` and `nabla export` take this directory as\n\
+         # it is. To train the network further: point [data] at your data (its path and kind\n\
+         # below are placeholders) and run `nabla train` on this file; [train] init starts\n\
+         # from the imported weights.\n"
+    );
+    let run = RunDir::new(dir)?;
+    write_atomically(
+        &dir.join(files::CONFIG),
+        format!("{header}{}", config.to_toml()).as_bytes(),
+    )?;
+    run.write_preprocessing(&preprocessing, vocabulary.as_ref())?;
+    let model = imported.model(source)?;
+    save_model(dir.join(files::MODEL), &model, &Default::default())?;
+    Ok(notes)
+}
+
+/// The preparation of a graph's inputs nabla did not write: none (values are fed
+/// as they are), classes named by the metadata's `class_names` or numbered.
+fn foreign_preprocessing(
+    imported: &Imported,
+    class_names: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<Preprocessing> {
+    let class_names: Vec<String> = class_names
+        .and_then(|names| serde_json::from_str::<Vec<String>>(names).ok())
+        .filter(|names| names.len() == imported.classes)
+        .unwrap_or_else(|| (0..imported.classes).map(|c| c.to_string()).collect());
+    let shape = &imported.input_shape;
+    let (data, input) = match shape[..] {
+        _ if imported.token_ids => (
+            DataKind::Text,
+            Input::Text {
+                block_size: shape.iter().product(),
+            },
+        ),
+        [width] => {
+            notes.push(format!(
+                "inputs are fed as they are: a CSV file for `nabla predict` needs the columns x0 … x{} (the graph's input order)",
+                width - 1
+            ));
+            let schema = TableSchema {
+                feature_names: (0..width).map(|i| format!("x{i}")).collect(),
+                label_column: "label".into(),
+            };
+            (
+                DataKind::Csv,
+                Input::Table {
+                    schema,
+                    standardizer: None,
+                },
+            )
+        }
+        [channels @ (1 | 3), height, width] => {
+            notes.push(
+                "images are fed as pixel/255 (the graph's own input preparation is not in the file): give [data] mean and std if the network was trained on normalised pixels".into(),
+            );
+            (
+                DataKind::ImageFolder,
+                Input::Images {
+                    shape: [channels, height, width],
+                    normalization: None,
+                },
+            )
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "the graph's input of shape {shape:?} per sample is neither features [n] nor an image [1 or 3, height, width]"
+            )));
+        }
+    };
+    Ok(Preprocessing {
+        format: crate::run::preprocessing::FORMAT_VERSION,
+        data,
+        input_shape: shape.clone(),
+        class_names,
+        input,
+    })
+}
+
+/// The run's config: the imported layers, placeholder data of the input's kind, and
+/// training that starts from the imported weights.
+fn imported_config(
+    imported: &Imported,
+    preprocessing: &Preprocessing,
+    dir: &Path,
+) -> Result<Config> {
+    let data = match &preprocessing.input {
+        Input::Table { schema, .. } => {
+            format!(
+                "kind = \"csv\"\npath = \"your-data.csv\"\nlabel_column = \"{}\"",
+                schema.label_column
+            )
+        }
+        Input::Images { shape, .. } => format!(
+            "kind = \"image_folder\"\npath = \"your-images\"\nimage_size = [{}, {}]\nchannels = {}",
+            shape[1], shape[2], shape[0]
+        ),
+        Input::Text { block_size } => {
+            format!("kind = \"text\"\npath = \"your-text.txt\"\nblock_size = {block_size}")
+        }
+    };
+    let template = format!(
+        "[data]\n{data}\n\n[model]\nlayers = [{{ type = \"flatten\" }}]\n\n[train]\nepochs = 1\noptimizer = {{ kind = \"adam\", lr = 1e-3 }}\n"
+    );
+    let mut config = Config::parse(&template, Path::new("config.toml"))?;
+    config.model.layers = imported.layers.clone();
+    config.train.init = Some(dir.join(files::MODEL));
+    Ok(config)
 }
