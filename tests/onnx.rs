@@ -1,6 +1,8 @@
 //! ONNX export without the runtime: what the graph holds, and the errors. (ONNX
 //! Runtime's agreement with nabla is tests/onnx_runtime.rs.)
 
+mod common;
+
 use nabla::experiment::{LayerConfig, Width, build_model};
 use nabla::nn::{Linear, Module, Relu, Sequential};
 use nabla::onnx::{Attribute, InputKind, export_network};
@@ -186,10 +188,12 @@ fn exported_networks_import_back_to_the_same_layers_and_logits() {
         &[1, 6, 6],
         4,
     );
-    // dropout has no inference form, so it does not come back
-    assert_eq!(imported.layers.len(), 6);
+    // dropout has no inference form: an identity (p = 0) takes its place, so that
+    // the layers after it keep their names
+    assert_eq!(imported.layers.len(), 7);
+    assert_eq!(imported.layers[3], LayerConfig::Dropout { p: 0.0 });
     assert_eq!(
-        imported.layers[4],
+        imported.layers[5],
         LayerConfig::Gelu {
             tanh_approximation: false
         }
@@ -243,4 +247,157 @@ fn adaptive_pooling_with_unequal_windows_imports_as_an_error() {
         .encode();
     let message = nabla::onnx::import(&bytes).unwrap_err();
     assert!(message.contains("Slice"), "{message}");
+}
+
+/// The networks PyTorch exported (tests/reference/make_onnx_reference.py) import
+/// into nabla networks that compute PyTorch's outputs.
+#[test]
+fn pytorch_exports_import_with_pytorchs_outputs() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/onnx");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/onnx.json")).unwrap())
+            .unwrap();
+    let tensor = |entry: &serde_json::Value| {
+        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).unwrap();
+        let values: Vec<f32> = serde_json::from_value(entry["values"].clone()).unwrap();
+        Tensor::from_vec(values, &shape)
+    };
+    for name in ["mlp", "cnn", "residual"] {
+        let path = format!("{dir}/{name}.onnx");
+        let imported = nabla::onnx::import(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|why| panic!("{name}: {why}"));
+        let model = imported.model(path.as_ref()).unwrap();
+        let case = &reference["cases"][name];
+        let _no_graph = nabla::no_grad();
+        let got = model.forward(&tensor(&case["input"]));
+        let want = tensor(&case["output"]);
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        for (g, w) in got.to_vec().iter().zip(want.to_vec()) {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{name}: nabla {g}, PyTorch {w}"
+            );
+        }
+        // weights PyTorch did not fold keep PyTorch's names
+        for (nabla_name, source) in &imported.sources {
+            if !source.starts_with("onnx::") && !source.is_empty() {
+                assert_eq!(nabla_name, source, "{name}");
+            }
+        }
+    }
+}
+
+/// A small exported MLP, as a model to break.
+fn small_model() -> nabla::onnx::Model {
+    let mut rng = nabla::rng(0);
+    let mlp = Sequential::<f32>::new()
+        .layer(Linear::new(4, 8, &mut rng))
+        .layer(Relu)
+        .layer(Linear::new(8, 3, &mut rng));
+    export_network(&mlp, &[4], InputKind::Features, 17).unwrap()
+}
+
+fn import_error(model: &nabla::onnx::Model) -> String {
+    nabla::onnx::import(&model.encode()).expect_err("a broken model imported")
+}
+
+#[test]
+fn malformed_onnx_files_get_errors_that_say_what_is_wrong() {
+    let bytes = small_model().encode();
+    // cut short anywhere: an error, never a panic
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(nabla::onnx::import(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let message = nabla::onnx::import(&bytes[..bytes.len() / 2]).unwrap_err();
+    assert!(message.contains("not an ONNX model"), "{message}");
+
+    // an op nabla does not import: the node, its op and the list of those it does
+    let mut model = small_model();
+    model.graph.nodes[1].op_type = "Celu".into();
+    let message = import_error(&model);
+    assert!(
+        message.contains(&model.graph.nodes[1].name)
+            && message.contains("`Celu`")
+            && message.contains("it imports Conv, Gemm"),
+        "{message}"
+    );
+
+    // a missing initializer
+    let mut model = small_model();
+    model.graph.initializers.retain(|t| t.name != "2.weight");
+    let message = import_error(&model);
+    assert!(
+        message.contains("reads `2.weight`, which no node, initializer or graph input provides"),
+        "{message}"
+    );
+
+    // a cycle: the first node reads the last node's output
+    let mut model = small_model();
+    model.graph.nodes[0].inputs[0] = "logits".into();
+    let message = import_error(&model);
+    assert!(
+        message.contains("before the node that computes it: the graph has a cycle"),
+        "{message}"
+    );
+
+    // wrong types: an attribute of the wrong kind, and weights of a type nabla does not read
+    let mut model = small_model();
+    model.graph.nodes[0].attributes = vec![("transB".into(), Attribute::Float(1.0))];
+    let message = import_error(&model);
+    assert!(
+        message.contains("attribute transB is Float(1.0), not an integer"),
+        "{message}"
+    );
+    let mut tensor = nabla::protobuf::Message::new();
+    tensor.int(1, 2).int(2, 2).string(8, "w").bytes(9, &[1, 2]); // uint8 [2]
+    let mut graph = nabla::protobuf::Message::new();
+    graph.message(5, &tensor);
+    let mut file = nabla::protobuf::Message::new();
+    file.message(7, &graph);
+    let message = nabla::onnx::import(&file.into_bytes()).unwrap_err();
+    assert!(message.contains("tensor `w` holds uint8"), "{message}");
+
+    // an opset before the ops' current meanings
+    let mut model = small_model();
+    model.opset = 11;
+    assert!(import_error(&model).contains("nabla imports opset 13 and later"));
+
+    // a transformer: not imported, and the error says which node stopped it
+    let layers: Vec<LayerConfig> = toml::from_str::<toml::Table>(
+        r#"layers = [{ type = "embedding", dim = 8 }, { type = "positional_embedding" },
+                     { type = "transformer_block", heads = 2 }, { type = "linear", out = "classes" }]"#,
+    )
+    .unwrap()["layers"]
+        .clone()
+        .try_into()
+        .unwrap();
+    let (gpt, _) = build_model::<f32>(&layers, &[6], 5, &mut nabla::rng(0)).unwrap();
+    let bytes = export_network(&gpt, &[6], InputKind::TokenIds, 17)
+        .unwrap()
+        .encode();
+    let message = nabla::onnx::import(&bytes).unwrap_err();
+    assert!(
+        message.contains("nabla does not import the op `Shape`"),
+        "{message}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..common::config() })]
+
+    /// Random bytes, and a real model with random bytes changed: an error or a
+    /// model, never a panic (a panic in the release binary is an abort).
+    #[test]
+    fn the_importer_never_panics(noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+                                 edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8)) {
+        let _ = nabla::onnx::import(&noise);
+        let mut bytes = small_model().encode();
+        for (at, value) in edits {
+            let at = at % bytes.len();
+            bytes[at] = value;
+        }
+        if let Ok(imported) = nabla::onnx::import(&bytes) {
+            let _ = imported.model("fuzzed.onnx".as_ref());
+        }
+    }
 }

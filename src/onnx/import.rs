@@ -65,6 +65,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Sqrt",
     "Neg",
     "Exp",
+    "Abs",
     "Erf",
     "Relu",
     "LeakyRelu",
@@ -86,8 +87,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
 /// Ops that act on each value alone (with scalar constants): runs of them are
 /// recognised as activations by what they compute.
 const ELEMENTWISE: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Neg", "Exp", "Erf", "Relu", "Sigmoid", "Tanh",
-    "Softsign",
+    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Neg", "Exp", "Abs", "Erf", "Relu", "Sigmoid",
+    "Tanh", "Softsign",
 ];
 
 /// Reads the network in an ONNX file's bytes, or says what in it nabla cannot read:
@@ -118,6 +119,11 @@ pub fn import(bytes: &[u8]) -> Result<Imported, String> {
     let all: HashSet<usize> = (0..graph.nodes.len()).collect();
     let mut weights = Vec::new();
     let layers = reader.sequence(&input.name, &output.name, "", &all, &mut weights)?;
+    if let Err((key, message)) = layers.iter().try_for_each(LayerConfig::check) {
+        return Err(format!(
+            "the graph makes a layer nabla cannot have: `{key}`: {message}"
+        ));
+    }
     let token_ids = input.elem == ElemType::Int64;
     let input_shape = input.dims[1..]
         .iter()
@@ -152,6 +158,9 @@ pub fn import(bytes: &[u8]) -> Result<Imported, String> {
         metadata: model.metadata.clone(),
     })
 }
+
+/// How deep residual blocks may nest: deeper is a malformed file, not a network.
+const MAX_NESTING: usize = 64;
 
 /// A weight found for a layer: (nabla's name, the graph's name, the values).
 type Weight = (String, String, Tensor);
@@ -208,6 +217,9 @@ impl<'a> Reader<'a> {
             .flat_map(|n| n.outputs.iter().map(String::as_str))
             .collect();
         for (index, node) in graph.nodes.iter().enumerate() {
+            if node.outputs.first().is_none_or(String::is_empty) {
+                return Err(format!("{} has no output", describe(node)));
+            }
             if !SUPPORTED_OPS.contains(&node.op_type.as_str()) {
                 return Err(format!(
                     "{}: nabla does not import the op `{}`; it imports {}",
@@ -318,16 +330,41 @@ impl<'a> Reader<'a> {
         allowed: &HashSet<usize>,
         weights: &mut Vec<Weight>,
     ) -> Result<Vec<LayerConfig>, String> {
+        if prefix.matches(".layers").count() + prefix.matches(".shortcut").count() > MAX_NESTING {
+            return Err(format!(
+                "residual blocks nest more than {MAX_NESTING} deep (at `{prefix}`)"
+            ));
+        }
         let mut layers = Vec::new();
         let mut x = from.to_string();
-        while x != to {
-            let name = if prefix.is_empty() {
-                layers.len().to_string()
+        let name_at = |index: usize| {
+            if prefix.is_empty() {
+                index.to_string()
             } else {
-                format!("{prefix}.{}", layers.len())
-            };
-            let (layer, next) = self.layer(&x, to, &name, allowed, weights)?;
-            layers.extend(layer);
+                format!("{prefix}.{index}")
+            }
+        };
+        while x != to {
+            let name = name_at(layers.len());
+            let mut found = Vec::new();
+            let (layer, next) = self.layer(&x, to, &name, allowed, &mut found)?;
+            if let Some(layer) = layer {
+                // PyTorch's index of this layer, when the graph's weight names tell it
+                // and it is further on: layers with no inference form (dropout, a batch
+                // norm folded into its convolution) stood between. Identities take
+                // their places, so that every weight keeps PyTorch's name.
+                if let Some(index) = source_index(&name, prefix, &found)
+                    && index > layers.len()
+                {
+                    let moved = name_at(index);
+                    for (weight, _, _) in &mut found {
+                        *weight = format!("{moved}{}", &weight[name.len()..]);
+                    }
+                    layers.resize(index, LayerConfig::Dropout { p: 0.0 });
+                }
+                layers.push(layer);
+            }
+            weights.extend(found);
             x = next;
         }
         Ok(layers)
@@ -391,9 +428,12 @@ impl<'a> Reader<'a> {
             "BatchNormalization" => Some(self.batch_norm(node, &mut param)?),
             "LayerNormalization" => Some(self.layer_norm(node, &mut param)?),
             "Gather" => Some(self.embedding(node, x, &mut param)?),
-            "LeakyRelu" => Some(LayerConfig::LeakyRelu {
-                slope: float_attribute(node, "alpha", 0.01)? as f64,
-            }),
+            "LeakyRelu" => {
+                // the f32 slope as the decimal it was written as (0.2, not 0.2000000029…)
+                let slope = float_attribute(node, "alpha", 0.01)?;
+                let slope = slope.to_string().parse().unwrap_or(slope as f64);
+                Some(LayerConfig::LeakyRelu { slope })
+            }
             _ => match self.activation(x, to, allowed)? {
                 Some(found) => return Ok(found),
                 None => {
@@ -494,7 +534,12 @@ impl<'a> Reader<'a> {
     /// Whether `node` acts on each value alone: an elementwise op whose other inputs
     /// are single constants.
     fn is_elementwise(&self, node: &Node) -> bool {
+        let arity = match node.op_type.as_str() {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" => 2,
+            _ => 1,
+        };
         ELEMENTWISE.contains(&node.op_type.as_str())
+            && node.inputs.len() == arity
             && node.inputs.iter().all(|input| match self.constant(input) {
                 Some(tensor) => tensor.dims.iter().product::<i64>() == 1,
                 None => true,
@@ -527,6 +572,7 @@ impl<'a> Reader<'a> {
                 "Sqrt" => a.sqrt(),
                 "Neg" => -a,
                 "Exp" => a.exp(),
+                "Abs" => a.abs(),
                 "Erf" => libm::erf(a),
                 "Relu" => a.max(0.0),
                 "Sigmoid" => 1.0 / (1.0 + (-a).exp()),
@@ -921,6 +967,22 @@ impl<'a> Reader<'a> {
         param("weight", &source, table);
         Ok(LayerConfig::Embedding { dim, init: None })
     }
+}
+
+/// The index in its sequence that the graph's names give the layer named `name`
+/// (`prefix.index`): from a weight whose graph name ends as nabla's does
+/// (`…4.weight` for nabla's `3.weight` says 4).
+fn source_index(name: &str, prefix: &str, weights: &[Weight]) -> Option<usize> {
+    weights.iter().find_map(|(weight, source, _)| {
+        let rest = &weight[name.len()..];
+        let head = source.strip_suffix(rest)?;
+        let index = if prefix.is_empty() {
+            head
+        } else {
+            head.strip_prefix(prefix)?.strip_prefix('.')?
+        };
+        index.parse().ok()
+    })
 }
 
 /// The activation nabla has that `f` computes, if any: compared at points spread
