@@ -262,7 +262,7 @@ fn pytorch_exports_import_with_pytorchs_outputs() {
         let values: Vec<f32> = serde_json::from_value(entry["values"].clone()).unwrap();
         Tensor::from_vec(values, &shape)
     };
-    for name in ["mlp", "cnn", "residual"] {
+    for name in ["table", "mlp", "cnn", "residual"] {
         let path = format!("{dir}/{name}.onnx");
         let imported = nabla::onnx::import(&std::fs::read(&path).unwrap())
             .unwrap_or_else(|why| panic!("{name}: {why}"));
@@ -400,4 +400,96 @@ proptest::proptest! {
             let _ = imported.model("fuzzed.onnx".as_ref());
         }
     }
+}
+
+/// `nabla import` of a PyTorch model, then what a user does with it: predict on CSV
+/// rows (PyTorch's classes), export it again, and train it further on their data.
+#[test]
+fn an_imported_pytorch_model_predicts_exports_and_trains_from_the_command_line() {
+    let dir = common::temp_dir("onnx-import-cli");
+    let run = dir.join("run");
+    let model = format!("{}/tests/reference/onnx/table.onnx", common::ROOT);
+    let out = common::nabla(&["import", &model, "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(common::text(&out).contains("Linear(in=5, out=16)"));
+
+    // predict: CSV columns x0 … x4 fed as they are; the top class is PyTorch's argmax
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/tests/reference/onnx/onnx.json", common::ROOT))
+            .unwrap(),
+    )
+    .unwrap();
+    let case = &reference["cases"]["table"];
+    let inputs: Vec<f64> = serde_json::from_value(case["input"]["values"].clone()).unwrap();
+    let outputs: Vec<f64> = serde_json::from_value(case["output"]["values"].clone()).unwrap();
+    let mut csv = String::from("x0,x1,x2,x3,x4\n");
+    for row in inputs.chunks(5) {
+        let row: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+        csv.push_str(&(row.join(",") + "\n"));
+    }
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, csv).unwrap();
+    let out = common::nabla(&[
+        "predict",
+        run.to_str().unwrap(),
+        rows.to_str().unwrap(),
+        "--top",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let printed = common::text(&out);
+    for (row, scores) in outputs.chunks(3).enumerate() {
+        let best = (0..3)
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
+        let line = printed
+            .lines()
+            .find(|l| l.contains(&format!("row {}:", row + 1)))
+            .unwrap();
+        assert!(
+            line.contains(&format!(": {best} ")),
+            "row {}: PyTorch says {best}: {line}",
+            row + 1
+        );
+    }
+
+    // export again
+    let again = dir.join("again.onnx");
+    let out = common::nabla(&[
+        "export",
+        run.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(nabla::onnx::import(&std::fs::read(&again).unwrap()).is_ok());
+
+    // train further: the config's [data] pointed at a CSV of the same columns
+    let mut data = String::from("x0,x1,x2,x3,x4,label\n");
+    let values = Tensor::<f32>::rand_uniform(&[120, 5], -1.0, 1.0, &mut nabla::rng(5)).to_vec();
+    for x in values.chunks(5) {
+        let label = usize::from(x[0] > 0.0) + usize::from(x[1] > 0.0);
+        let x: Vec<String> = x.iter().map(f32::to_string).collect();
+        data.push_str(&format!("{},{label}\n", x.join(",")));
+    }
+    std::fs::write(dir.join("data.csv"), data).unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .replace("your-data.csv", dir.join("data.csv").to_str().unwrap());
+    assert!(
+        config.contains("init = "),
+        "training starts from the imported weights"
+    );
+    std::fs::write(dir.join("train.toml"), config).unwrap();
+    let trained = dir.join("trained");
+    let out = common::nabla(&[
+        "train",
+        dir.join("train.toml").to_str().unwrap(),
+        "--out",
+        trained.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(trained.join("model.safetensors").is_file());
 }

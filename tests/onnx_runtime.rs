@@ -377,3 +377,45 @@ fn limit_epochs(config: &str, epochs: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[test]
+#[ignore = "needs NABLA_ONNX_PYTHON (a Python with onnx and onnxruntime); .ci/run runs it"]
+fn pytorch_models_imported_and_exported_again_match_pytorch_in_onnx_runtime() {
+    let dir = temp_dir("onnx-reexport");
+    let reference_dir = Path::new(ROOT).join("tests/reference/onnx");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reference_dir.join("onnx.json")).unwrap())
+            .unwrap();
+    let mut checks = Vec::new();
+    for name in ["table", "mlp", "cnn", "residual"] {
+        let source = reference_dir.join(format!("{name}.onnx"));
+        let imported = nabla::onnx::import(&std::fs::read(&source).unwrap()).unwrap();
+        let model = imported.model(&source).unwrap();
+        let exported = nabla::onnx::export_network(
+            &model,
+            &imported.input_shape,
+            nabla::onnx::InputKind::Features,
+            17,
+        )
+        .unwrap();
+        std::fs::write(dir.join(format!("{name}.onnx")), exported.encode()).unwrap();
+        // PyTorch's input and outputs, as the runtime is to reproduce them
+        let case = &reference["cases"][name];
+        let input: Vec<f32> = serde_json::from_value(case["input"]["values"].clone()).unwrap();
+        let input_shape: Vec<usize> =
+            serde_json::from_value(case["input"]["shape"].clone()).unwrap();
+        let output: Vec<f32> = serde_json::from_value(case["output"]["values"].clone()).unwrap();
+        let output_shape: Vec<usize> =
+            serde_json::from_value(case["output"]["shape"].clone()).unwrap();
+        let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+        checks.push(check(
+            &dir,
+            &format!("{name}.onnx"),
+            &bytes,
+            "float32",
+            &input_shape,
+            &Tensor::from_vec(output, &output_shape),
+        ));
+    }
+    run_runtime(&dir, checks);
+}

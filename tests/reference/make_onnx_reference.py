@@ -35,6 +35,10 @@ class Residual(nn.Module):
         return self.layers(x) + self.shortcut(x)
 
 
+def table():
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)), (5,)
+
+
 def mlp():
     return nn.Sequential(
         nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Dropout(0.1),
@@ -69,7 +73,7 @@ def entry(t):
 def main():
     os.makedirs(HERE, exist_ok=True)
     cases = {}
-    for name, make in [("mlp", mlp), ("cnn", cnn), ("residual", residual)]:
+    for name, make in [("table", table), ("mlp", mlp), ("cnn", cnn), ("residual", residual)]:
         net, shape = make()
         with torch.no_grad():  # batch norm away from its identity start
             for m in net.modules():
