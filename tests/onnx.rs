@@ -413,6 +413,15 @@ fn an_imported_pytorch_model_predicts_exports_and_trains_from_the_command_line()
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(common::text(&out).contains("Linear(in=5, out=16)"));
 
+    // a directory that holds something is never written over
+    let again = common::nabla(&["import", &model, "--out", run.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(
+        common::text(&again).contains("already holds files"),
+        "{}",
+        common::text(&again)
+    );
+
     // predict: CSV columns x0 … x4 fed as they are; the top class is PyTorch's argmax
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/tests/reference/onnx/onnx.json", common::ROOT))

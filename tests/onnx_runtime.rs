@@ -156,7 +156,7 @@ optimizer = {{ kind = "adam", lr = 0.002 }}
 }
 
 /// Exported image models, without and with the preprocessing, agree with nabla.
-fn check_mnist(name: &str, layers: &str, normalize: bool) {
+fn check_mnist(name: &str, layers: &str, normalize: bool) -> common::TempDir {
     let dir = temp_dir(name);
     let run = train_and_export(&dir, &mnist_config(layers, normalize));
     let (batch, logits) = test_batch(&run);
@@ -179,6 +179,7 @@ fn check_mnist(name: &str, layers: &str, normalize: bool) {
         ),
     ];
     run_runtime(&dir, checks);
+    dir
 }
 
 #[test]
@@ -226,7 +227,30 @@ fn every_other_layer_kind_matches_onnx_runtime() {
         { type = "flatten" }, { type = "linear", out = 16 }, { type = "batch_norm" }, { type = "sigmoid" },
         { type = "linear", out = 16 }, { type = "gelu", tanh_approximation = true },
         { type = "linear", out = "classes" }"#;
-    check_mnist("onnx-layers", layers, true);
+    let dir = check_mnist("onnx-layers", layers, true);
+    // the newest operator set nabla writes reads the same
+    let out = nabla(&[
+        "export",
+        dir.join("run").to_str().unwrap(),
+        "--opset",
+        "21",
+        "--out",
+        dir.join("opset21.onnx").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = SavedRun::open(&dir.join("run")).unwrap();
+    let (batch, logits) = test_batch(&run);
+    run_runtime(
+        &dir,
+        vec![check(
+            &dir,
+            "opset21.onnx",
+            &floats(&batch),
+            "float32",
+            batch.shape(),
+            &logits,
+        )],
+    );
 }
 
 #[test]

@@ -40,6 +40,13 @@ pub fn export(run: &SavedRun, out: Option<PathBuf>, options: &ExportOptions) -> 
 /// `nabla import`: reads `model` and writes the run directory `out`, printing the
 /// network and where each weight came from when its name changed.
 pub fn import(model: &Path, out: &Path) -> Result<()> {
+    // a run (or anything else) already there is the user's: never written over
+    if std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(Error::format(
+            out,
+            "already holds files: give `nabla import` a new directory",
+        ));
+    }
     let bytes = std::fs::read(model).map_err(|e| Error::io(model, e))?;
     let imported = crate::onnx::import(&bytes).map_err(|why| Error::format(model, why))?;
     let notes = crate::onnx::write_imported(&imported, model, out)?;

@@ -77,7 +77,10 @@ pub trait Module<T: Float = f32> {
     /// default, and export stops with its message, naming the layer.
     fn to_onnx(&self, onnx: &mut onnx::Builder, input: &onnx::Value) -> Result<String, String> {
         let _ = (onnx, input);
-        Err(format!("{} has no ONNX form", self.describe()))
+        Err(format!(
+            "{} has no ONNX form (a layer of your own exports once it implements `Module::to_onnx`)",
+            self.describe()
+        ))
     }
 
     /// Trainable tensors with their PyTorch `state_dict` names, relative to this module.
