@@ -427,6 +427,25 @@ fn every_bench_workload_runs_two_steps() {
             ["baseline", "avx2", "avx512"].contains(&line["isa"].as_str().unwrap_or("")),
             "{line}"
         );
+        // the product arithmetic per step, and the share of the GEMM peak it ran at
+        let gflop = line["gflop_per_step"].as_f64().unwrap_or(0.0);
+        match workload {
+            "tiny" => assert!(line["gflop_per_step"].is_null(), "{line}"),
+            // 784-256-128-10 at batch 128: forward 2·128·(784·256 + 256·128 + 128·10),
+            // backward the same again without the first layer's dL/dx (the data's)
+            "mlp" => {
+                let macs = [784 * 256, 256 * 128, 128 * 10];
+                let step = 2 * 128 * (macs.iter().sum::<u64>() + macs[0] + 2 * (macs[1] + macs[2]));
+                assert_eq!(gflop, (step as f64 / 1e6).round() / 1e3, "{line}");
+            }
+            // ResNet-20: 41 M multiply-adds per 32×32 image, batch 128, ×3 with backward
+            "resnet" => assert!((30.0..32.5).contains(&gflop), "{line}"),
+            _ => assert!(gflop > 0.0, "{line}"),
+        }
+        if workload != "tiny" {
+            let percent = line["percent_of_gemm_peak"].as_f64().unwrap_or(0.0);
+            assert!(percent > 0.0 && percent < 200.0, "{line}");
+        }
     }
     // NABLA_ISA caps the vector instructions, and the line says which were used
     for (asked, allowed) in [

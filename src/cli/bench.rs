@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
 use crate::memory::{peak_resident_mb, resident_mb};
 use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
+use crate::ops::flops::{self, StepFlops};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 use crate::train::parallel::DataParallel;
@@ -112,6 +113,7 @@ fn classifier(
     let loss = |logits: &Tensor, labels: &[usize]| cross_entropy(logits, labels, &options);
     let mut stepper = DataParallel::new(world, &model, optimizer.as_ref());
     let rss_before = resident_mb();
+    let mut flops_per_sample = None;
     for epoch in 0..epochs.unwrap_or(default_epochs) {
         let mut order = loader.order(epoch); // data order: not timed, as in the reference
         if let Some(steps) = steps {
@@ -137,6 +139,12 @@ fn classifier(
         }
         let seconds = started.elapsed().as_secs_f64();
         let other_busy = busy.other_fraction(seconds);
+        // products grow with the batch: a full batch's count, per sample
+        let flops_per_sample = *flops_per_sample.get_or_insert_with(|| {
+            let full = crate::data::make_batch(&train, &(0..batch).collect::<Vec<_>>());
+            step_flops(&model, &full.inputs, |logits| loss(logits, &full.labels)).total() as f64
+                / batch as f64
+        });
         let accuracy = evaluate_in(world, &model, &test_loader, &loss).accuracy;
         model.train();
         let mut line = record(workload);
@@ -151,6 +159,9 @@ fn classifier(
         line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
         line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
+        let steps = order.len().div_ceil(batch) as f64;
+        let flops_per_step = flops_per_sample * n / steps;
+        add_arithmetic(&mut line, flops_per_step, steps, seconds, world);
         report(line, world, &stepper);
     }
     Ok(())
@@ -244,6 +255,14 @@ fn resnet(steps: usize, world: &World) -> Result<()> {
     let mut line = timed.record("resnet");
     line["images_per_s"] = json!(round((BATCH * steps) as f64 / timed.seconds, 1));
     line["final_loss"] = json!(round(timed.last_loss, 5));
+    let flops = step_flops(&model, &batch.inputs, |logits| loss(logits, &batch.labels));
+    add_arithmetic(
+        &mut line,
+        flops.total() as f64,
+        steps as f64,
+        timed.seconds,
+        world,
+    );
     report(line, world, &stepper);
     Ok(())
 }
@@ -346,6 +365,18 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
     line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / timed.seconds, 1));
     line["final_train_loss"] = json!(round(timed.last_loss, 4));
     line["val_loss"] = json!(round(val_loss, 4));
+    let offsets = random_offsets(0, 0, BATCH, corpus.train.len(), BLOCK);
+    let window = windows(&corpus.train, &offsets, BLOCK);
+    let flops = step_flops(&model, &window.inputs, |logits| {
+        loss(logits, &window.targets)
+    });
+    add_arithmetic(
+        &mut line,
+        flops.total() as f64,
+        steps as f64,
+        timed.seconds,
+        world,
+    );
     report(line, world, &stepper);
     Ok(())
 }
@@ -353,30 +384,10 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
 /// float32 C = A·B at n = 512, 1024, 2048: 2 warm-up and 10 timed products.
 fn gemm_workload() -> Result<()> {
     for n in [512usize, 1024, 2048] {
-        let a = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(1)).to_vec();
-        let b = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(2)).to_vec();
-        let mut c = vec![0.0f32; n * n];
-        let mut multiply = || {
-            gemm(
-                MatRef::row_major(&a, n, n),
-                MatRef::row_major(&b, n, n),
-                &mut c,
-                false,
-            )
-        };
-        multiply();
-        multiply();
         let busy = CpuLoad::start();
         let started = Instant::now();
-        let mut times: Vec<f64> = (0..10)
-            .map(|_| {
-                let t = Instant::now();
-                multiply();
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
+        let times = gemm_times(n, 10);
         let other_busy = busy.other_fraction(started.elapsed().as_secs_f64());
-        times.sort_by(f64::total_cmp);
         let flops = 2.0 * (n as f64).powi(3);
         let mut line = record("gemm");
         line["dtype"] = json!("float32");
@@ -390,6 +401,65 @@ fn gemm_workload() -> Result<()> {
         outln!("{line}");
     }
     Ok(())
+}
+
+/// The seconds of `reps` float32 products C = A·B of n × n matrices (after 2
+/// warm-up ones), fastest first.
+fn gemm_times(n: usize, reps: usize) -> Vec<f64> {
+    let a = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(1)).to_vec();
+    let b = Tensor::<f32>::randn(&[n * n], 0.0, 1.0, &mut crate::rng(2)).to_vec();
+    let mut c = vec![0.0f32; n * n];
+    let mut multiply = || {
+        gemm(
+            MatRef::row_major(&a, n, n),
+            MatRef::row_major(&b, n, n),
+            &mut c,
+            false,
+        )
+    };
+    multiply();
+    multiply();
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            multiply();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// The product arithmetic of one training step of `model` on `inputs`, counted from
+/// the graph of a forward pass in evaluation mode (which moves no batch-norm
+/// statistics); run after the timed steps, so that they stay as they were.
+fn step_flops(model: &dyn Module, inputs: &Tensor, loss: impl Fn(&Tensor) -> Tensor) -> StepFlops {
+    model.eval();
+    let flops = flops::step(&loss(&model.forward(inputs)));
+    model.train();
+    flops
+}
+
+/// Adds how close the workload came to the machine's limit: its product arithmetic
+/// per step, the rate it ran at, and that rate against the best float32 GEMM rate
+/// measured now, in the same run (n = 1024, the best of 5) — the ceiling a training
+/// step's products could reach. With several ranks the rate is the whole job's and no
+/// percentage is given (the GEMM ran on one rank's threads).
+fn add_arithmetic(
+    line: &mut serde_json::Value,
+    flops_per_step: f64,
+    steps: f64,
+    seconds: f64,
+    world: &World,
+) {
+    let achieved = flops_per_step * steps / seconds / 1e9;
+    line["gflop_per_step"] = json!(round(flops_per_step / 1e9, 3));
+    line["achieved_gflops"] = json!(round(achieved, 1));
+    if !world.is_distributed() {
+        let peak = 2.0 * 1024f64.powi(3) / gemm_times(1024, 5)[0] / 1e9;
+        line["gemm_peak_gflops"] = json!(round(peak, 1));
+        line["percent_of_gemm_peak"] = json!(round(100.0 * achieved / peak, 1));
+    }
 }
 
 fn round(value: f64, digits: i32) -> f64 {

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod elementwise;
+pub mod flops;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
