@@ -205,8 +205,10 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
 
     wait_for(&running.lines, "keeps serving", 120);
     // training time, epoch by epoch as metrics.jsonl records it: the stuck streams
-    // may cost a little, never a wait on a client (that would be seconds an epoch)
-    let train_seconds = |run: &std::path::Path| -> f64 {
+    // may cost a little, never a wait on a client. A wait would last the server's
+    // 30-second write timeout, so an epoch of 5 s is one; a busy machine (a CI run
+    // beside other work made the 40 epochs 0.35 s alone and 3.1 s watched) is not.
+    let epoch_seconds = |run: &std::path::Path| -> Vec<f64> {
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()
             .lines()
@@ -215,16 +217,19 @@ fn watching_changes_nothing_and_a_browser_that_never_reads_does_not_hold_trainin
                     .as_f64()
                     .unwrap()
             })
-            .sum()
+            .collect()
     };
-    let (alone, stuck_beside) = (train_seconds(&plain), train_seconds(&watched));
+    let (alone, stuck_beside) = (epoch_seconds(&plain), epoch_seconds(&watched));
+    let slowest = stuck_beside.iter().copied().fold(0.0, f64::max);
     eprintln!(
-        "40 epochs: {alone:.2} s alone, {stuck_beside:.2} s with {} stuck streams",
+        "40 epochs: {:.2} s alone, {:.2} s with {} stuck streams (slowest epoch {slowest:.3} s)",
+        alone.iter().sum::<f64>(),
+        stuck_beside.iter().sum::<f64>(),
         stuck.len()
     );
     assert!(
-        stuck_beside < 3.0 * alone + 2.0,
-        "stuck streams held training up: {stuck_beside:.2} s against {alone:.2} s"
+        slowest < 5.0,
+        "stuck streams held training up: an epoch took {slowest:.2} s"
     );
 
     // the server still answers

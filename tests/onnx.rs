@@ -502,3 +502,76 @@ fn an_imported_pytorch_model_predicts_exports_and_trains_from_the_command_line()
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(trained.join("model.safetensors").is_file());
 }
+
+/// `.npy` bytes of a float32 array, as `np.save` writes them.
+fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    bytes
+}
+
+/// An imported image model predicts on arrays already prepared as the network takes
+/// them (a `.npy` from NumPy): PyTorch's classes; an array of the wrong shape is an
+/// error that says the shape wanted.
+#[test]
+fn an_imported_model_predicts_on_numpy_arrays() {
+    let dir = common::temp_dir("onnx-npy");
+    let run = dir.join("run");
+    let model = format!("{}/tests/reference/onnx/cnn.onnx", common::ROOT);
+    let out = common::nabla(&["import", &model, "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/tests/reference/onnx/onnx.json", common::ROOT))
+            .unwrap(),
+    )
+    .unwrap();
+    let case = &reference["cases"]["cnn"];
+    let inputs: Vec<f32> = serde_json::from_value(case["input"]["values"].clone()).unwrap();
+    let shape: Vec<usize> = serde_json::from_value(case["input"]["shape"].clone()).unwrap();
+    let outputs: Vec<f64> = serde_json::from_value(case["output"]["values"].clone()).unwrap();
+    let arrays = dir.join("inputs.npy");
+    std::fs::write(&arrays, npy(&inputs, &shape)).unwrap();
+    let out = common::nabla(&[
+        "predict",
+        run.to_str().unwrap(),
+        arrays.to_str().unwrap(),
+        "--top",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let printed = common::text(&out);
+    let samples = shape[0];
+    for (i, scores) in outputs.chunks(outputs.len() / samples).enumerate() {
+        let best = (0..scores.len())
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
+        let line = printed
+            .lines()
+            .find(|l| l.contains(&format!("[{i}]:")))
+            .unwrap();
+        assert!(
+            line.contains(&format!(": {best} ")),
+            "sample {i}: PyTorch says {best}: {line}"
+        );
+    }
+    let wrong = dir.join("wrong.npy");
+    std::fs::write(&wrong, npy(&inputs[..128], &[2, 64])).unwrap();
+    let out = common::nabla(&["predict", run.to_str().unwrap(), wrong.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out).contains("the network takes [count, 1, 8, 8]"),
+        "{}",
+        common::text(&out)
+    );
+}

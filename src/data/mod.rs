@@ -12,6 +12,7 @@ pub mod idx;
 #[cfg(feature = "images")]
 pub mod image_folder;
 pub mod image_set;
+pub mod npy;
 pub mod text;
 
 use rand::RngExt;

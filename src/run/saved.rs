@@ -240,11 +240,15 @@ impl SavedRun {
     /// Unlabelled inputs from a file, prepared as the training data was: CSV rows
     /// (feature columns found by name), PNG/JPEG images, or an IDX file of images.
     /// `invert` turns images to `255 − p` first (white digits on black, as MNIST).
-    /// Returns a name for each sample and the batch.
+    /// A NumPy `.npy` array is taken as the network's input itself, already prepared:
+    /// `[count, …input shape]`, or one sample. Returns a name for each sample and the batch.
     pub fn inputs(&self, path: &Path, invert: bool) -> Result<(Vec<String>, Tensor)> {
         let shown = path.display().to_string();
         let lower = shown.to_lowercase();
         let preprocessing = &self.preprocessing;
+        if lower.ends_with(".npy") && !self.is_language_model() {
+            return self.array_inputs(path);
+        }
         if let Input::Table { schema, .. } = &preprocessing.input {
             let features = read_features_as(path, schema)?;
             let batch = preprocessing.rows(features);
@@ -272,6 +276,35 @@ impl SavedRun {
         let set = preprocessing.images(pixels, labels)?;
         let batch = crate::data::make_batch(set.as_ref(), &(0..names.len()).collect::<Vec<_>>());
         Ok((names, batch.inputs))
+    }
+}
+
+impl SavedRun {
+    /// A `.npy` array of network inputs (see [`SavedRun::inputs`]).
+    fn array_inputs(&self, path: &Path) -> Result<(Vec<String>, Tensor)> {
+        let input_shape = &self.preprocessing.input_shape;
+        let (shape, values) = crate::data::npy::read_npy(path)?;
+        let count = if shape == *input_shape {
+            1
+        } else if shape.len() == input_shape.len() + 1 && shape[1..] == input_shape[..] {
+            shape[0]
+        } else {
+            return Err(Error::format(
+                path,
+                format!(
+                    "an array of shape {shape:?}; the network takes [count, {}] (or one sample, {input_shape:?}), prepared as it takes them",
+                    input_shape
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let shown = path.display();
+        let names = (0..count).map(|i| format!("{shown} [{i}]")).collect();
+        let batch = Tensor::from_vec(values, &[&[count], &input_shape[..]].concat());
+        Ok((names, batch))
     }
 }
 
