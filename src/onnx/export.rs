@@ -38,7 +38,8 @@ pub enum InputKind {
 /// let ops: Vec<&str> = model.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
 /// assert_eq!(ops, ["Gemm", "Relu", "Gemm"]);
 /// assert_eq!(model.graph.initializers[0].name, "0.weight");
-/// std::fs::write(std::env::temp_dir().join("mlp.onnx"), model.encode()).unwrap();
+/// let bytes = model.encode(); // what `std::fs::write("mlp.onnx", …)` would save
+/// assert_eq!(nabla::onnx::Model::decode(&bytes).unwrap(), model);
 /// ```
 pub fn export_network<T: Float>(
     model: &dyn Module<T>,
