@@ -436,7 +436,7 @@ fn every_bench_workload_runs_two_steps() {
             "mlp" => {
                 let macs = [784 * 256, 256 * 128, 128 * 10];
                 let step = 2 * 128 * (macs.iter().sum::<u64>() + macs[0] + 2 * (macs[1] + macs[2]));
-                assert_eq!(gflop, (step as f64 / 1e6).round() / 1e3, "{line}");
+                assert_eq!(gflop, (step as f64 / 1e3).round() / 1e6, "{line}");
             }
             // ResNet-20: 41 M multiply-adds per 32×32 image, batch 128, ×3 with backward
             "resnet" => assert!((30.0..32.5).contains(&gflop), "{line}"),
@@ -920,4 +920,67 @@ fn a_closed_stdout_ends_the_command_quietly() {
     let status = child.wait().unwrap();
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(status.success(), "status {status}, stderr: {stderr}");
+}
+
+/// `bench --batch` and `--context` change the workload they name (what
+/// bench/cost_growth.sh sweeps), and only those.
+#[test]
+fn bench_batch_and_context_change_the_step() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = nabla(args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+    };
+    let line = json(&[
+        "bench",
+        "--workload",
+        "mlp",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+    ]);
+    assert_eq!(line["batch_size"], 8, "{line}");
+    // a product count that follows the batch: 8 of 128 samples
+    let macs: u64 = 784 * 256 + 256 * 128 + 128 * 10;
+    let step = 2 * 8 * (macs + 784 * 256 + 2 * (256 * 128 + 128 * 10));
+    assert_eq!(
+        line["gflop_per_step"].as_f64().unwrap(),
+        (step as f64 / 1e3).round() / 1e6
+    );
+    let short = json(&[
+        "bench",
+        "--workload",
+        "gpt",
+        "--context",
+        "16",
+        "--steps",
+        "1",
+    ]);
+    let long = json(&[
+        "bench",
+        "--workload",
+        "gpt",
+        "--context",
+        "32",
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(
+        (short["context"].clone(), long["context"].clone()),
+        (16.into(), 32.into())
+    );
+    // dense layers grow with the positions, attention with their square: more than 2×
+    let ratio =
+        long["gflop_per_step"].as_f64().unwrap() / short["gflop_per_step"].as_f64().unwrap();
+    assert!(ratio > 2.0 && ratio < 2.2, "{ratio}");
+    let out = nabla(&["bench", "--workload", "resnet", "--batch", "8"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--batch is for the mlp and cnn workloads"),
+        "{}",
+        text(&out)
+    );
 }

@@ -20,27 +20,52 @@ use crate::tensor::Tensor;
 use crate::train::parallel::DataParallel;
 use crate::train::{evaluate_in, step};
 
+/// How to run a workload; `None` keeps the reference's setting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Epochs of mlp and cnn.
+    pub epochs: Option<usize>,
+    /// Timed steps (tiny, resnet, gpt), or steps per epoch (mlp, cnn).
+    pub steps: Option<usize>,
+    /// Samples per step of mlp and cnn.
+    pub batch: Option<usize>,
+    /// Positions of context of gpt.
+    pub context: Option<usize>,
+}
+
 /// Runs one workload and prints one JSON object per line. Under `mpirun` (feature
 /// `mpi`), mlp, cnn, resnet and gpt run data-parallel over the ranks: each takes its
 /// share of every batch, rank 0 prints, and the line says `ranks`.
 pub fn run(
     workload: &str,
-    epochs: Option<usize>,
-    steps: Option<usize>,
+    options: &Options,
     data_dir: &std::path::Path,
     text: &std::path::Path,
     world: &World,
 ) -> Result<()> {
+    let Options { epochs, steps, .. } = *options;
+    if options.batch.is_some() && !matches!(workload, "mlp" | "cnn")
+        || options.context.is_some() && workload != "gpt"
+    {
+        return Err(Error::Config(format!(
+            "--batch is for the mlp and cnn workloads, --context for gpt; not for {workload}"
+        )));
+    }
     if world.is_distributed() && matches!(workload, "tiny" | "gemm") {
         return Err(Error::Config(format!(
             "the {workload} workload runs in one process: start it without mpirun"
         )));
     }
     match workload {
-        "mlp" | "cnn" => classifier(workload, epochs, steps, data_dir, world),
+        "mlp" | "cnn" => classifier(workload, epochs, steps, options.batch, data_dir, world),
         "tiny" => tiny(steps.unwrap_or(10_000)),
         "resnet" => resnet(steps.unwrap_or(20), world),
-        "gpt" => gpt(steps.unwrap_or(200), text, world),
+        "gpt" => gpt(
+            steps.unwrap_or(200),
+            options.context.unwrap_or(128),
+            text,
+            world,
+        ),
         "gemm" => gemm_workload(),
         other => Err(Error::Config(format!(
             "unknown workload `{other}`: expected mlp, cnn, tiny, resnet, gpt or gemm"
@@ -89,6 +114,7 @@ fn classifier(
     workload: &str,
     epochs: Option<usize>,
     steps: Option<usize>,
+    batch_size: Option<usize>,
     data_dir: &std::path::Path,
     world: &World,
 ) -> Result<()> {
@@ -102,8 +128,12 @@ fn classifier(
             let model = crate::nn::zoo::lenet5(&mut rng);
             (train, test, model, 64, 2)
         };
+    let batch = batch_size.unwrap_or(batch);
     let mut optimizer: Box<dyn Optimizer<f32>> = if workload == "mlp" {
-        Box::new(Sgd::new(model.named_parameters(), 0.05).momentum(0.9))
+        // another batch size scales the rate with it (the linear scaling rule), so that
+        // batch 1 does not diverge
+        let lr = batch_size.map_or(0.05, |batch| 0.05 * batch as f64 / 128.0);
+        Box::new(Sgd::new(model.named_parameters(), lr).momentum(0.9))
     } else {
         Box::new(Adam::new(model.named_parameters(), 1e-3))
     };
@@ -156,6 +186,7 @@ fn classifier(
         line["final_train_loss"] = json!(round(loss_sum / n, 6));
         line["batch_size"] = json!(batch);
         line["steps_per_epoch"] = json!(order.len().div_ceil(batch));
+        line["ms_per_step"] = json!(round(seconds * 1e3 / order.len().div_ceil(batch) as f64, 4));
         line["peak_rss_mb"] = json!(peak_resident_mb().map(|v| round(v, 1)));
         line["rss_before_train_mb"] = json!(rss_before.map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(other_busy.map(|v| round(v, 3)));
@@ -321,14 +352,18 @@ fn timed_steps(
 /// random windows, AdamW 1e-3 (β 0.9, 0.99; decay 0.1 on matrices only), gradient
 /// norm clipped at 1. 3 warm-up steps, `steps` timed ones, then the loss over 20
 /// fixed validation windows.
-fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
+fn gpt(steps: usize, context: usize, text: &std::path::Path, world: &World) -> Result<()> {
     use crate::data::text::{TextCorpus, Tokenizer, random_offsets, spaced_offsets, windows};
     use crate::nn::zoo::{GptShape, gpt, gpt_optimizer};
     const BATCH: usize = 32;
-    const BLOCK: usize = 128;
-    let corpus = TextCorpus::load(text, Tokenizer::Char, 0.1, BLOCK)?;
+    let block = context;
+    let corpus = TextCorpus::load(text, Tokenizer::Char, 0.1, block)?;
     let vocab = corpus.vocabulary.len();
-    let model = gpt::<f32>(GptShape::reference(vocab), &mut crate::rng(0));
+    let shape = GptShape {
+        block_size: block,
+        ..GptShape::reference(vocab)
+    };
+    let model = gpt::<f32>(shape, &mut crate::rng(0));
     let mut optimizer = gpt_optimizer(model.named_parameters());
     let options = CrossEntropyOptions::default();
     let loss = |logits: &Tensor, targets: &[usize]| {
@@ -338,9 +373,9 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
     let mut stepper = DataParallel::new(world, &model, &optimizer);
     let mut step_number = 0;
     let take_step = |stepper: &mut DataParallel| {
-        let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), BLOCK);
+        let offsets = random_offsets(0, step_number, BATCH, corpus.train.len(), block);
         step_number += 1;
-        let windows = windows(&corpus.train, &offsets[world.share(BATCH)], BLOCK);
+        let windows = windows(&corpus.train, &offsets[world.share(BATCH)], block);
         let share = Batch {
             inputs: windows.inputs,
             labels: windows.targets,
@@ -353,20 +388,21 @@ fn gpt(steps: usize, text: &std::path::Path, world: &World) -> Result<()> {
     let timed = timed_steps(steps, &mut stepper, take_step)?;
     let val_loss = {
         let _guard = no_grad();
-        let offsets = spaced_offsets(20, corpus.validation.len(), BLOCK);
-        let batch = windows(&corpus.validation, &offsets, BLOCK);
+        let offsets = spaced_offsets(20, corpus.validation.len(), block);
+        let batch = windows(&corpus.validation, &offsets, block);
         let logits = model.forward(&batch.inputs);
-        let flat = logits.reshape(&[offsets.len() * BLOCK, vocab]);
+        let flat = logits.reshape(&[offsets.len() * block, vocab]);
         cross_entropy(&flat, &batch.targets, &options).item() as f64
     };
     let mut line = timed.record("gpt");
     line["vocab"] = json!(vocab);
+    line["context"] = json!(block);
     line["params"] = json!(model.num_parameters());
-    line["tokens_per_s"] = json!(round((BATCH * BLOCK * steps) as f64 / timed.seconds, 1));
+    line["tokens_per_s"] = json!(round((BATCH * block * steps) as f64 / timed.seconds, 1));
     line["final_train_loss"] = json!(round(timed.last_loss, 4));
     line["val_loss"] = json!(round(val_loss, 4));
-    let offsets = random_offsets(0, 0, BATCH, corpus.train.len(), BLOCK);
-    let window = windows(&corpus.train, &offsets, BLOCK);
+    let offsets = random_offsets(0, 0, BATCH, corpus.train.len(), block);
+    let window = windows(&corpus.train, &offsets, block);
     let flops = step_flops(&model, &window.inputs, |logits| {
         loss(logits, &window.targets)
     });
@@ -453,7 +489,7 @@ fn add_arithmetic(
     world: &World,
 ) {
     let achieved = flops_per_step * steps / seconds / 1e9;
-    line["gflop_per_step"] = json!(round(flops_per_step / 1e9, 3));
+    line["gflop_per_step"] = json!(round(flops_per_step / 1e9, 6));
     line["achieved_gflops"] = json!(round(achieved, 1));
     if !world.is_distributed() {
         let peak = 2.0 * 1024f64.powi(3) / gemm_times(1024, 5)[0] / 1e9;

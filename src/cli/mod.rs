@@ -245,6 +245,14 @@ enum Command {
         /// The text of the gpt workload.
         #[arg(long, default_value = "data/shakespeare.txt")]
         text: PathBuf,
+        /// Samples per step of the mlp or cnn workload, instead of the reference's
+        /// (how the cost grows with the batch: bench/cost_growth.sh).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        batch: Option<u32>,
+        /// Positions of context of the gpt workload, instead of 128 (how the cost
+        /// grows with the context: bench/cost_growth.sh).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(2..=4096))]
+        context: Option<u32>,
     },
     /// Download a dataset (verifying its checksums), or export one as image files.
     Data {
@@ -433,15 +441,17 @@ pub fn main() -> ExitCode {
             steps,
             data_dir,
             text,
-        } => bench::run(
-            &workload,
-            epochs.map(|e| e as usize),
-            steps.map(|s| s as usize),
-            &data_dir,
-            &text,
-            &world,
-        )
-        .map(|_| ExitCode::SUCCESS),
+            batch,
+            context,
+        } => {
+            let options = bench::Options {
+                epochs: epochs.map(|e| e as usize),
+                steps: steps.map(|s| s as usize),
+                batch: batch.map(|b| b as usize),
+                context: context.map(|c| c as usize),
+            };
+            bench::run(&workload, &options, &data_dir, &text, &world).map(|_| ExitCode::SUCCESS)
+        }
         Command::Data {
             action:
                 DataAction::Fetch {
