@@ -7,7 +7,8 @@
 # PyTorch is installed into a venv outside the repo if missing (VENV, default
 # ~/.venvs/torch-ref). The reference scripts are shared/bench/torch_mnist.py,
 # torch_resnet.py and torch_gpt.py next to the repository (REFERENCES to override
-# the directory). GPT_STEPS (default 50) timed steps for gpt.
+# the directory). GPT_STEPS (default 50) timed steps for gpt. NABLA_ISA=avx2 compares
+# both frameworks on AVX2 only.
 # CI does not run this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,11 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/
   echo "installing PyTorch into $VENV (once; a few GB)" >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet torch numpy
+fi
+# NABLA_ISA=avx2 stands for a CPU without AVX-512: PyTorch is held to AVX2 as well
+# (its own kernels and oneDNN's), so that both run what such a CPU has
+if [ "${NABLA_ISA:-}" = avx2 ]; then
+  export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 fi
 cargo build --release --quiet
 : > "$OUT"

@@ -575,3 +575,35 @@ fn an_imported_model_predicts_on_numpy_arrays() {
         common::text(&out)
     );
 }
+
+/// Identity nodes (which exporters may leave for `nn.Identity`) are passed through:
+/// the network and its outputs are those without the node.
+#[test]
+fn identity_nodes_are_passed_through() {
+    let mut model = small_model();
+    // 0: Gemm → Identity → Relu → Gemm
+    let gemm_output = model.graph.nodes[0].outputs[0].clone();
+    model.graph.nodes[1].inputs[0] = "passed".into();
+    model.graph.nodes.insert(
+        1,
+        nabla::onnx::Node {
+            name: "/extra/Identity".into(),
+            op_type: "Identity".into(),
+            inputs: vec![gemm_output],
+            outputs: vec!["passed".into()],
+            attributes: Vec::new(),
+        },
+    );
+    let imported = nabla::onnx::import(&model.encode()).unwrap();
+    let kinds: Vec<String> = imported.layers.iter().map(LayerConfig::kind).collect();
+    assert_eq!(kinds, ["linear", "relu", "linear"]);
+    let back = imported.model("identity.onnx".as_ref()).unwrap();
+    let x = Tensor::randn(&[3, 4], 0.0, 1.0, &mut nabla::rng(2));
+    let mut rng = nabla::rng(0);
+    let original = Sequential::<f32>::new()
+        .layer(Linear::new(4, 8, &mut rng))
+        .layer(Relu)
+        .layer(Linear::new(8, 3, &mut rng));
+    let _no_graph = nabla::no_grad();
+    assert_eq!(back.forward(&x).to_vec(), original.forward(&x).to_vec());
+}
