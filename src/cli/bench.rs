@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::loss::{CrossEntropyOptions, Reduction, cross_entropy, mse_loss};
 use crate::memory::{peak_resident_mb, resident_mb};
 use crate::nn::{Linear, Module, Sequential, Sigmoid, Tanh};
-use crate::ops::flops::{self, StepFlops};
+use crate::ops::flops;
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 use crate::train::parallel::DataParallel;
@@ -172,8 +172,7 @@ fn classifier(
         // products grow with the batch: a full batch's count, per sample
         let flops_per_sample = *flops_per_sample.get_or_insert_with(|| {
             let full = crate::data::make_batch(&train, &(0..batch).collect::<Vec<_>>());
-            step_flops(&model, &full.inputs, |logits| loss(logits, &full.labels)).total() as f64
-                / batch as f64
+            step_flops(&model, &full.inputs, |logits| loss(logits, &full.labels)) / batch as f64
         });
         let accuracy = evaluate_in(world, &model, &test_loader, &loss).accuracy;
         model.train();
@@ -287,13 +286,7 @@ fn resnet(steps: usize, world: &World) -> Result<()> {
     line["images_per_s"] = json!(round((BATCH * steps) as f64 / timed.seconds, 1));
     line["final_loss"] = json!(round(timed.last_loss, 5));
     let flops = step_flops(&model, &batch.inputs, |logits| loss(logits, &batch.labels));
-    add_arithmetic(
-        &mut line,
-        flops.total() as f64,
-        steps as f64,
-        timed.seconds,
-        world,
-    );
+    timed.add_arithmetic(&mut line, flops, world);
     report(line, world, &stepper);
     Ok(())
 }
@@ -317,6 +310,11 @@ impl Timed {
         line["rss_before_train_mb"] = json!(self.rss_before.map(|v| round(v, 1)));
         line["other_cpu_busy_frac"] = json!(self.other_busy.map(|v| round(v, 3)));
         line
+    }
+
+    /// [`add_arithmetic`] for these timed steps of `flops_per_step` each.
+    fn add_arithmetic(&self, line: &mut serde_json::Value, flops_per_step: f64, world: &World) {
+        add_arithmetic(line, flops_per_step, self.steps as f64, self.seconds, world);
     }
 }
 
@@ -406,13 +404,7 @@ fn gpt(steps: usize, context: usize, text: &std::path::Path, world: &World) -> R
     let flops = step_flops(&model, &window.inputs, |logits| {
         loss(logits, &window.targets)
     });
-    add_arithmetic(
-        &mut line,
-        flops.total() as f64,
-        steps as f64,
-        timed.seconds,
-        world,
-    );
+    timed.add_arithmetic(&mut line, flops, world);
     report(line, world, &stepper);
     Ok(())
 }
@@ -469,11 +461,11 @@ fn gemm_times(n: usize, reps: usize) -> Vec<f64> {
 /// The product arithmetic of one training step of `model` on `inputs`, counted from
 /// the graph of a forward pass in evaluation mode (which moves no batch-norm
 /// statistics); run after the timed steps, so that they stay as they were.
-fn step_flops(model: &dyn Module, inputs: &Tensor, loss: impl Fn(&Tensor) -> Tensor) -> StepFlops {
+fn step_flops(model: &dyn Module, inputs: &Tensor, loss: impl Fn(&Tensor) -> Tensor) -> f64 {
     model.eval();
     let flops = flops::step(&loss(&model.forward(inputs)));
     model.train();
-    flops
+    flops.total() as f64
 }
 
 /// Adds how close the workload came to the machine's limit: its product arithmetic

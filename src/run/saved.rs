@@ -277,9 +277,7 @@ impl SavedRun {
         let batch = crate::data::make_batch(set.as_ref(), &(0..names.len()).collect::<Vec<_>>());
         Ok((names, batch.inputs))
     }
-}
 
-impl SavedRun {
     /// A `.npy` array of network inputs (see [`SavedRun::inputs`]).
     fn array_inputs(&self, path: &Path) -> Result<(Vec<String>, Tensor)> {
         let input_shape = &self.preprocessing.input_shape;

@@ -224,9 +224,10 @@ impl Reader<'_> {
         weights: &mut Vec<Weight>,
     ) -> Result<(Option<LayerConfig>, String), String> {
         let readers = self.readers(x, allowed);
-        let (region, merge) = self.region(x, allowed)?;
-        if readers.len() > 1 || region.len() > 1 {
+        if readers.len() != 1 {
             // the chain forks at x: an activation written out, or a residual block
+            // (or nothing reads x: `region` says so)
+            let (region, merge) = self.region(x, allowed)?;
             if let Some(found) = self.activation(x, to, allowed)? {
                 return Ok(found);
             }
