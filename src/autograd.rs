@@ -368,13 +368,16 @@ pub struct GraphNode<T: Float> {
 /// ```
 pub fn graph_view<T: Float>(root: &Tensor<T>) -> Vec<GraphNode<T>> {
     let mut order: Vec<Tensor<T>> = Vec::new();
+    // each tensor's position in `order`, once listed (a GPT window has thousands)
+    let mut position = std::collections::HashMap::new();
     // iterative depth-first walk; a tensor is listed once all its inputs are
     let mut stack = vec![(root.clone(), false)];
     while let Some((tensor, inputs_done)) = stack.pop() {
-        if order.iter().any(|t| t.id() == tensor.id()) {
+        if position.contains_key(&tensor.id()) {
             continue;
         }
         if inputs_done {
+            position.insert(tensor.id(), order.len());
             order.push(tensor);
             continue;
         }
@@ -382,13 +385,16 @@ pub fn graph_view<T: Float>(root: &Tensor<T>) -> Vec<GraphNode<T>> {
         stack.push((tensor, true));
         stack.extend(inputs.into_iter().rev().map(|input| (input, false)));
     }
-    let position = |tensor: &Tensor<T>| order.iter().position(|t| t.id() == tensor.id());
     order
         .iter()
         .map(|tensor| GraphNode {
             tensor: tensor.clone(),
             op: tensor.op_name(),
-            inputs: tensor.graph_inputs().iter().filter_map(&position).collect(),
+            inputs: tensor
+                .graph_inputs()
+                .iter()
+                .filter_map(|input| position.get(&input.id()).copied())
+                .collect(),
         })
         .collect()
 }

@@ -88,6 +88,7 @@ pub mod element;
 pub mod error;
 #[cfg(feature = "experiment")]
 pub mod experiment;
+pub mod explain;
 pub mod generate;
 pub mod gradcheck;
 pub mod loss;

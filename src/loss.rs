@@ -6,6 +6,14 @@ use crate::tensor::Tensor;
 
 pub use crate::ops::softmax::Reduction;
 
+/// The rules of the losses recorded as one op (the others are compositions of ops
+/// with rules of their own), as `nabla explain` shows them.
+pub(crate) const RULES: &[crate::ops::Rule] = &[crate::ops::Rule {
+    op: "bce_with_logits",
+    forward: "ℓ = −y·log σ(x) − (1 − y)·log(1 − σ(x))",
+    backward: "dℓ/dx = G·(σ(x) − y)",
+}];
+
 fn reduce<T: Float>(losses: Tensor<T>, reduction: Reduction) -> Tensor<T> {
     match reduction {
         Reduction::Mean => losses.mean(),

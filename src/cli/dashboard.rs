@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::watch::Outcome;
-use crate::dashboard::{Dashboard, SharedRun, Status, disk};
+use crate::dashboard::step::StepView;
+use crate::dashboard::{Dashboard, RunState, SharedRun, Status, disk};
 use crate::error::Result;
+use crate::explain::source::StepSource;
 
 /// Starts a dashboard for the run being trained in `dir` and says where it is.
 pub fn for_training(
@@ -38,6 +40,35 @@ pub fn serve_dirs(dirs: &[PathBuf], address: &str, host_names: Vec<String>) -> R
     let dashboard = Dashboard::serve_allowing(address, runs, host_names)?;
     announce(&dashboard);
     outln!("serving {} run(s); press Ctrl-C to stop", dirs.len());
+    wait_for_ctrl_c(&super::ctrl_c_flag());
+    Ok(())
+}
+
+/// `nabla explain CONFIG --dashboard ADDR`: the step view of the config's model
+/// (initial weights) on training example `sample`, until Ctrl-C.
+pub fn serve_step(config: &Path, sample: usize, lr: Option<f64>, address: &str) -> Result<()> {
+    let mut source = StepSource::config(config)?;
+    if let Some(lr) = lr {
+        source = source.with_sgd(lr);
+    }
+    // the first example is traced before serving, so a config that cannot be
+    // explained says so here rather than on the page
+    source.trace_checking(sample, 0)?;
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    let id = disk::run_id(config, &[]);
+    let mut state = RunState::new(&id, &config.display().to_string(), &text);
+    state.set_status(
+        Status::Finished,
+        Some("a config explained, not trained".into()),
+    );
+    state.step = Some(StepView::new(source));
+    let dashboard = Dashboard::serve(address, vec![state.shared()])?;
+    announce(&dashboard);
+    outln!(
+        "step through one training step: {}#step/{id}/{sample}",
+        dashboard.url()
+    );
+    outln!("press Ctrl-C to stop");
     wait_for_ctrl_c(&super::ctrl_c_flag());
     Ok(())
 }

@@ -247,10 +247,10 @@ pub fn run(
     sample: Option<usize>,
     input: Option<&str>,
     target: Option<&str>,
-    lr: f64,
+    lr: Option<f64>,
     dot: Option<&Path>,
 ) -> Result<()> {
-    if lr.is_nan() || lr <= 0.0 {
+    if let Some(lr) = lr.filter(|lr| lr.is_nan() || *lr <= 0.0) {
         return Err(Error::Config(format!("--lr must be positive, found {lr}")));
     }
     let x = input.map_or(Ok(vec![1.0, 0.0]), |s| parse_values(s, "input"))?;
@@ -290,9 +290,8 @@ pub fn run(
             layers.last().unwrap().bias.len()
         )));
     }
-    if lr.is_nan() || lr <= 0.0 {
-        return Err(Error::Config(format!("--lr must be positive, found {lr}")));
-    }
+    // the hand-sized lesson's rate, unless told
+    let lr = lr.unwrap_or(0.5);
     outprint!("{}", explain_text(&layers, &x, &t, lr)?);
     if let Some(path) = dot {
         let text = graph_dot(&layers, &x, &t);

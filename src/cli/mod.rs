@@ -199,7 +199,7 @@ enum Command {
     },
     /// Show one forward and backward pass and one update, every number printed.
     #[command(
-        after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1\n  nabla explain examples/mnist-cnn.toml --sample 0"
+        after_help = "Examples:\n  nabla explain\n  nabla explain --input 1,0 --target 1 --dot graph.dot\n  nabla explain examples/xor.toml --input 0,1 --target 1\n  nabla explain examples/mnist-cnn.toml --sample 0\n  nabla explain examples/spirals.toml --dashboard   # step through it in the browser"
     )]
     Explain {
         /// A config (default: a 2-2-1 sigmoid network). Explained layer by layer on a
@@ -215,12 +215,17 @@ enum Command {
         /// The target (one value per output).
         #[arg(long)]
         target: Option<String>,
-        /// The learning rate of the update.
-        #[arg(long, default_value_t = 0.5)]
-        lr: f64,
+        /// The update is plain SGD at this rate (default: 0.5 for the 2-2-1 lesson;
+        /// for a config, its own optimizer and rate).
+        #[arg(long)]
+        lr: Option<f64>,
         /// Also write the computation graph, with values and gradients, as Graphviz.
         #[arg(long)]
         dot: Option<PathBuf>,
+        /// Step through it in the browser instead: serve the dashboard's step view of
+        /// the config's model at ADDR (default 127.0.0.1:6006) until Ctrl-C.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDRESS)]
+        dashboard: Option<String>,
     },
     /// Run a reference benchmark workload; prints one JSON object per line.
     #[command(
@@ -426,6 +431,30 @@ pub fn main() -> ExitCode {
             target,
             lr,
             dot,
+            dashboard: Some(address),
+        } => match config {
+            _ if input.is_some() || target.is_some() || dot.is_some() => {
+                Err(crate::Error::Config(
+                    "--dashboard steps through a training example (--sample N): --input, --target and --dot are for the terminal"
+                        .into(),
+                ))
+            }
+            Some(config) => {
+                dashboard::serve_step(&config, sample.unwrap_or(0), lr, &address)
+                    .map(|()| ExitCode::SUCCESS)
+            }
+            None => Err(crate::Error::Config(
+                "--dashboard steps through a config's model: give the config".into(),
+            )),
+        },
+        Command::Explain {
+            config,
+            sample,
+            input,
+            target,
+            lr,
+            dot,
+            dashboard: None,
         } => explain::run(
             config.as_deref(),
             sample,

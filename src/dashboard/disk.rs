@@ -61,6 +61,9 @@ pub fn open(dir: &Path, id: &str) -> Result<SharedRun> {
     }
     let config = Config::load(&config_path)?;
     let mut state = RunState::new(id, &dir.display().to_string(), &config.to_toml());
+    state.step = Some(super::step::StepView::new(
+        crate::explain::source::StepSource::run(dir),
+    ));
     state.epochs = config.train.periods();
     state.metrics = read_metrics(dir);
     let (status, message) = status_of(dir, state.metrics.len(), state.epochs);

@@ -28,6 +28,7 @@ pub mod recorder;
 pub mod samples;
 pub mod server;
 pub mod state;
+pub mod step;
 pub mod views;
 
 pub use recorder::{Probes, Recorder};
@@ -44,7 +45,11 @@ pub fn serve_run(
     host_names: Vec<String>,
 ) -> crate::Result<(Dashboard, SharedRun)> {
     let id = disk::run_id(dir, &[]);
-    let run = RunState::new(&id, &dir.display().to_string(), config).shared();
+    let mut state = RunState::new(&id, &dir.display().to_string(), config);
+    state.step = Some(step::StepView::new(
+        crate::explain::source::StepSource::run(dir),
+    ));
+    let run = state.shared();
     let dashboard = Dashboard::serve_allowing(address, vec![run.clone()], host_names)?;
     Ok((dashboard, run))
 }

@@ -8,6 +8,7 @@
 //! | `GET /api/runs/<id>` | everything recorded about the run |
 //! | `GET /api/runs/<id>/metrics` | the `metrics.jsonl` lines, as one JSON array |
 //! | `GET /api/runs/<id>/events` | `event: update` messages, at most [`PUSH_INTERVAL`] apart |
+//! | `GET /api/runs/<id>/step…` | one training step explained ([`super::step`]) |
 //!
 //! Nothing else is served: URLs name runs by id, never by path, so no request can
 //! reach a file outside the page's own. Every other method gets 405.
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::state::{RunState, SharedRun};
+use super::step::StepRequest;
 use crate::error::{Error, Result};
 
 /// The shortest time between two updates sent to one browser, whatever the step rate.
@@ -198,11 +200,13 @@ enum Route {
     Run(String),
     Metrics(String),
     Events(String),
+    Step(String, StepRequest),
     NotFound,
 }
 
 fn route(url: &str) -> Route {
-    let path = url.split(['?', '#']).next().unwrap_or("");
+    let url = url.split('#').next().unwrap_or("");
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match path {
         "/" | "/index.html" => return Route::Asset(INDEX_HTML, "text/html; charset=utf-8"),
         "/dashboard.js" => return Route::Asset(DASHBOARD_JS, "text/javascript; charset=utf-8"),
@@ -217,6 +221,13 @@ fn route(url: &str) -> Route {
         [id] => Route::Run(id.into()),
         [id, "metrics"] => Route::Metrics(id.into()),
         [id, "events"] => Route::Events(id.into()),
+        [id, "step", ref rest @ ..] if rest.len() <= 1 => {
+            let rest = rest
+                .first()
+                .map_or(String::new(), |part| format!("/{part}"));
+            StepRequest::parse(&rest, query)
+                .map_or(Route::NotFound, |request| Route::Step(id.into(), request))
+        }
         _ => Route::NotFound,
     }
 }
@@ -254,6 +265,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        422 => "Unprocessable Content",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -327,6 +339,17 @@ fn serve_connection(
             Some(_) => Response::text(200, ""),
             None => not_found(),
         },
+        Route::Step(id, request) => {
+            let view = find(&id).and_then(|run| lock(&run).step.clone());
+            match view {
+                // the lock is not held while the step is computed
+                Some(view) => match view.answer(request) {
+                    Ok(answer) => Response::json(&answer),
+                    Err(error) => Response::text(422, &format!("{error}\n")),
+                },
+                None => not_found(),
+            }
+        }
         Route::NotFound => not_found(),
     };
     let _ = respond(&mut connection, head_only, response);

@@ -176,6 +176,9 @@ pub struct RunState {
     pub images: Option<ImageSamples>,
     /// Image data: the predictions for them, per epoch.
     pub predictions: Vec<ImagePredictions>,
+    /// The step view of the run's model, when it can be explained.
+    #[serde(skip)]
+    pub step: Option<Arc<super::step::StepView>>,
     /// Bumped whenever a field without a history (status, plane, images…) changes,
     /// so a reader knows to send them again.
     #[serde(skip)]
@@ -224,6 +227,7 @@ impl RunState {
             regions: Vec::new(),
             images: None,
             predictions: Vec::new(),
+            step: None,
             version: 1,
             network_version: 0,
             generation: 0,
@@ -281,6 +285,7 @@ impl RunState {
             "epochs": self.epochs,
             "epochs_done": self.metrics.len(),
             "steps": self.steps.len(),
+            "step_view": self.step.is_some(),
         })
     }
 

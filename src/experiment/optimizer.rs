@@ -1,14 +1,15 @@
 //! The optimizer and learning-rate schedule a config names.
 
 use super::config::{OptimizerConfig, ScheduleConfig};
+use crate::element::Float;
 use crate::nn::Module;
 use crate::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Schedule, Sgd};
 
 /// The optimizer a config names, over the model's parameters.
-pub fn build_optimizer(
+pub fn build_optimizer<T: Float>(
     config: &OptimizerConfig,
-    model: &dyn Module<f32>,
-) -> Box<dyn Optimizer<f32>> {
+    model: &dyn Module<T>,
+) -> Box<dyn Optimizer<T>> {
     let params = model.named_parameters();
     match *config {
         OptimizerConfig::Sgd {

@@ -10,6 +10,56 @@
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "relu",
+        forward: "y = max(0, x)",
+        backward: "dL/dx = G·(1 if x > 0 else 0)",
+    },
+    super::Rule {
+        op: "leaky_relu",
+        forward: "y = x if x > 0 else s·x",
+        backward: "dL/dx = G·(1 if x > 0 else s)",
+    },
+    super::Rule {
+        op: "sigmoid",
+        forward: "y = σ(x) = 1 / (1 + e^−x)",
+        backward: "dL/dx = G·y·(1 − y)",
+    },
+    super::Rule {
+        op: "tanh",
+        forward: "y = tanh(x)",
+        backward: "dL/dx = G·(1 − y²)",
+    },
+    super::Rule {
+        op: "softsign",
+        forward: "y = x / (1 + |x|)",
+        backward: "dL/dx = G / (1 + |x|)²",
+    },
+    super::Rule {
+        op: "gelu",
+        forward: "y = x·Φ(x)",
+        backward: "dL/dx = G·(Φ(x) + x·φ(x))",
+    },
+    super::Rule {
+        op: "gelu_tanh",
+        forward: "y = ½x·(1 + tanh(√(2/π)·(x + 0.044715x³)))",
+        backward: "dL/dx = G·d/dx[½x·(1 + tanh(u))], u = √(2/π)·(x + 0.044715x³)",
+    },
+    super::Rule {
+        op: "silu",
+        forward: "y = x·σ(x)",
+        backward: "dL/dx = G·σ(x)·(1 + x·(1 − σ(x)))",
+    },
+    super::Rule {
+        op: "softplus",
+        forward: "y = log(1 + e^x)",
+        backward: "dL/dx = G·σ(x)",
+    },
+];
+
 /// √(2/π), the constant of the tanh approximation of GELU.
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 /// `1/√(2π)`, the standard normal density at 0.

@@ -12,6 +12,21 @@ use crate::device::{AttentionShape, Hidden, Placement};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "attention",
+        forward: "y = softmax(Q·Kᵀ/√d + mask)·V",
+        backward: "dL/dV = Pᵀ·G; dL/dP = G·Vᵀ; dL/dS = P ⊙ (dL/dP − rowsum(dL/dP ⊙ P)); dL/dQ = dL/dS·K/√d; dL/dK = dL/dSᵀ·Q/√d",
+    },
+    super::Rule {
+        op: "masked_fill",
+        forward: "y = value where mask else x",
+        backward: "dL/dx = G where not mask else 0",
+    },
+];
+
 /// A boolean mask of a shape that broadcasts to the tensor it is applied to;
 /// `true` marks a hidden position.
 ///

@@ -10,6 +10,14 @@ use crate::device::ConvPlan;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[super::Rule {
+    op: "conv2d",
+    forward: "y[n,o] = b[o] + Σ_c W[o,c] ⋆ x[n,c]",
+    backward: "dL/dW = G·colsᵀ; dL/dx = Wᵀ·G folded back onto the pixels; dL/db = Σ G over images and pixels",
+}];
+
 impl<T: Float> Tensor<T> {
     /// Convolves an `[N, C, H, W]` input with an `[O, C/groups, kh, kw]` weight,
     /// adding `bias` (`[O]`) to each output channel. Output: `[N, O, OH, OW]`.

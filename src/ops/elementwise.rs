@@ -9,6 +9,111 @@ use crate::device;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "add",
+        forward: "y = a + b",
+        backward: "dL/da = G; dL/db = G (summed over broadcast axes)",
+    },
+    super::Rule {
+        op: "sub",
+        forward: "y = a − b",
+        backward: "dL/da = G; dL/db = −G",
+    },
+    super::Rule {
+        op: "mul",
+        forward: "y = a·b",
+        backward: "dL/da = G·b; dL/db = G·a",
+    },
+    super::Rule {
+        op: "div",
+        forward: "y = a / b",
+        backward: "dL/da = G / b; dL/db = −G·a / b²",
+    },
+    super::Rule {
+        op: "add_scalar",
+        forward: "y = x + c",
+        backward: "dL/dx = G",
+    },
+    super::Rule {
+        op: "mul_scalar",
+        forward: "y = c·x",
+        backward: "dL/dx = c·G",
+    },
+    super::Rule {
+        op: "div_scalar",
+        forward: "y = x / c",
+        backward: "dL/dx = G / c",
+    },
+    super::Rule {
+        op: "rsub_scalar",
+        forward: "y = c − x",
+        backward: "dL/dx = −G",
+    },
+    super::Rule {
+        op: "rdiv_scalar",
+        forward: "y = c / x",
+        backward: "dL/dx = −G·c / x²",
+    },
+    super::Rule {
+        op: "neg",
+        forward: "y = −x",
+        backward: "dL/dx = −G",
+    },
+    super::Rule {
+        op: "exp",
+        forward: "y = e^x",
+        backward: "dL/dx = G·y",
+    },
+    super::Rule {
+        op: "log",
+        forward: "y = log x",
+        backward: "dL/dx = G / x",
+    },
+    super::Rule {
+        op: "sqrt",
+        forward: "y = √x",
+        backward: "dL/dx = G / (2y)",
+    },
+    super::Rule {
+        op: "square",
+        forward: "y = x²",
+        backward: "dL/dx = G·2x",
+    },
+    super::Rule {
+        op: "pow",
+        forward: "y = x^p",
+        backward: "dL/dx = G·p·x^(p−1)",
+    },
+    super::Rule {
+        op: "abs",
+        forward: "y = |x|",
+        backward: "dL/dx = G·sign(x)",
+    },
+    super::Rule {
+        op: "clamp",
+        forward: "y = min(max(x, lo), hi)",
+        backward: "dL/dx = G where lo < x < hi else 0",
+    },
+    super::Rule {
+        op: "maximum",
+        forward: "y = max(a, b)",
+        backward: "dL/da = G where a wins (half each on a tie); dL/db the rest",
+    },
+    super::Rule {
+        op: "minimum",
+        forward: "y = min(a, b)",
+        backward: "dL/da = G where a wins (half each on a tie); dL/db the rest",
+    },
+    super::Rule {
+        op: "zip_with",
+        forward: "y = f(a, b)",
+        backward: "dL/da = G·∂f/∂a; dL/db = G·∂f/∂b",
+    },
+];
+
 impl<T: Float> Tensor<T> {
     /// An elementwise op from its function `f(x)` and its derivative `df(x, y)`,
     /// where `y = f(x)` is passed so derivatives like σ' = σ(1 − σ) can reuse it.

@@ -8,6 +8,14 @@ use crate::device::{MatRef, product};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[super::Rule {
+    op: "linear",
+    forward: "z_j = Σ_i W[j][i]·x_i + b_j",
+    backward: "dL/dx = G·W; dL/dW = Gᵀ·x; dL/db = Σ_rows G",
+}];
+
 impl<T: Float> Tensor<T> {
     /// `self · weightᵀ + bias` for a `[batch, in]` input, an `[out, in]` weight and an
     /// optional `[out]` bias. Equal to `x.matmul_t(w) + b`, computed in one pass.

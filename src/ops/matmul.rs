@@ -8,6 +8,21 @@ use crate::device::{MatRef, gemm_batched};
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "matmul",
+        forward: "C = A·B",
+        backward: "dL/dA = G·Bᵀ; dL/dB = Aᵀ·G",
+    },
+    super::Rule {
+        op: "matmul_t",
+        forward: "C = A·Bᵀ",
+        backward: "dL/dA = G·B; dL/dB = Gᵀ·A",
+    },
+];
+
 impl<T: Float> Tensor<T> {
     /// The matrix product of the last two axes; leading (batch) axes broadcast.
     ///

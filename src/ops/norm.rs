@@ -11,6 +11,21 @@ use crate::device::norm::{self as kernels};
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "batch_norm",
+        forward: "y = γ·(x − μ_B)/√(σ²_B + ε) + β, per channel",
+        backward: "dL/dβ = Σ G; dL/dγ = Σ G·x̂; dL/dx = γ/√(σ² + ε)·(G − mean(G) − x̂·mean(G·x̂))",
+    },
+    super::Rule {
+        op: "layer_norm",
+        forward: "y = γ·(x − μ)/√(σ² + ε) + β, per sample",
+        backward: "dL/dβ = Σ G; dL/dγ = Σ G·x̂; dL/dx = γ/√(σ² + ε)·(G − mean(G) − x̂·mean(G·x̂))",
+    },
+];
+
 /// Sums per-channel statistics, in place, over every process that holds a share of
 /// the batch (the ranks of data-parallel training): synchronised batch norm.
 pub type SumAcross = std::rc::Rc<dyn Fn(&mut [f64])>;

@@ -5,6 +5,31 @@ use crate::device::pool as kernels;
 use crate::element::Float;
 use crate::tensor::Tensor;
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "max_pool2d",
+        forward: "y = max over each window",
+        backward: "dL/dx = G at the window's maximum, 0 elsewhere",
+    },
+    super::Rule {
+        op: "avg_pool2d",
+        forward: "y = mean over each window",
+        backward: "dL/dx = G / (window size), spread over the window",
+    },
+    super::Rule {
+        op: "adaptive_avg_pool2d",
+        forward: "y = mean over each of the output's windows",
+        backward: "dL/dx = G / (window size), spread over the window",
+    },
+    super::Rule {
+        op: "global_avg_pool2d",
+        forward: "y[n,c] = mean over H×W of x[n,c]",
+        backward: "dL/dx = G / (H·W) at every pixel",
+    },
+];
+
 impl<T: Float> Tensor<T> {
     /// The largest value of each `kernel` window, moving by `stride`, over an
     /// `[N, C, H, W]` input padded with `padding` (padding never wins).

@@ -7,6 +7,26 @@ use crate::device::reduce;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "sum",
+        forward: "y = Σ x",
+        backward: "dL/dx = G at every element",
+    },
+    super::Rule {
+        op: "sum_axis",
+        forward: "y = Σ x along an axis",
+        backward: "dL/dx = G copied along the axis",
+    },
+    super::Rule {
+        op: "max_axis",
+        forward: "y = max x along an axis",
+        backward: "dL/dx = G at the maximum, 0 elsewhere",
+    },
+];
+
 impl<T: Float> Tensor<T> {
     /// The sum of all elements, as a scalar (shape `[]`).
     pub fn sum(&self) -> Tensor<T> {

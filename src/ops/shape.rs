@@ -6,6 +6,51 @@ use crate::device;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "reshape",
+        forward: "y = x, reshaped",
+        backward: "dL/dx = G, reshaped back",
+    },
+    super::Rule {
+        op: "permute",
+        forward: "y = x with axes permuted",
+        backward: "dL/dx = G with the axes permuted back",
+    },
+    super::Rule {
+        op: "broadcast_to",
+        forward: "y = x repeated along new axes",
+        backward: "dL/dx = G summed over the repeated axes",
+    },
+    super::Rule {
+        op: "narrow",
+        forward: "y = a slice of x",
+        backward: "dL/dx = G in the slice, 0 elsewhere",
+    },
+    super::Rule {
+        op: "pad",
+        forward: "y = x with zeros around",
+        backward: "dL/dx = G without the padding",
+    },
+    super::Rule {
+        op: "concat",
+        forward: "y = [a, b, …] along an axis",
+        backward: "dL/da, dL/db, … = the slices of G",
+    },
+    super::Rule {
+        op: "gather",
+        forward: "y[i] = x[index[i]]",
+        backward: "dL/dx[k] = Σ_{i: index[i] = k} G[i]",
+    },
+    super::Rule {
+        op: "index_select",
+        forward: "y[i] = x[index[i]] (an embedding's row lookup)",
+        backward: "dL/dx[k] = Σ_{i: index[i] = k} G[i]",
+    },
+];
+
 impl<T: Float> Tensor<T> {
     /// The same values with a new shape of the same size. Shares storage (no copy).
     pub fn reshape(&self, new_shape: &[usize]) -> Tensor<T> {

@@ -8,6 +8,26 @@ use crate::device::reduce;
 use crate::element::Float;
 use crate::tensor::{Tensor, shape};
 
+/// The forward formula and backward rule of each op in this file, as `nabla explain`
+/// shows them.
+pub(crate) const RULES: &[super::Rule] = &[
+    super::Rule {
+        op: "softmax",
+        forward: "y_i = e^x_i / Σ_j e^x_j",
+        backward: "dL/dx = y ⊙ (G − Σ G ⊙ y)",
+    },
+    super::Rule {
+        op: "log_softmax",
+        forward: "y_i = x_i − log Σ_j e^x_j",
+        backward: "dL/dx = G − softmax(x)·Σ G",
+    },
+    super::Rule {
+        op: "cross_entropy",
+        forward: "L = −log softmax(z)_y, averaged over the batch",
+        backward: "dL/dz = (softmax(z) − onehot(y)) / batch",
+    },
+];
+
 /// How per-element losses become one number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Reduction {

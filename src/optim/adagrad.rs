@@ -56,6 +56,14 @@ impl<T: Float> Adagrad<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adagrad<T> {
+    fn rule(&self) -> String {
+        format!(
+            "s ← s + g²; w ← w − η·g/(√s + {}) (g = dL/dw; η = {})",
+            super::setting(self.eps),
+            self.state.lr()
+        )
+    }
+
     fn step(&mut self) {
         let (lr, lr_decay) = (self.state.lr(), self.lr_decay);
         let (eps, decay) = (T::cast(self.eps), T::cast(self.weight_decay));

@@ -81,6 +81,21 @@ impl<T: Float> Adam<T> {
 }
 
 impl<T: Float> Optimizer<T> for Adam<T> {
+    fn rule(&self) -> String {
+        let (beta1, beta2) = self.betas;
+        let (decay, lr, eps) = (self.weight_decay, self.state.lr(), super::setting(self.eps));
+        let (gradient, decoupled) = match (decay, self.decoupled) {
+            (0.0, _) => ("g = dL/dw".to_string(), String::new()),
+            (_, false) => (format!("g = dL/dw + {decay}·w"), String::new()),
+            (_, true) => ("g = dL/dw".to_string(), format!("w ← w − η·{decay}·w; ")),
+        };
+        format!(
+            "{gradient}; m ← {beta1}·m + {}·g; v ← {beta2}·v + {}·g²; {decoupled}w ← w − η·m̂/(√v̂ + {eps}), m̂ = m/(1 − {beta1}^t), v̂ = v/(1 − {beta2}^t) (η = {lr})",
+            super::setting(1.0 - beta1),
+            super::setting(1.0 - beta2)
+        )
+    }
+
     fn step(&mut self) {
         let (beta1, beta2) = self.betas;
         let (lr, decoupled, matrices_only) = (self.state.lr(), self.decoupled, self.matrices_only);

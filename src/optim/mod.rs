@@ -61,11 +61,27 @@ pub trait Optimizer<T: Float = f32> {
         self.param_state_mut().import(state)
     }
 
+    /// The update rule in one line, with this optimizer's settings (`nabla explain`
+    /// shows it beside the numbers of one step).
+    fn rule(&self) -> String {
+        "w ← w − η·dL/dw".into()
+    }
+
     /// Clears every parameter's gradient.
     fn zero_grad(&self) {
         for (_, p) in self.params() {
             p.zero_grad();
         }
+    }
+}
+
+/// A setting as a rule shows it: `0.1`, not `0.09999999999999998` (1 − 0.9), and
+/// `1e-8` in scientific notation.
+pub(crate) fn setting(value: f64) -> String {
+    if value != 0.0 && value.abs() < 1e-3 {
+        format!("{value:e}")
+    } else {
+        format!("{}", (value * 1e12).round() / 1e12)
     }
 }
 

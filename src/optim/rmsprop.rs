@@ -65,6 +65,22 @@ impl<T: Float> RmsProp<T> {
 }
 
 impl<T: Float> Optimizer<T> for RmsProp<T> {
+    fn rule(&self) -> String {
+        format!(
+            "s ← {alpha}·s + {}·g²; w ← w − η·g/(√s + {eps}) (g = dL/dw; η = {lr}{momentum}{centered})",
+            super::setting(1.0 - self.alpha),
+            alpha = self.alpha,
+            eps = super::setting(self.eps),
+            lr = self.state.lr(),
+            momentum = if self.momentum == 0.0 {
+                String::new()
+            } else {
+                format!(", momentum {}", self.momentum)
+            },
+            centered = if self.centered { ", centered" } else { "" },
+        )
+    }
+
     fn step(&mut self) {
         let lr = T::cast(self.state.lr());
         let (alpha, one_minus_alpha) = (T::cast(self.alpha), T::cast(1.0 - self.alpha));

@@ -63,6 +63,26 @@ impl<T: Float> Sgd<T> {
 }
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn rule(&self) -> String {
+        let gradient = match self.weight_decay {
+            0.0 => "g = dL/dw".to_string(),
+            decay => format!("g = dL/dw + {decay}·w"),
+        };
+        match (self.momentum, self.nesterov) {
+            (0.0, _) => format!("{gradient}; w ← w − η·g (η = {})", self.state.lr()),
+            (momentum, nesterov) => format!(
+                "{gradient}; v ← {momentum}·v + {}·g; w ← w − η·{} (η = {})",
+                super::setting(1.0 - self.dampening),
+                if nesterov {
+                    format!("(g + {momentum}·v)")
+                } else {
+                    "v".into()
+                },
+                self.state.lr()
+            ),
+        }
+    }
+
     fn step(&mut self) {
         let lr = T::cast(self.state.lr());
         let (momentum, weight_decay) = (T::cast(self.momentum), T::cast(self.weight_decay));
