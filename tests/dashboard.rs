@@ -331,7 +331,7 @@ fn the_api_serves_what_was_recorded_and_pushes_at_most_a_few_updates_a_second() 
     let runs = get_json(address, "/api/runs");
     assert_eq!(
         runs,
-        json!([{"id": "demo", "path": "runs/demo", "status": "finished", "epochs": 0, "epochs_done": 1, "steps": 3000}])
+        json!([{"id": "demo", "path": "runs/demo", "status": "finished", "epochs": 0, "epochs_done": 1, "steps": 3000, "step_view": false}])
     );
     assert_eq!(
         get_json(address, "/api/runs/demo/metrics"),

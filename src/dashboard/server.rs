@@ -1,4 +1,4 @@
-//! The dashboard's HTTP server: the page (three files compiled into the binary),
+//! The dashboard's HTTP server: the page (four files compiled into the binary),
 //! a read-only JSON API, and a stream of updates per run (Server-Sent Events).
 //!
 //! | request | answer |
@@ -56,6 +56,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
+const STEP_JS: &str = include_str!("assets/step.js");
 
 /// A running dashboard server; dropping it stops the server.
 pub struct Dashboard {
@@ -211,6 +212,7 @@ fn route(url: &str) -> Route {
         "/" | "/index.html" => return Route::Asset(INDEX_HTML, "text/html; charset=utf-8"),
         "/dashboard.js" => return Route::Asset(DASHBOARD_JS, "text/javascript; charset=utf-8"),
         "/dashboard.css" => return Route::Asset(DASHBOARD_CSS, "text/css; charset=utf-8"),
+        "/step.js" => return Route::Asset(STEP_JS, "text/javascript; charset=utf-8"),
         "/api/runs" | "/api/runs/" => return Route::Runs,
         _ => {}
     }

@@ -87,7 +87,8 @@ pub struct LayerTrace {
 pub struct NodeTrace {
     /// Its position in [`StepTrace::nodes`].
     pub index: usize,
-    /// The op that made it, or `input` / `parameter` for leaves.
+    /// The op that made it, or for leaves `input` (the example), `parameter`, or
+    /// `constant` (a buffer such as batch norm's running statistics).
     pub op: String,
     /// A parameter's name (`0.weight`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -280,7 +281,9 @@ pub fn trace_step(
             let op = match (node.op, &name) {
                 (Some(op), _) => op.to_string(),
                 (None, Some(_)) => "parameter".into(),
-                (None, None) => "input".into(),
+                (None, None) if Some(index) == input_node => "input".into(),
+                // a leaf no gradient is wanted for: batch norm's running statistics
+                (None, None) => "constant".into(),
             };
             NodeTrace {
                 index,

@@ -57,6 +57,7 @@ async function start() {
     follow(summary.id);
   });
   focus = list.length ? list[0].id : null;
+  initStepView(list);
   $("smoothing").addEventListener("input", redrawSoon);
   $("log-loss").addEventListener("change", redrawSoon);
   $("histogram-epoch").addEventListener("input", redrawSoon);
