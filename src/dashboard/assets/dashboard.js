@@ -128,7 +128,8 @@ function drawStatus(run) {
   const where = lastStep ? `epoch ${Math.min(Math.ceil(lastStep.epoch), run.epochs)} of ${run.epochs}` : `${done} of ${run.epochs} epochs`;
   const words = {
     running: `${run.id}: training — ${where}${loss}${accuracy}`,
-    finished: `${run.id}: finished ${done} epochs${loss}${accuracy}`,
+    // a config explained, not trained, says so (its message)
+    finished: run.epochs === 0 && run.message ? `${run.id}: ${run.message}` : `${run.id}: finished ${done} epochs${loss}${accuracy}`,
     interrupted: `${run.id}: ${run.message || "interrupted"}`,
     failed: `${run.id}: failed — ${run.message || ""}`,
   };
