@@ -431,39 +431,31 @@ pub fn main() -> ExitCode {
             target,
             lr,
             dot,
-            dashboard: Some(address),
-        } => match config {
-            _ if input.is_some() || target.is_some() || dot.is_some() => {
+            dashboard,
+        } => match (dashboard, config) {
+            (None, config) => explain::run(
+                config.as_deref(),
+                sample,
+                input.as_deref(),
+                target.as_deref(),
+                lr,
+                dot.as_deref(),
+            )
+            .map(|_| ExitCode::SUCCESS),
+            (Some(_), _) if input.is_some() || target.is_some() || dot.is_some() => {
                 Err(crate::Error::Config(
                     "--dashboard steps through a training example (--sample N): --input, --target and --dot are for the terminal"
                         .into(),
                 ))
             }
-            Some(config) => {
+            (Some(address), Some(config)) => {
                 dashboard::serve_step(&config, sample.unwrap_or(0), lr, &address)
                     .map(|()| ExitCode::SUCCESS)
             }
-            None => Err(crate::Error::Config(
+            (Some(_), None) => Err(crate::Error::Config(
                 "--dashboard steps through a config's model: give the config".into(),
             )),
         },
-        Command::Explain {
-            config,
-            sample,
-            input,
-            target,
-            lr,
-            dot,
-            dashboard: None,
-        } => explain::run(
-            config.as_deref(),
-            sample,
-            input.as_deref(),
-            target.as_deref(),
-            lr,
-            dot.as_deref(),
-        )
-        .map(|_| ExitCode::SUCCESS),
         Command::Bench {
             workload,
             epochs,

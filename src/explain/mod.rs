@@ -321,37 +321,22 @@ pub fn trace_step(
         let _guard = no_grad();
         loss_of(&model.forward(&input), labels).item()
     };
-    let mut parameters = Vec::new();
-    let mut entries = Vec::new();
-    let before: Vec<(String, Vec<f64>, Vec<f64>)> = model
+    // each parameter before the step: its values and gradient, and the checks
+    let before: Vec<_> = model
         .named_parameters()
         .into_iter()
         .map(|(name, parameter)| {
             let grad = parameter
                 .grad()
                 .map_or_else(|| vec![0.0; parameter.numel()], |g| g.to_vec());
-            let checks = checked_entries(parameter.numel(), checked)
+            let checks: Vec<Check> = checked_entries(parameter.numel(), checked)
                 .map(|index| Check {
                     index,
                     analytic: grad[index],
                     numerical: central_difference_at(&parameter, index, DEFAULT_EPS, objective),
                 })
-                .collect::<Vec<_>>();
-            let worst = checks
-                .iter()
-                .map(|check| {
-                    let scale = check.analytic.abs().max(check.numerical.abs()).max(1.0);
-                    (check.analytic - check.numerical).abs() / scale
-                })
-                .fold(0.0, f64::max);
-            parameters.push(ParameterTrace {
-                node: position[&parameter.id()],
-                name: name.clone(),
-                checks,
-                worst,
-                after: Summary::of(&[], &[0]),
-            });
-            (name, parameter.to_vec(), grad)
+                .collect();
+            (name, parameter.to_vec(), grad, checks, parameter)
         })
         .collect();
 
@@ -359,20 +344,16 @@ pub fn trace_step(
     optimizer.step();
     let loss_after = objective();
     let state = optimizer.state();
-    for ((parameter, (name, old, grad)), trace) in model
-        .named_parameters()
-        .iter()
-        .zip(before)
-        .zip(&mut parameters)
-    {
-        let new = parameter.1.to_vec();
-        trace.after = Summary::of(&new, parameter.1.shape());
+    let mut parameters = Vec::new();
+    let mut entries = Vec::new();
+    for (name, old, grad, checks, parameter) in before {
+        let new = parameter.to_vec();
         for index in checked_entries(new.len(), CHECKED) {
             let buffers = state
                 .iter()
                 .filter_map(|(key, values)| {
                     let buffer = key.strip_prefix(&name)?.strip_prefix('.')?;
-                    (buffer != "step").then(|| (buffer.to_string(), values.to_vec()[index]))
+                    (buffer != "step").then(|| (buffer.to_string(), values.data()[index]))
                 })
                 .collect();
             entries.push(UpdateEntry {
@@ -384,6 +365,20 @@ pub fn trace_step(
                 state: buffers,
             });
         }
+        let worst = checks
+            .iter()
+            .map(|check| {
+                let scale = check.analytic.abs().max(check.numerical.abs()).max(1.0);
+                (check.analytic - check.numerical).abs() / scale
+            })
+            .fold(0.0, f64::max);
+        parameters.push(ParameterTrace {
+            node: position[&parameter.id()],
+            name,
+            checks,
+            worst,
+            after: Summary::of(&new, parameter.shape()),
+        });
     }
     let loss_text = match &probabilities {
         Some(p) => format!(
